@@ -1,0 +1,297 @@
+//! Request and response bodies of the EnvShield v1 JSON API (`/api/v1/cli/...`).
+//!
+//! The server serialises these and the `envshield` CLI deserialises them, so
+//! the two cannot drift apart. Field names are camelCase on the wire.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST /api/v1/cli/auth/device/start`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartDeviceRequest {
+    /// Name the minted token will carry; the server picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
+    /// Scopes asked for; the server's default set when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Answer to `start`: what the CLI shows and keeps while it polls.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StartDeviceResponse {
+    /// The CLI's secret for polling. Never shown to the person.
+    pub device_code: String,
+    /// Short code the person compares in the browser, `XXXX-XXXX`.
+    pub user_code: String,
+    /// Page that shows this request, with the user code filled in.
+    pub verification_url: String,
+    /// Page where the code can be typed by hand.
+    pub verification_uri: String,
+    /// When the request stops being usable.
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until `expires_at`.
+    pub expires_in: i64,
+    /// Seconds the CLI must wait between polls.
+    pub poll_interval: u64,
+    /// Name the token will carry.
+    pub token_name: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+}
+
+/// `POST /api/v1/cli/auth/device/poll` body (and the GET query).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PollDeviceRequest {
+    /// The device code from `start`.
+    pub device_code: String,
+}
+
+/// Every answer of `poll`, told apart by `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PollDeviceResponse {
+    /// 200: nobody has decided yet; poll again after `pollInterval` seconds.
+    #[serde(rename_all = "camelCase")]
+    Pending {
+        /// Seconds to wait before the next poll.
+        poll_interval: u64,
+    },
+    /// 200: approved; the token is handed out exactly once.
+    #[serde(rename_all = "camelCase")]
+    Approved {
+        /// The API token in plaintext. Shown once, never again.
+        token: String,
+        /// Id of the token, for `tokens revoke`.
+        token_id: Uuid,
+        /// Name of the token.
+        token_name: String,
+        /// Scopes the token carries (the approver may have narrowed them).
+        scopes: Vec<String>,
+        /// When the token stops working; `None` for no expiry.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// 429: polled faster than allowed; wait `pollInterval` seconds from now on.
+    #[serde(rename_all = "camelCase")]
+    SlowDown {
+        /// Error code, `slow_down`.
+        error: String,
+        /// What happened, for a person.
+        message: String,
+        /// The new, longer interval in seconds.
+        poll_interval: u64,
+    },
+    /// 403: the person denied the request.
+    Denied {
+        /// Error code, `access_denied`.
+        error: String,
+        /// What happened, for a person.
+        message: String,
+    },
+    /// 410: unknown, expired, cancelled or already used.
+    Expired {
+        /// Error code, `expired_token`.
+        error: String,
+        /// What happened, for a person.
+        message: String,
+    },
+}
+
+/// What the browser decides in `complete`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Mint a token for the CLI.
+    Approve,
+    /// Refuse the request.
+    Deny,
+}
+
+/// `POST /api/v1/cli/auth/device/complete`, from a signed-in browser session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompleteDeviceRequest {
+    /// The code shown in the terminal, any case, with or without the dash.
+    pub user_code: String,
+    /// Approve or deny.
+    pub decision: Decision,
+    /// A subset of the requested scopes; all requested when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// A shorter lifetime than the server's default, in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// `POST /api/v1/cli/auth/device/cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelDeviceRequest {
+    /// The device code from `start`.
+    pub device_code: String,
+}
+
+/// `{status: "ok", message}` from `complete` and `cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusMessage {
+    /// Always `ok`.
+    pub status: String,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+/// The account behind a token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    /// Account id.
+    pub id: Uuid,
+    /// Sign-in email.
+    pub email: String,
+    /// `user` or `admin`.
+    pub role: String,
+}
+
+/// The token a request was made with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: Uuid,
+    /// Token name.
+    pub name: String,
+    /// Scopes it carries.
+    pub scopes: Vec<String>,
+    /// When it was minted.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working; `None` for no expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last request made with it (updated at most once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/cli/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WhoamiResponse {
+    /// Who the token belongs to.
+    pub user: UserInfo,
+    /// The token itself.
+    pub token: TokenInfo,
+}
+
+/// Where a token stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// Usable.
+    Active,
+    /// Past its expiry.
+    Expired,
+    /// Revoked by its owner or an admin.
+    Revoked,
+}
+
+/// One row of `GET /api/v1/cli/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSummary {
+    /// Token id.
+    pub id: Uuid,
+    /// Owner's account id.
+    pub user_id: Uuid,
+    /// Owner's email.
+    pub user_email: String,
+    /// Token name.
+    pub name: String,
+    /// Prefix and last four characters, e.g. `esh_…a1B2`.
+    pub hint: String,
+    /// Scopes it carries.
+    pub scopes: Vec<String>,
+    /// When it was minted.
+    pub created_at: DateTime<Utc>,
+    /// Last request made with it.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops working; `None` for no expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Active, expired or revoked.
+    pub status: TokenStatus,
+    /// Whether this is the token the request was made with.
+    pub current: bool,
+}
+
+/// `GET /api/v1/cli/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenListResponse {
+    /// Newest first.
+    pub tokens: Vec<TokenSummary>,
+}
+
+/// `POST /api/v1/cli/tokens/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeTokenRequest {
+    /// Id of the token to revoke.
+    pub token_id: Uuid,
+}
+
+/// Every error body: a stable code and a sentence a person can act on.
+/// Device endpoints add `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable snake_case code.
+    pub error: String,
+    /// What happened and what to do.
+    pub message: String,
+    /// Device-flow state, on device endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_responses_are_tagged_by_status_in_camel_case() {
+        let pending = PollDeviceResponse::Pending { poll_interval: 5 };
+        let json = serde_json::to_value(&pending).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "pending", "pollInterval": 5})
+        );
+
+        let parsed: PollDeviceResponse = serde_json::from_value(serde_json::json!({
+            "status": "slow_down", "error": "slow_down", "message": "m", "pollInterval": 10
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed,
+            PollDeviceResponse::SlowDown {
+                error: "slow_down".into(),
+                message: "m".into(),
+                poll_interval: 10
+            }
+        );
+    }
+
+    #[test]
+    fn requests_reject_unknown_fields() {
+        let err = serde_json::from_str::<StartDeviceRequest>(r#"{"tokenName":"x","bogus":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field"));
+    }
+
+    #[test]
+    fn decision_is_lowercase() {
+        let req: CompleteDeviceRequest =
+            serde_json::from_str(r#"{"userCode":"BCDF-GHJK","decision":"deny"}"#).unwrap();
+        assert_eq!(req.decision, Decision::Deny);
+        assert_eq!(req.scopes, None);
+    }
+}

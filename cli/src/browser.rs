@@ -1,0 +1,117 @@
+//! Opening the verification page in the person's browser.
+
+use std::process::{Command, Stdio};
+
+/// Whether a browser can be expected here: not over SSH, and on Linux and
+/// the BSDs only with a graphical display. `var` reads an environment
+/// variable (passed in so tests need not touch the real environment).
+pub fn can_open(var: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    if set("SSH_CONNECTION") || set("SSH_TTY") {
+        return false;
+    }
+    if cfg!(any(target_os = "macos", windows)) {
+        return true;
+    }
+    set("DISPLAY") || set("WAYLAND_DISPLAY")
+}
+
+/// [`can_open`] with the process environment.
+pub fn can_open_here() -> bool {
+    can_open(&|name| std::env::var(name).ok())
+}
+
+/// Only plain http(s) URLs without spaces or control characters are handed
+/// to the system opener: the URL comes from the server, and an opener
+/// would happily run `file://` or other schemes.
+pub fn is_safe_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Starts the system's opener for `url` (`open` on macOS, `cmd /C start` on
+/// Windows, `xdg-open` elsewhere) without waiting for the browser. Fails
+/// when the URL is not safe or the opener cannot be started.
+pub fn open(url: &str) -> Result<(), String> {
+    if !is_safe_url(url) {
+        return Err("the address is not a plain http(s) URL".into());
+    }
+    let mut command = opener(url);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("could not start {:?} ({e})", command.get_program()))?;
+    // Reap the opener in the background so it never lingers as a zombie.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+fn opener(url: &str) -> Command {
+    if cfg!(target_os = "macos") {
+        let mut c = Command::new("open");
+        c.arg(url);
+        c
+    } else if cfg!(windows) {
+        // `start` treats its first quoted argument as a window title, and
+        // cmd gives `&` a meaning of its own.
+        let mut c = Command::new("cmd");
+        c.args(["/C", "start", ""]).arg(url.replace('&', "^&"));
+        c
+    } else {
+        let mut c = Command::new("xdg-open");
+        c.arg(url);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn no_browser_over_ssh() {
+        assert!(!can_open(&env(&[
+            ("DISPLAY", ":0"),
+            ("SSH_CONNECTION", "1.2.3.4 5 6.7.8.9 22")
+        ])));
+        assert!(!can_open(&env(&[
+            ("DISPLAY", ":0"),
+            ("SSH_TTY", "/dev/pts/1")
+        ])));
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn linux_needs_a_display() {
+        assert!(!can_open(&env(&[])));
+        assert!(!can_open(&env(&[("DISPLAY", "")])));
+        assert!(can_open(&env(&[("DISPLAY", ":0")])));
+        assert!(can_open(&env(&[("WAYLAND_DISPLAY", "wayland-0")])));
+    }
+
+    #[test]
+    fn only_plain_web_urls_are_opened() {
+        assert!(is_safe_url(
+            "http://localhost:3000/cli/login?code=BCDF-GHJK"
+        ));
+        assert!(is_safe_url("https://e.example/cli/login?code=BCDF-GHJK"));
+        assert!(!is_safe_url("file:///etc/passwd"));
+        assert!(!is_safe_url("javascript:alert(1)"));
+        assert!(!is_safe_url("https://e.example/a b"));
+        assert!(open("file:///etc/passwd").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! The command line: clap types only, no behaviour.
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::config::parse_profile_name;
+
+/// Sign in to EnvShield from the terminal through the browser, and manage
+/// the API tokens that come out of it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "envshield",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Environment: ENVSHIELD_API_URL, ENVSHIELD_PROFILE, ENVSHIELD_TOKEN, ENVSHIELD_CONFIG_DIR, NO_COLOR.\nExit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C)."
+)]
+pub struct Cli {
+    /// API base URL [default: the profile's saved URL, else
+    /// http://localhost:3000/api/v1; env: ENVSHIELD_API_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// Profile to use; each profile keeps its own server and token
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "ENVSHIELD_PROFILE",
+        default_value = crate::config::DEFAULT_PROFILE,
+        value_parser = parse_profile_name
+    )]
+    pub profile: String,
+
+    /// Machine-readable output: JSON on stdout, errors included
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in: approve in the browser (default), or save a token you have
+    Login(LoginArgs),
+    /// Show who you are signed in as, on which server, with which token
+    #[command(visible_alias = "status")]
+    Whoami,
+    /// Revoke the token on the server and remove it from this machine
+    Logout(LogoutArgs),
+    /// List or revoke your API tokens (lists when no subcommand is given)
+    Tokens(TokensArgs),
+    /// Print the token in use on stdout, for scripts
+    Token,
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+/// `envshield login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Name for the new token [default: "CLI Token - <date> - <hostname>"];
+    /// skips the prompt
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Scopes to ask for, comma-separated [default: the server's]
+    #[arg(long, value_name = "SCOPES", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+
+    /// Do not open a browser; just print the address
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Save this existing token instead of signing in through the browser
+    /// (checked with the server first); prefer --with-token, which keeps it
+    /// out of the process list
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        conflicts_with_all = ["with_token", "name", "scopes", "no_browser"]
+    )]
+    pub token: Option<String>,
+
+    /// Read an existing token from standard input and save it (for CI)
+    #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser"])]
+    pub with_token: bool,
+}
+
+/// `envshield logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Sign out of every profile
+    #[arg(long)]
+    pub all: bool,
+
+    /// Remove the token from this machine even when the server cannot be
+    /// reached to revoke it
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `envshield tokens`.
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// list (default) or revoke.
+    #[command(subcommand)]
+    pub command: Option<TokensCommand>,
+}
+
+/// `envshield tokens <list|revoke>`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// List your tokens (admins see everyone's)
+    List,
+    /// Revoke a token by id
+    Revoke {
+        /// Id of the token (see `envshield tokens list`)
+        id: Uuid,
+    },
+}
+
+/// `envshield completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to write the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scopes_are_comma_separated() {
+        let cli =
+            Cli::try_parse_from(["envshield", "login", "--scopes", "a,b", "--no-browser"]).unwrap();
+        let Command::Login(args) = cli.command else {
+            panic!("not login")
+        };
+        assert_eq!(args.scopes, vec!["a", "b"]);
+        assert!(args.no_browser);
+    }
+
+    #[test]
+    fn token_conflicts_with_device_flow_flags() {
+        let err =
+            Cli::try_parse_from(["envshield", "login", "--token", "x", "--name", "n"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            Cli::try_parse_from(["envshield", "login", "--token", "x", "--with-token"]).is_err()
+        );
+    }
+
+    #[test]
+    fn status_is_an_alias_of_whoami_and_globals_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["envshield", "status", "--json", "--profile", "work"]).unwrap();
+        assert!(matches!(cli.command, Command::Whoami));
+        assert!(cli.json);
+        assert_eq!(cli.profile, "work");
+    }
+
+    #[test]
+    fn bad_profile_and_token_id_are_usage_errors() {
+        let err = Cli::try_parse_from(["envshield", "whoami", "--profile", "a b"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["envshield", "tokens", "revoke", "nope"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

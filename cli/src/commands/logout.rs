@@ -1,0 +1,277 @@
+//! `envshield logout`: revoke the token on the server, then forget it here.
+
+use serde::Serialize;
+
+use super::{with_server_message, Context, TOKEN_ENV};
+use crate::cli::LogoutArgs;
+use crate::config::Config;
+use crate::error::CliError;
+
+/// What happened to one profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// Revoked on the server and removed here.
+    Revoked,
+    /// The server no longer accepted it; removed here.
+    AlreadyInvalid,
+    /// The server could not revoke it; removed here anyway (`--force`).
+    RemovedLocally,
+    /// There was no token.
+    NotSignedIn,
+    /// Nothing changed.
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileResult {
+    profile: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_url: Option<String>,
+    result: Outcome,
+    message: String,
+}
+
+/// Runs `envshield logout`.
+pub fn run(ctx: &Context, args: &LogoutArgs) -> Result<(), CliError> {
+    let config = ctx.load_config()?;
+    let names: Vec<String> = if args.all {
+        config
+            .profiles
+            .iter()
+            .filter(|(_, p)| p.token.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    } else {
+        vec![ctx.profile.clone()]
+    };
+
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for name in &names {
+        let (result, failure) = logout_one(ctx, &config, name, args.force);
+        results.push(result);
+        failures.extend(failure);
+    }
+
+    if ctx.env_token.is_some() {
+        ctx.out.warn(&format!(
+            "{TOKEN_ENV} is still set; commands keep using it until you unset it."
+        ));
+    }
+
+    if !args.all {
+        // One profile: its failure is the error.
+        if let Some(err) = failures.pop() {
+            return Err(err);
+        }
+    } else if !failures.is_empty() {
+        let failed: Vec<&str> = results
+            .iter()
+            .filter(|r| r.result == Outcome::Failed)
+            .map(|r| r.profile.as_str())
+            .collect();
+        for err in &failures {
+            ctx.out.note(&format!("error: {}", err.message));
+        }
+        return Err(CliError::new(
+            "logout_failed",
+            format!(
+                "could not sign out of {} profile(s): {}. Their tokens were kept; try again, or add --force to remove them from this machine only.",
+                failed.len(),
+                failed.join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "profiles": results })));
+    }
+
+    if ctx.out.is_json() {
+        ctx.out
+            .json_line(&serde_json::json!({ "profiles": results }));
+    } else if results.is_empty() {
+        ctx.out.result("No profile is signed in; nothing to do.");
+    } else {
+        for r in &results {
+            ctx.out.result(&r.message);
+        }
+    }
+    Ok(())
+}
+
+/// The result for one profile, and the error when it failed.
+type Attempt = (ProfileResult, Option<CliError>);
+
+fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attempt {
+    let result = |api_url: Option<&str>, result, message: String| ProfileResult {
+        profile: name.to_string(),
+        api_url: api_url.map(str::to_string),
+        result,
+        message,
+    };
+    let Some(profile) = config.profiles.get(name).filter(|p| p.token.is_some()) else {
+        let done = result(
+            None,
+            Outcome::NotSignedIn,
+            format!("Profile '{name}' is not signed in; nothing to do."),
+        );
+        return (done, None);
+    };
+
+    let revoked = ctx.stored_credentials(name, profile).and_then(|creds| {
+        let client = ctx.client(&creds.api_url)?;
+        match client.logout(&creds.token) {
+            Ok(()) => Ok((creds.api_url, Outcome::Revoked, String::new())),
+            Err(e) if e.is_unauthorized() => {
+                let msg = with_server_message("the server no longer accepted it", &e);
+                Ok((creds.api_url, Outcome::AlreadyInvalid, msg))
+            }
+            Err(e) => Err(CliError::from(e)),
+        }
+    });
+
+    let saved_url = profile.api_url.clone();
+    let (api_url, outcome, said) = match revoked {
+        Ok(done) => done,
+        Err(err) if force => {
+            ctx.out.warn(&err.message);
+            (
+                saved_url.unwrap_or_default(),
+                Outcome::RemovedLocally,
+                err.message,
+            )
+        }
+        Err(err) => {
+            let err = err.with_hint(&format!(
+                "The token of profile '{name}' was kept; try again, or add --force to remove it from this machine only."
+            ));
+            let failed = result(saved_url.as_deref(), Outcome::Failed, err.message.clone());
+            return (failed, Some(err));
+        }
+    };
+
+    // Forget the token, unless another login replaced it meanwhile.
+    let token = profile.token.clone();
+    let removed = ctx.update_config(|c| {
+        if let Some(p) = c.profiles.get_mut(name) {
+            if p.token == token {
+                p.clear_token();
+            }
+        }
+    });
+    if let Err(err) = removed {
+        let message = match outcome {
+            Outcome::Revoked => {
+                err.with_hint("The token was revoked on the server, so it no longer works.")
+            }
+            _ => err,
+        };
+        let failed = result(Some(&api_url), Outcome::Failed, message.message.clone());
+        return (failed, Some(message));
+    }
+
+    let message = match outcome {
+        Outcome::Revoked => format!(
+            "Signed out of profile '{name}' ({api_url}): the token was revoked on the server and removed from this machine."
+        ),
+        Outcome::AlreadyInvalid => format!(
+            "Signed out of profile '{name}' ({api_url}): {said}, so it was only removed from this machine."
+        ),
+        _ => format!(
+            "Removed the token of profile '{name}' from this machine, but it was NOT revoked on the server; revoke it in the web UI."
+        ),
+    };
+    (result(Some(&api_url), outcome, message), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::tests::{canned_server, http};
+    use crate::commands::tests::context;
+    use crate::config::Profile;
+
+    fn save_profile(ctx: &Context, url: &str) -> Config {
+        ctx.update_config(|c| {
+            c.profiles.insert(
+                "default".into(),
+                Profile {
+                    api_url: Some(url.into()),
+                    token: Some("esh_tok".into()),
+                    ..Default::default()
+                },
+            );
+        })
+        .unwrap()
+    }
+
+    fn saved_token(ctx: &Context) -> Option<String> {
+        ctx.load_config().unwrap().profiles["default"].token.clone()
+    }
+
+    #[test]
+    fn revoked_on_the_server_then_removed_here() {
+        let (base, server) = canned_server(vec![http("204 No Content", "text/plain", "")]);
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let config = save_profile(&ctx, &base);
+        let (result, err) = logout_one(&ctx, &config, "default", false);
+        let requests = server.join().unwrap();
+        assert!(err.is_none());
+        assert_eq!(result.result, Outcome::Revoked);
+        assert!(requests[0].starts_with("POST /api/v1/cli/auth/logout "));
+        assert_eq!(saved_token(&ctx), None);
+        assert_eq!(
+            ctx.load_config().unwrap().profiles["default"]
+                .api_url
+                .as_deref(),
+            Some(base.as_str())
+        );
+    }
+
+    #[test]
+    fn already_invalid_is_removed_and_said() {
+        let (base, server) = canned_server(vec![http(
+            "401 Unauthorized",
+            "application/json",
+            r#"{"error":"invalid_token","message":"Revoked."}"#,
+        )]);
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let config = save_profile(&ctx, &base);
+        let (result, err) = logout_one(&ctx, &config, "default", false);
+        server.join().unwrap();
+        assert!(err.is_none());
+        assert_eq!(result.result, Outcome::AlreadyInvalid);
+        assert!(result.message.contains("no longer accepted it (Revoked)"));
+        assert_eq!(saved_token(&ctx), None);
+    }
+
+    #[test]
+    fn unreachable_server_keeps_the_token_unless_forced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let config = save_profile(&ctx, "http://127.0.0.1:9/api/v1");
+
+        let (result, err) = logout_one(&ctx, &config, "default", false);
+        assert_eq!(result.result, Outcome::Failed);
+        let err = err.unwrap();
+        assert_eq!(err.code, "unreachable");
+        assert!(err.message.contains("--force"));
+        assert_eq!(saved_token(&ctx).as_deref(), Some("esh_tok"));
+
+        let (result, err) = logout_one(&ctx, &config, "default", true);
+        assert!(err.is_none());
+        assert_eq!(result.result, Outcome::RemovedLocally);
+        assert_eq!(saved_token(&ctx), None);
+    }
+
+    #[test]
+    fn not_signed_in_is_fine() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let (result, err) = logout_one(&ctx, &Config::default(), "default", false);
+        assert!(err.is_none());
+        assert_eq!(result.result, Outcome::NotSignedIn);
+    }
+}

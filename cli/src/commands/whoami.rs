@@ -1,0 +1,74 @@
+//! `envshield whoami` (alias `status`): who the token belongs to.
+
+use chrono::Utc;
+use envshield_api_types::{TokenInfo, UserInfo};
+use serde::Serialize;
+
+use super::{Context, TokenSource, TOKEN_ENV};
+use crate::error::{one_line, CliError};
+use crate::output::when;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status<'a> {
+    signed_in: bool,
+    profile: &'a str,
+    api_url: &'a str,
+    token_source: TokenSource,
+    user: &'a UserInfo,
+    token: &'a TokenInfo,
+}
+
+/// Runs `envshield whoami`. Fails (exit 1) when not signed in or when the
+/// server no longer accepts the token.
+pub fn run(ctx: &Context) -> Result<(), CliError> {
+    let config = ctx.load_config()?;
+    let creds = ctx.credentials(&config)?;
+    let client = ctx.client(&creds.api_url)?;
+    let who = client
+        .whoami(&creds.token)
+        .map_err(|e| ctx.refused(&creds, e))?;
+
+    if ctx.out.is_json() {
+        ctx.out.json_line(&Status {
+            signed_in: true,
+            profile: &ctx.profile,
+            api_url: &creds.api_url,
+            token_source: creds.source,
+            user: &who.user,
+            token: &who.token,
+        });
+        return Ok(());
+    }
+
+    let now = Utc::now();
+    let scopes = if who.token.scopes.is_empty() {
+        "(none)".to_string()
+    } else {
+        one_line(&who.token.scopes.join(", "))
+    };
+    let source = match creds.source {
+        TokenSource::Env => format!("{TOKEN_ENV} (environment)"),
+        TokenSource::Config => ctx.store.path().display().to_string(),
+    };
+    let lines = [
+        format!(
+            "Signed in as {} ({})",
+            one_line(&who.user.email),
+            one_line(&who.user.role)
+        ),
+        format!("Server:     {}", creds.api_url),
+        format!("Profile:    {}", ctx.profile),
+        format!("Token:      {}", one_line(&who.token.name)),
+        format!("Token id:   {}", who.token.id),
+        format!("Scopes:     {scopes}"),
+        format!("Created:    {}", when(Some(who.token.created_at), now, "")),
+        format!("Expires:    {}", when(who.token.expires_at, now, "never")),
+        format!("Last used:  {}", when(who.token.last_used_at, now, "never")),
+        format!("Stored in:  {source}"),
+    ];
+    for line in lines {
+        ctx.out.result(&line);
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! `envshield`, the command-line client of EnvShield Auth: signs a person in
+//! through the browser (device flow) and manages the API token it gets.
+//!
+//! `main.rs` only parses the command line and calls [`run`].
+
+pub mod api;
+pub mod browser;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod spinner;
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::commands::{Context, TOKEN_ENV};
+use crate::config::ConfigStore;
+use crate::error::CliError;
+use crate::output::Output;
+
+/// Runs a parsed command line and reports its failure, if any, in the
+/// chosen output mode. Returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let out = Output::new(cli.json);
+    match dispatch(cli, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            out.error(&err);
+            ExitCode::from(err.exit_code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
+    if let Command::Completions(args) = &cli.command {
+        let mut command = Cli::command();
+        clap_complete::generate(
+            args.shell,
+            &mut command,
+            "envshield",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
+    let ctx = Context {
+        out: out.clone(),
+        profile: cli.profile,
+        api_url_flag: cli.api_url,
+        api_url_env: non_empty_env(api::API_URL_ENV),
+        env_token: non_empty_env(TOKEN_ENV).map(|t| t.trim().to_string()),
+        store: ConfigStore::from_env()?,
+    };
+    match &cli.command {
+        Command::Login(args) => commands::login::run(&ctx, args),
+        Command::Whoami => commands::whoami::run(&ctx),
+        Command::Logout(args) => commands::logout::run(&ctx, args),
+        Command::Tokens(args) => commands::tokens::run(&ctx, args.command.as_ref()),
+        Command::Token => commands::token::run(&ctx),
+        Command::Completions(_) => Ok(()),
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}

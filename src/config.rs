@@ -1,0 +1,558 @@
+//! Typed configuration from the environment (and an optional `.env`),
+//! validated once at start-up.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, SealKey, SealKeyring};
+
+/// Scopes a token can carry unless `API_TOKEN_SCOPES` says otherwise.
+pub const DEFAULT_SCOPE_CATALOGUE: &str = "envs:read,envs:write,tokens:read,tokens:write";
+/// File, inside the data folder, holding locally generated keys.
+const LOCAL_KEYS_FILE: &str = "keys.json";
+
+/// Where the server runs: local development or production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Defaults and generated keys allowed.
+    Local,
+    /// Explicit keys and an https `APP_URL` required.
+    Production,
+}
+
+/// Requests per minute per client IP for each limited endpoint; `0` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `device/start`.
+    pub start_per_min: u32,
+    /// `device/poll`.
+    pub poll_per_min: u32,
+    /// `device/complete` and `device/cancel`.
+    pub complete_per_min: u32,
+    /// `POST /login`.
+    pub login_per_min: u32,
+}
+
+/// The server's secrets. `Debug` shows key ids only.
+pub struct Keys {
+    /// Seals minted tokens while they wait for the CLI.
+    pub seal: SealKeyring,
+    /// Keys the HMAC of device and user codes.
+    pub code_hmac: SecretBox<[u8; 32]>,
+    /// Signs and encrypts session cookies (64 bytes).
+    pub session: SecretBox<[u8; 64]>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("seal", &self.seal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Keys {
+    fn clone(&self) -> Self {
+        Self {
+            seal: self.seal.clone(),
+            code_hmac: SecretBox::new(Box::new(*self.code_hmac.expose_secret())),
+            session: SecretBox::new(Box::new(*self.session.expose_secret())),
+        }
+    }
+}
+
+/// Everything the server needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ENVSHIELD_ENV`: `local` (default) or `production`.
+    pub environment: Environment,
+    /// `DATABASE_URL`; `None` runs the private local PostgreSQL.
+    pub database_url: Option<SecretString>,
+    /// `ENVSHIELD_DATA_DIR` (default `./data`): local keys and the local cluster.
+    pub data_dir: PathBuf,
+    /// `BIND_ADDR` (default `127.0.0.1:3000`); port 0 picks a free port.
+    pub bind_addr: String,
+    /// `APP_URL` (default `http://localhost:3000`), without a trailing slash.
+    pub app_url: url::Url,
+    /// `DEVICE_CODE_TTL_MIN` (default 10).
+    pub device_code_ttl: Duration,
+    /// `DEVICE_CODE_INTERVAL_SEC` (default 5).
+    pub device_code_interval_secs: u32,
+    /// `API_TOKEN_TTL_DAYS` (default 365; empty means tokens never expire).
+    pub api_token_ttl_days: Option<u32>,
+    /// `API_TOKEN_PREFIX` (default `esh_`).
+    pub api_token_prefix: String,
+    /// `API_TOKEN_SCOPES`: every scope a token may carry.
+    pub scope_catalogue: Vec<String>,
+    /// `API_TOKEN_SCOPES_DEFAULT`: scopes given when a CLI asks for none.
+    pub default_scopes: Vec<String>,
+    /// `MAX_API_TOKENS_PER_USER` (default 10) active tokens per account.
+    pub max_api_tokens_per_user: u32,
+    /// `RATE_LIMIT_*_PER_MIN`.
+    pub rate_limits: RateLimits,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `DATABASE_POOL_SIZE` (default 10).
+    pub db_pool_size: u32,
+    /// `DATABASE_TIMEOUT_SEC` (default 5): wait for a pooled connection.
+    pub db_timeout: Duration,
+    /// `WORKERS` (default: one per core).
+    pub workers: usize,
+    /// `BCRYPT_COST` (default 12).
+    pub bcrypt_cost: u32,
+    /// `SESSION_TTL_HOURS` (default 12): a browser sign-in lasts this long.
+    pub session_ttl: Duration,
+    /// Keys from `TOKEN_SEAL_KEY`, `TOKEN_SEAL_KEYS_PREVIOUS`, `CODE_HMAC_KEY`,
+    /// `SESSION_KEY`, or generated and kept in the data folder locally.
+    pub keys: Keys,
+}
+
+/// A configuration value is missing or wrong; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Keys generated for local use, persisted 0600 in the data folder.
+#[derive(Serialize, Deserialize)]
+struct LocalKeys {
+    token_seal_key: String,
+    code_hmac_key: String,
+    session_key: String,
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported.
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                return Err(err(format!(".env could not be read: {e}")));
+            }
+        }
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Builds the configuration from a map of variables (tests pass their own).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let environment = match get("ENVSHIELD_ENV").unwrap_or("local") {
+            "local" | "development" | "dev" | "test" => Environment::Local,
+            "production" | "prod" => Environment::Production,
+            other => {
+                return Err(err(format!(
+                    "ENVSHIELD_ENV must be `local` or `production`, not `{other}`"
+                )))
+            }
+        };
+        let data_dir = PathBuf::from(get("ENVSHIELD_DATA_DIR").unwrap_or("./data"));
+        let app_url = parse_app_url(get("APP_URL").unwrap_or("http://localhost:3000"))?;
+        if environment == Environment::Production && app_url.scheme() != "https" {
+            return Err(err(format!(
+                "APP_URL must use https in production (got `{app_url}`)"
+            )));
+        }
+
+        let scope_catalogue = parse_list("API_TOKEN_SCOPES", get("API_TOKEN_SCOPES"))?
+            .unwrap_or_else(|| split_list(DEFAULT_SCOPE_CATALOGUE));
+        if scope_catalogue.is_empty() {
+            return Err(err("API_TOKEN_SCOPES must name at least one scope"));
+        }
+        let default_scopes =
+            parse_list("API_TOKEN_SCOPES_DEFAULT", get("API_TOKEN_SCOPES_DEFAULT"))?
+                .unwrap_or_else(|| scope_catalogue.clone());
+        if let Some(bad) = default_scopes.iter().find(|s| !scope_catalogue.contains(s)) {
+            return Err(err(format!(
+                "API_TOKEN_SCOPES_DEFAULT names `{bad}`, which is not in API_TOKEN_SCOPES"
+            )));
+        }
+
+        let api_token_prefix = get("API_TOKEN_PREFIX").unwrap_or("esh_").to_owned();
+        let prefix_ok = (2..=16).contains(&api_token_prefix.len())
+            && api_token_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !prefix_ok {
+            return Err(err(
+                "API_TOKEN_PREFIX must be 2 to 16 characters of a-z, 0-9 and _",
+            ));
+        }
+
+        let api_token_ttl_days = match vars.get("API_TOKEN_TTL_DAYS").map(|v| v.trim()) {
+            None => Some(365),
+            Some("") => None,
+            Some(v) => Some(parse_num::<u32>("API_TOKEN_TTL_DAYS", v, 1, 36_500)?),
+        };
+
+        let keys = load_keys(vars, environment, &data_dir)?;
+
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => split_list(list)
+                .iter()
+                .map(|ip| {
+                    ip.parse::<IpAddr>()
+                        .map_err(|_| err(format!("TRUSTED_PROXIES: `{ip}` is not an IP address")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        let num = |k: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
+            get(k).map_or(Ok(default), |v| parse_num(k, v, min, max))
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+        Ok(Self {
+            environment,
+            database_url: get("DATABASE_URL").map(|s| SecretString::from(s.to_owned())),
+            data_dir,
+            bind_addr: get("BIND_ADDR").unwrap_or("127.0.0.1:3000").to_owned(),
+            app_url,
+            device_code_ttl: Duration::from_secs(
+                u64::from(num("DEVICE_CODE_TTL_MIN", 10, 1, 60)?) * 60,
+            ),
+            device_code_interval_secs: num("DEVICE_CODE_INTERVAL_SEC", 5, 1, 60)?,
+            api_token_ttl_days,
+            api_token_prefix,
+            scope_catalogue,
+            default_scopes,
+            max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
+            rate_limits: RateLimits {
+                start_per_min: num("RATE_LIMIT_START_PER_MIN", 30, 0, 1_000_000)?,
+                poll_per_min: num("RATE_LIMIT_POLL_PER_MIN", 120, 0, 1_000_000)?,
+                complete_per_min: num("RATE_LIMIT_COMPLETE_PER_MIN", 30, 0, 1_000_000)?,
+                login_per_min: num("RATE_LIMIT_LOGIN_PER_MIN", 10, 0, 1_000_000)?,
+            },
+            trusted_proxies,
+            db_pool_size: num("DATABASE_POOL_SIZE", 10, 1, 1000)?,
+            db_timeout: Duration::from_secs(u64::from(num("DATABASE_TIMEOUT_SEC", 5, 1, 120)?)),
+            workers: num("WORKERS", u32::try_from(cores).unwrap_or(2), 1, 512)? as usize,
+            bcrypt_cost: num("BCRYPT_COST", 12, 4, 31)?,
+            session_ttl: Duration::from_secs(
+                u64::from(num("SESSION_TTL_HOURS", 12, 1, 720)?) * 3600,
+            ),
+            keys,
+        })
+    }
+
+    /// Whether cookies must carry `Secure`: everywhere except plain-http localhost.
+    pub fn secure_cookies(&self) -> bool {
+        let local = matches!(
+            self.app_url.host_str(),
+            Some("localhost" | "127.0.0.1" | "[::1]")
+        );
+        self.app_url.scheme() == "https" || !local
+    }
+
+    /// `APP_URL` as a string without a trailing slash.
+    pub fn app_base(&self) -> String {
+        self.app_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The origin (`scheme://host[:port]`) browsers send in `Origin`.
+    pub fn app_origin(&self) -> String {
+        self.app_url.origin().ascii_serialization()
+    }
+}
+
+fn parse_app_url(raw: &str) -> Result<url::Url, ConfigError> {
+    let url =
+        url::Url::parse(raw).map_err(|e| err(format!("APP_URL `{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(format!(
+            "APP_URL `{raw}` must be an http(s) URL with a host"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("APP_URL must not carry a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A comma list, or a JSON array of strings (seed 004's form).
+fn parse_list(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    if v.starts_with('[') {
+        let list: Vec<String> = serde_json::from_str(v)
+            .map_err(|e| err(format!("{name} is not a JSON array of strings: {e}")))?;
+        return Ok(Some(list));
+    }
+    let list = split_list(v);
+    if let Some(bad) = list.iter().find(|s| {
+        !s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'))
+    }) {
+        return Err(err(format!("{name}: `{bad}` is not a valid scope name")));
+    }
+    Ok(Some(list))
+}
+
+fn parse_num<T>(name: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let n: T = value
+        .parse()
+        .map_err(|_| err(format!("{name} must be a whole number, not `{value}`")))?;
+    if n < min || n > max {
+        return Err(err(format!(
+            "{name} must be between {min} and {max}, not {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn decode_key<const N: usize>(name: &str, value: &str) -> Result<[u8; N], ConfigError> {
+    let bytes = STANDARD
+        .decode(value)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value))
+        .map_err(|_| err(format!("{name} must be base64")))?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+        err(format!(
+            "{name} must decode to exactly {N} bytes (got {}); generate one with `openssl rand -base64 {N}`",
+            bytes.len()
+        ))
+    })
+}
+
+fn load_keys(
+    vars: &HashMap<String, String>,
+    environment: Environment,
+    data_dir: &Path,
+) -> Result<Keys, ConfigError> {
+    let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let names = ["TOKEN_SEAL_KEY", "CODE_HMAC_KEY", "SESSION_KEY"];
+    let missing: Vec<&str> = names.iter().copied().filter(|k| get(k).is_none()).collect();
+    if environment == Environment::Production && !missing.is_empty() {
+        return Err(err(format!(
+            "production requires explicit keys; missing: {}. Generate each with `openssl rand -base64 32` (SESSION_KEY: 64)",
+            missing.join(", ")
+        )));
+    }
+    let local = if missing.is_empty() {
+        None
+    } else {
+        Some(local_keys(data_dir)?)
+    };
+    let pick = |name: &str, local_value: Option<&String>| -> Result<String, ConfigError> {
+        get(name)
+            .map(str::to_owned)
+            .or_else(|| local_value.cloned())
+            .ok_or_else(|| err(format!("{name} is missing")))
+    };
+    let seal = decode_key::<32>(
+        "TOKEN_SEAL_KEY",
+        &pick("TOKEN_SEAL_KEY", local.as_ref().map(|l| &l.token_seal_key))?,
+    )?;
+    let code = decode_key::<32>(
+        "CODE_HMAC_KEY",
+        &pick("CODE_HMAC_KEY", local.as_ref().map(|l| &l.code_hmac_key))?,
+    )?;
+    let session = decode_key::<64>(
+        "SESSION_KEY",
+        &pick("SESSION_KEY", local.as_ref().map(|l| &l.session_key))?,
+    )?;
+    let previous = match get("TOKEN_SEAL_KEYS_PREVIOUS") {
+        None => Vec::new(),
+        Some(list) => split_list(list)
+            .iter()
+            .map(|k| decode_key::<32>("TOKEN_SEAL_KEYS_PREVIOUS", k).map(SealKey::new))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Keys {
+        seal: SealKeyring::new(SealKey::new(seal), previous),
+        code_hmac: SecretBox::new(Box::new(code)),
+        session: SecretBox::new(Box::new(session)),
+    })
+}
+
+/// Reads the local keys file, creating it (0600) with fresh keys the first time.
+fn local_keys(data_dir: &Path) -> Result<LocalKeys, ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let path = data_dir.join(LOCAL_KEYS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return serde_json::from_str(&text).map_err(|e| {
+                err(format!(
+                    "{} is not a valid keys file ({e}); restore it or delete it to generate new keys (pending logins will be lost)",
+                    path.display()
+                ))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(format!("cannot read {}: {e}", path.display()))),
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
+    // The local PostgreSQL runs as another user when we are root and must be
+    // able to traverse this folder; the keys file itself stays 0600.
+    let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711));
+    let keys = LocalKeys {
+        token_seal_key: STANDARD.encode(crypto::random_bytes::<32>()),
+        code_hmac_key: STANDARD.encode(crypto::random_bytes::<32>()),
+        session_key: STANDARD.encode(crypto::random_bytes::<64>()),
+    };
+    let json = serde_json::to_string_pretty(&keys).map_err(|e| err(e.to_string()))?;
+    let tmp = data_dir.join(format!(".{LOCAL_KEYS_FILE}.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(json.as_bytes())?;
+        f.sync_all()?;
+        // Another process may have created the file meanwhile: keep theirs.
+        std::fs::hard_link(&tmp, &path)
+    };
+    let result = write();
+    let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated local keys");
+            Ok(keys)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => local_keys(data_dir),
+        Err(e) => Err(err(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn tmp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "envshield-config-{name}-{}-{}",
+            std::process::id(),
+            hex::encode(crypto::random_bytes::<4>())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn defaults_apply_and_local_keys_are_generated_once_with_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp_dir("defaults");
+        let v = vars(&[("ENVSHIELD_DATA_DIR", dir.to_str().unwrap())]);
+        let c = Config::from_map(&v).unwrap();
+        assert_eq!(c.bind_addr, "127.0.0.1:3000");
+        assert_eq!(c.app_base(), "http://localhost:3000");
+        assert_eq!(c.device_code_ttl, Duration::from_secs(600));
+        assert_eq!(c.device_code_interval_secs, 5);
+        assert_eq!(c.api_token_ttl_days, Some(365));
+        assert_eq!(c.api_token_prefix, "esh_");
+        assert_eq!(c.max_api_tokens_per_user, 10);
+        assert!(!c.secure_cookies());
+        let mode = std::fs::metadata(dir.join("keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Config::from_map(&v).unwrap();
+        assert_eq!(
+            again.keys.code_hmac.expose_secret(),
+            c.keys.code_hmac.expose_secret()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn production_requires_keys_and_https() {
+        let dir = tmp_dir("prod");
+        let d = dir.to_str().unwrap();
+        let e = Config::from_map(&vars(&[
+            ("ENVSHIELD_ENV", "production"),
+            ("ENVSHIELD_DATA_DIR", d),
+            ("APP_URL", "https://auth.example.com"),
+        ]))
+        .unwrap_err();
+        assert!(e.0.contains("TOKEN_SEAL_KEY"), "{e}");
+        let k32 = STANDARD.encode([1u8; 32]);
+        let k64 = STANDARD.encode([2u8; 64]);
+        let mut v = vars(&[
+            ("ENVSHIELD_ENV", "production"),
+            ("ENVSHIELD_DATA_DIR", d),
+            ("APP_URL", "http://auth.example.com"),
+            ("TOKEN_SEAL_KEY", &k32),
+            ("CODE_HMAC_KEY", &k32),
+            ("SESSION_KEY", &k64),
+        ]);
+        assert!(Config::from_map(&v).unwrap_err().0.contains("https"));
+        v.insert("APP_URL".into(), "https://auth.example.com/".into());
+        let c = Config::from_map(&v).unwrap();
+        assert!(c.secure_cookies());
+        assert_eq!(c.app_base(), "https://auth.example.com");
+        assert_eq!(c.app_origin(), "https://auth.example.com");
+        assert!(!dir.join("keys.json").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let dir = tmp_dir("bad");
+        let d = dir.to_str().unwrap();
+        for (k, v, needle) in [
+            ("DEVICE_CODE_TTL_MIN", "0", "DEVICE_CODE_TTL_MIN"),
+            (
+                "DEVICE_CODE_INTERVAL_SEC",
+                "abc",
+                "DEVICE_CODE_INTERVAL_SEC",
+            ),
+            ("APP_URL", "ftp://x", "APP_URL"),
+            ("API_TOKEN_PREFIX", "ESH-", "API_TOKEN_PREFIX"),
+            ("API_TOKEN_SCOPES_DEFAULT", "root", "root"),
+            ("TRUSTED_PROXIES", "10.0.0.x", "TRUSTED_PROXIES"),
+            ("SESSION_KEY", "c2hvcnQ=", "SESSION_KEY"),
+            ("ENVSHIELD_ENV", "staging", "ENVSHIELD_ENV"),
+        ] {
+            let e = Config::from_map(&vars(&[("ENVSHIELD_DATA_DIR", d), (k, v)])).unwrap_err();
+            assert!(e.0.contains(needle), "{k}={v}: {e}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn token_ttl_empty_means_no_expiry_and_scopes_accept_json() {
+        let dir = tmp_dir("ttl");
+        let c = Config::from_map(&vars(&[
+            ("ENVSHIELD_DATA_DIR", dir.to_str().unwrap()),
+            ("API_TOKEN_TTL_DAYS", ""),
+            ("API_TOKEN_SCOPES", "core:read,core:write"),
+            ("API_TOKEN_SCOPES_DEFAULT", r#"["core:read"]"#),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_token_ttl_days, None);
+        assert_eq!(c.default_scopes, ["core:read"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,228 @@
+//! The one home of cryptography: CSPRNG, SHA-256, HMAC, constant-time
+//! comparison, and AES-256-GCM sealing of in-flight tokens.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Length of the key id prefixed to sealed blobs.
+const KEY_ID_LEN: usize = 4;
+/// AES-GCM nonce length.
+const NONCE_LEN: usize = 12;
+
+/// Bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// A uniformly random index below `bound` (rejection sampling, no modulo bias).
+pub fn random_below(bound: u32) -> u32 {
+    debug_assert!(bound > 0);
+    let zone = u32::MAX - (u32::MAX % bound);
+    loop {
+        let v = OsRng.next_u32();
+        if v < zone {
+            return v % bound;
+        }
+    }
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// HMAC-SHA256 of `message` under `key`, with a domain label so the same key
+/// never produces the same tag for two kinds of input.
+pub fn hmac_sha256(key: &[u8; 32], domain: &str, message: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so construction cannot fail.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(domain.as_bytes());
+    mac.update(&[0]);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// A 256-bit AES-GCM key with the id stored beside every blob it seals.
+#[derive(Clone)]
+pub struct SealKey {
+    id: [u8; KEY_ID_LEN],
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealKey(id={})", hex::encode(self.id))
+    }
+}
+
+impl SealKey {
+    /// Wraps raw key bytes; the id is derived from the key so it needs no
+    /// separate configuration and never reveals the key.
+    pub fn new(key: [u8; 32]) -> Self {
+        let digest = sha256(&[b"envshield-seal-key-id:".as_slice(), &key].concat());
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&digest[..KEY_ID_LEN]);
+        Self { id, key }
+    }
+
+    /// The key id, hex.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id)
+    }
+}
+
+/// The current sealing key plus older keys still accepted for opening.
+#[derive(Clone, Debug)]
+pub struct SealKeyring {
+    current: SealKey,
+    previous: Vec<SealKey>,
+}
+
+/// Opening a sealed blob failed: unknown key, wrong associated data, or tampering.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The blob is shorter than its header.
+    #[error("sealed blob is truncated")]
+    Truncated,
+    /// No key with the blob's id is configured.
+    #[error("sealed with unknown key id {0}")]
+    UnknownKey(String),
+    /// Authentication failed.
+    #[error("sealed blob failed authentication")]
+    Invalid,
+}
+
+impl SealKeyring {
+    /// A keyring sealing with `current` and opening with it or any of `previous`.
+    pub fn new(current: SealKey, previous: Vec<SealKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// `key id || nonce || AES-256-GCM(plaintext, aad)` under the current key.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let cipher = Aes256Gcm::new((&self.current.key).into());
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let nonce = Nonce::from_slice(&nonce_bytes);
+        // Encryption only fails for plaintexts beyond GCM's 64 GiB limit.
+        let Ok(ciphertext) = cipher.encrypt(
+            nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        ) else {
+            unreachable!("AES-GCM encryption of a short token cannot fail")
+        };
+        let mut out = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&self.current.id);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    /// Opens a blob made by [`SealKeyring::seal`] with the same `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < KEY_ID_LEN + NONCE_LEN {
+            return Err(OpenError::Truncated);
+        }
+        let (id, rest) = sealed.split_at(KEY_ID_LEN);
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let key = std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .find(|k| k.id == id)
+            .ok_or_else(|| OpenError::UnknownKey(hex::encode(id)))?;
+        Aes256Gcm::new((&key.key).into())
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| OpenError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> SealKeyring {
+        SealKeyring::new(SealKey::new([7; 32]), vec![])
+    }
+
+    #[test]
+    fn seal_round_trips_and_binds_associated_data() {
+        let ring = ring();
+        let sealed = ring.seal(b"row-1", b"esh_secret");
+        assert!(!sealed.windows(10).any(|w| w == b"esh_secret"));
+        assert_eq!(ring.open(b"row-1", &sealed).unwrap(), b"esh_secret");
+        assert!(matches!(
+            ring.open(b"row-2", &sealed),
+            Err(OpenError::Invalid)
+        ));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let ring = ring();
+        let mut sealed = ring.seal(b"a", b"secret");
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(ring.open(b"a", &sealed).is_err());
+        assert!(matches!(
+            ring.open(b"a", &[1, 2]),
+            Err(OpenError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn rotated_keys_still_open_old_blobs() {
+        let old = SealKey::new([1; 32]);
+        let sealed = SealKeyring::new(old.clone(), vec![]).seal(b"x", b"t");
+        let rotated = SealKeyring::new(SealKey::new([2; 32]), vec![old]);
+        assert_eq!(rotated.open(b"x", &sealed).unwrap(), b"t");
+        let without_old = SealKeyring::new(SealKey::new([2; 32]), vec![]);
+        assert!(matches!(
+            without_old.open(b"x", &sealed),
+            Err(OpenError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn hmac_is_domain_separated() {
+        let key = [3; 32];
+        assert_ne!(
+            hmac_sha256(&key, "device", b"abc"),
+            hmac_sha256(&key, "user", b"abc")
+        );
+        assert_eq!(
+            hmac_sha256(&key, "device", b"abc"),
+            hmac_sha256(&key, "device", b"abc")
+        );
+    }
+
+    #[test]
+    fn random_below_stays_in_range() {
+        for _ in 0..1000 {
+            assert!(random_below(20) < 20);
+        }
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

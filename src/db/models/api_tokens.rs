@@ -1,0 +1,178 @@
+//! `api_tokens`: minted tokens, stored as SHA-256 digests only.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::models::users::User;
+use crate::db::schema::{api_tokens, users};
+
+/// How stale `last_used_at` may get before a request refreshes it.
+pub const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
+
+/// A token row (never the plaintext).
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = api_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct ApiToken {
+    /// Token id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Name given at creation.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// SHA-256 of the plaintext.
+    pub token_digest: Vec<u8>,
+    /// Prefix and last four characters.
+    pub token_hint: String,
+    /// Mint time.
+    pub created_at: DateTime<Utc>,
+    /// Last use, at minute granularity.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Expiry; `None` never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// How it was minted.
+    pub source: String,
+}
+
+impl ApiToken {
+    /// Whether the token works at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// A token to insert.
+#[derive(Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct NewApiToken<'a> {
+    /// Fresh id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Name.
+    pub name: &'a str,
+    /// Scopes.
+    pub scopes: &'a [String],
+    /// SHA-256 of the plaintext.
+    pub token_digest: &'a [u8],
+    /// Prefix and last four.
+    pub token_hint: &'a str,
+    /// Mint time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How it was minted.
+    pub source: &'a str,
+}
+
+/// Inserts a token.
+pub fn insert(conn: &mut PgConnection, new: &NewApiToken<'_>) -> QueryResult<ApiToken> {
+    diesel::insert_into(api_tokens::table)
+        .values(new)
+        .returning(ApiToken::as_returning())
+        .get_result(conn)
+}
+
+/// The live token with this digest and its enabled owner: one lookup on the
+/// unique digest index, with revocation and expiry filtered in SQL.
+pub fn find_active_by_digest(
+    conn: &mut PgConnection,
+    digest: &[u8],
+    now: DateTime<Utc>,
+) -> QueryResult<Option<(ApiToken, User)>> {
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_digest.eq(digest))
+        .filter(api_tokens::revoked_at.is_null())
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(now)),
+        )
+        .filter(users::disabled_at.is_null())
+        .select((ApiToken::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Sets `last_used_at` unless it is already fresher than the granularity,
+/// so most authenticated requests write nothing.
+pub fn touch_last_used(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        api_tokens::table.filter(api_tokens::id.eq(id)).filter(
+            api_tokens::last_used_at
+                .is_null()
+                .or(api_tokens::last_used_at.lt(now - LAST_USED_GRANULARITY)),
+        ),
+    )
+    .set(api_tokens::last_used_at.eq(now))
+    .execute(conn)
+}
+
+/// Active tokens of an account (for the per-user limit).
+pub fn count_active_for_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<i64> {
+    api_tokens::table
+        .filter(api_tokens::user_id.eq(user_id))
+        .filter(api_tokens::revoked_at.is_null())
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(now)),
+        )
+        .count()
+        .get_result(conn)
+}
+
+/// Tokens with their owner's email, newest first; all accounts when `user_id` is `None`.
+pub fn list(
+    conn: &mut PgConnection,
+    user_id: Option<Uuid>,
+) -> QueryResult<Vec<(ApiToken, String)>> {
+    let mut query = api_tokens::table
+        .inner_join(users::table)
+        .select((ApiToken::as_select(), users::email))
+        .order(api_tokens::created_at.desc())
+        .into_boxed();
+    if let Some(uid) = user_id {
+        query = query.filter(api_tokens::user_id.eq(uid));
+    }
+    query.load(conn)
+}
+
+/// The token with this id.
+pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ApiToken>> {
+    api_tokens::table
+        .find(id)
+        .select(ApiToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Revokes a token that is not yet revoked; `None` when it already was.
+pub fn revoke(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<ApiToken>> {
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::id.eq(id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(now))
+    .returning(ApiToken::as_returning())
+    .get_result(conn)
+    .optional()
+}

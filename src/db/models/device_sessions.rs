@@ -1,0 +1,294 @@
+//! `cli_device_sessions`: one row per device login. Every state change is a
+//! single conditional UPDATE on the expected status.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::{api_tokens, cli_device_sessions as ds};
+use crate::domain::SessionStatus;
+
+/// A device-session row. `Debug` leaves out the hashes and the sealed token.
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = ds, check_for_backend(diesel::pg::Pg))]
+pub struct DeviceSession {
+    /// Row id (also the sealed token's associated data).
+    pub id: Uuid,
+    /// HMAC of the device code.
+    pub device_code_hash: Vec<u8>,
+    /// HMAC of the user code.
+    pub user_code_hash: Vec<u8>,
+    /// Stored status spelling.
+    pub status: String,
+    /// Approver or denier.
+    pub user_id: Option<Uuid>,
+    /// Token minted at approval.
+    pub token_id: Option<Uuid>,
+    /// Name for the token.
+    pub token_name: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// Sealed token while approved and not yet consumed.
+    pub encrypted_token: Option<Vec<u8>>,
+    /// Start time.
+    pub created_at: DateTime<Utc>,
+    /// End of life.
+    pub expires_at: DateTime<Utc>,
+    /// Approval time.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// Pickup time.
+    pub consumed_at: Option<DateTime<Utc>>,
+    /// Requesting CLI's IP.
+    pub client_ip: Option<String>,
+    /// Requesting CLI's user agent.
+    pub user_agent: Option<String>,
+    /// Last poll.
+    pub last_polled_at: Option<DateTime<Utc>>,
+    /// Seconds the CLI must wait between polls.
+    pub poll_interval_sec: i32,
+}
+
+impl std::fmt::Debug for DeviceSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSession")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceSession {
+    /// Parsed status; an unknown spelling (impossible under the CHECK) reads as expired.
+    pub fn status(&self) -> SessionStatus {
+        SessionStatus::from_db(&self.status).unwrap_or(SessionStatus::Expired)
+    }
+}
+
+/// A session to insert.
+#[derive(Insertable)]
+#[diesel(table_name = ds)]
+pub struct NewDeviceSession<'a> {
+    /// Fresh id.
+    pub id: Uuid,
+    /// HMAC of the device code.
+    pub device_code_hash: &'a [u8],
+    /// HMAC of the user code.
+    pub user_code_hash: &'a [u8],
+    /// Token name.
+    pub token_name: &'a str,
+    /// Scopes asked for.
+    pub scopes: &'a [String],
+    /// Start time.
+    pub created_at: DateTime<Utc>,
+    /// End of life.
+    pub expires_at: DateTime<Utc>,
+    /// Requesting IP.
+    pub client_ip: Option<&'a str>,
+    /// Requesting user agent.
+    pub user_agent: Option<&'a str>,
+    /// Initial poll interval.
+    pub poll_interval_sec: i32,
+}
+
+/// Inserts a new PENDING session.
+pub fn insert(conn: &mut PgConnection, new: &NewDeviceSession<'_>) -> QueryResult<()> {
+    diesel::insert_into(ds::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The session with this device-code hash (one unique-index lookup).
+pub fn find_by_device_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<DeviceSession>> {
+    ds::table
+        .filter(ds::device_code_hash.eq(hash))
+        .select(DeviceSession::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The session with this user-code hash, whatever its state.
+pub fn find_by_user_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<DeviceSession>> {
+    ds::table
+        .filter(ds::user_code_hash.eq(hash))
+        .select(DeviceSession::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The live (pending or approved, unexpired) session with this user-code
+/// hash, locked until the transaction ends so concurrent approvals queue.
+pub fn lock_live_by_user_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+    now: DateTime<Utc>,
+) -> QueryResult<Option<DeviceSession>> {
+    ds::table
+        .filter(ds::user_code_hash.eq(hash))
+        .filter(ds::status.eq_any([
+            SessionStatus::Pending.as_str(),
+            SessionStatus::Approved.as_str(),
+        ]))
+        .filter(ds::expires_at.gt(now))
+        .select(DeviceSession::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Records a poll of a pending session and the interval the CLI must keep.
+pub fn record_poll(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+    interval_secs: i32,
+) -> QueryResult<usize> {
+    diesel::update(
+        ds::table
+            .filter(ds::id.eq(id))
+            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
+    )
+    .set((
+        ds::last_polled_at.eq(now),
+        ds::poll_interval_sec.eq(interval_secs),
+    ))
+    .execute(conn)
+}
+
+/// APPROVED → CONSUMED, wiping the sealed token, returning the row as it was
+/// consumed (with the sealed token). Only one caller can ever win.
+pub fn consume(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<(Vec<u8>, Uuid)>> {
+    // UPDATE..RETURNING returns the new row, whose sealed token is already
+    // NULL; a CTE reads the old value in the same statement.
+    #[derive(QueryableByName)]
+    struct Consumed {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        encrypted_token: Vec<u8>,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        token_id: Uuid,
+    }
+    let row: Option<Consumed> = diesel::sql_query(
+        "WITH old AS ( \
+             SELECT id, encrypted_token, token_id FROM cli_device_sessions \
+             WHERE id = $1 AND status = 'APPROVED' AND expires_at > $2 \
+               AND encrypted_token IS NOT NULL AND token_id IS NOT NULL \
+             FOR UPDATE \
+         ) \
+         UPDATE cli_device_sessions s \
+            SET status = 'CONSUMED', encrypted_token = NULL, consumed_at = $2 \
+           FROM old WHERE s.id = old.id \
+         RETURNING old.encrypted_token, old.token_id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .get_result(conn)
+    .optional()?;
+    Ok(row.map(|r| (r.encrypted_token, r.token_id)))
+}
+
+/// PENDING → APPROVED with the minted token sealed in the row.
+pub fn approve(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user_id: Uuid,
+    token_id: Uuid,
+    sealed: &[u8],
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        ds::table
+            .filter(ds::id.eq(id))
+            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
+    )
+    .set((
+        ds::status.eq(SessionStatus::Approved.as_str()),
+        ds::user_id.eq(user_id),
+        ds::token_id.eq(token_id),
+        ds::encrypted_token.eq(sealed),
+        ds::approved_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// PENDING → DENIED.
+pub fn deny(conn: &mut PgConnection, id: Uuid, user_id: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        ds::table
+            .filter(ds::id.eq(id))
+            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
+    )
+    .set((
+        ds::status.eq(SessionStatus::Denied.as_str()),
+        ds::user_id.eq(user_id),
+    ))
+    .execute(conn)
+}
+
+/// PENDING | APPROVED → CANCELLED, wiping any sealed token; returns the row
+/// as cancelled (its `token_id` names a minted token to revoke).
+pub fn cancel(conn: &mut PgConnection, device_hash: &[u8]) -> QueryResult<Option<DeviceSession>> {
+    diesel::update(
+        ds::table
+            .filter(ds::device_code_hash.eq(device_hash))
+            .filter(ds::status.eq_any([
+                SessionStatus::Pending.as_str(),
+                SessionStatus::Approved.as_str(),
+            ])),
+    )
+    .set((
+        ds::status.eq(SessionStatus::Cancelled.as_str()),
+        ds::encrypted_token.eq(None::<Vec<u8>>),
+    ))
+    .returning(DeviceSession::as_returning())
+    .get_result(conn)
+    .optional()
+}
+
+/// Marks every live session past its expiry EXPIRED, wipes sealed tokens,
+/// and revokes tokens minted for approvals nobody picked up (no one holds
+/// their plaintext). Returns how many sessions expired.
+pub fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        let orphaned = ds::table
+            .filter(ds::status.eq(SessionStatus::Approved.as_str()))
+            .filter(ds::expires_at.le(now))
+            .filter(ds::token_id.is_not_null())
+            .select(ds::token_id.assume_not_null());
+        diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq_any(orphaned))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(now))
+        .execute(conn)?;
+        diesel::update(
+            ds::table
+                .filter(ds::status.eq_any([
+                    SessionStatus::Pending.as_str(),
+                    SessionStatus::Approved.as_str(),
+                ]))
+                .filter(ds::expires_at.le(now)),
+        )
+        .set((
+            ds::status.eq(SessionStatus::Expired.as_str()),
+            ds::encrypted_token.eq(None::<Vec<u8>>),
+        ))
+        .execute(conn)
+    })
+}
+
+/// Deletes sessions that ended before `before` (kept a while for audit).
+pub fn delete_ended_before(conn: &mut PgConnection, before: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(ds::table.filter(ds::expires_at.lt(before))).execute(conn)
+}

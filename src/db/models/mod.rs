@@ -1,0 +1,6 @@
+//! One module per table: row structs and the SQL that reads and writes them.
+
+pub mod api_tokens;
+pub mod device_sessions;
+pub mod security_events;
+pub mod users;

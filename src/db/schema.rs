@@ -1,0 +1,77 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        scopes -> Array<Text>,
+        token_digest -> Bytea,
+        token_hint -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        source -> Text,
+    }
+}
+
+diesel::table! {
+    cli_device_sessions (id) {
+        id -> Uuid,
+        device_code_hash -> Bytea,
+        user_code_hash -> Bytea,
+        status -> Text,
+        user_id -> Nullable<Uuid>,
+        token_id -> Nullable<Uuid>,
+        token_name -> Text,
+        scopes -> Array<Text>,
+        encrypted_token -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        approved_at -> Nullable<Timestamptz>,
+        consumed_at -> Nullable<Timestamptz>,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        last_polled_at -> Nullable<Timestamptz>,
+        poll_interval_sec -> Int4,
+    }
+}
+
+diesel::table! {
+    security_events (id) {
+        id -> Int8,
+        kind -> Text,
+        severity -> Text,
+        user_id -> Nullable<Uuid>,
+        token_id -> Nullable<Uuid>,
+        ip -> Nullable<Text>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+        seen_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
+diesel::joinable!(cli_device_sessions -> users (user_id));
+diesel::joinable!(security_events -> api_tokens (token_id));
+diesel::joinable!(security_events -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    cli_device_sessions,
+    security_events,
+    users,
+);

@@ -1,0 +1,15 @@
+//! Parse-don't-validate newtypes and the device-session state machine.
+
+mod codes;
+mod email;
+mod scopes;
+mod session_status;
+mod token;
+mod token_name;
+
+pub use codes::{DeviceCode, UserCode, USER_CODE_ALPHABET, USER_CODE_LEN};
+pub use email::Email;
+pub use scopes::Scopes;
+pub use session_status::SessionStatus;
+pub use token::{PlainToken, TOKEN_BODY_LEN};
+pub use token_name::TokenName;

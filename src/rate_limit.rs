@@ -1,0 +1,172 @@
+//! Per-client-IP rate limits (governor), built from configuration and
+//! injected, and how the client IP is determined.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use actix_web::HttpRequest;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimits;
+
+/// The limited endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// `device/start`.
+    Start,
+    /// `device/poll`.
+    Poll,
+    /// `device/complete`, `device/cancel`.
+    Complete,
+    /// `POST /login`.
+    Login,
+}
+
+impl Limit {
+    /// Name used in logs and security events.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Self::Start => "/api/v1/cli/auth/device/start",
+            Self::Poll => "/api/v1/cli/auth/device/poll",
+            Self::Complete => "/api/v1/cli/auth/device/complete",
+            Self::Login => "/login",
+        }
+    }
+}
+
+/// One keyed limiter per endpoint (`None` when set to 0), plus a limiter
+/// that keeps the audit log from being flooded by one noisy client.
+pub struct RateLimiters {
+    start: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    poll: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    complete: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
+}
+
+fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl RateLimiters {
+    /// Builds the limiters from configuration.
+    pub fn new(limits: &RateLimits) -> Self {
+        Self {
+            start: per_minute(limits.start_per_min),
+            poll: per_minute(limits.poll_per_min),
+            complete: per_minute(limits.complete_per_min),
+            login: per_minute(limits.login_per_min),
+            audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+        }
+    }
+
+    /// `Ok` if `ip` may call `limit` now, else the seconds to wait.
+    pub fn check(&self, limit: Limit, ip: IpAddr) -> Result<(), u64> {
+        let limiter = match limit {
+            Limit::Start => &self.start,
+            Limit::Poll => &self.poll,
+            Limit::Complete => &self.complete,
+            Limit::Login => &self.login,
+        };
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Whether this rate-limit hit should be written to the audit log (at
+    /// most once a minute per client and endpoint).
+    pub fn should_audit(&self, limit: Limit, ip: IpAddr) -> bool {
+        self.audit.check_key(&(ip, limit)).is_ok()
+    }
+
+    /// Forgets clients whose buckets are full again, bounding memory.
+    pub fn retain_recent(&self) {
+        for l in [&self.start, &self.poll, &self.complete, &self.login]
+            .into_iter()
+            .flatten()
+        {
+            l.retain_recent();
+        }
+        self.audit.retain_recent();
+    }
+}
+
+/// The client's IP: the direct peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy.
+pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .filter_map(|s| s.parse::<IpAddr>().ok())
+        .find(|ip| !trusted_proxies.contains(ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn limits_per_ip_and_off_when_zero() {
+        let l = RateLimiters::new(&RateLimits {
+            start_per_min: 2,
+            poll_per_min: 0,
+            complete_per_min: 1,
+            login_per_min: 1,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(l.check(Limit::Start, a).is_ok());
+        assert!(l.check(Limit::Start, a).is_ok());
+        let wait = l.check(Limit::Start, a).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(l.check(Limit::Start, b).is_ok());
+        for _ in 0..1000 {
+            assert!(l.check(Limit::Poll, a).is_ok());
+        }
+        assert!(l.should_audit(Limit::Start, a));
+        assert!(!l.should_audit(Limit::Start, a));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let req = TestRequest::default()
+            .peer_addr("10.0.0.5:1234".parse().unwrap())
+            .insert_header(("x-forwarded-for", "198.51.100.9, 203.0.113.7"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&req, &[proxy]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(&req, &[]), proxy);
+        let direct = TestRequest::default()
+            .peer_addr("198.51.100.1:1".parse().unwrap())
+            .insert_header(("x-forwarded-for", "1.2.3.4"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&direct, &[proxy]),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+    }
+}

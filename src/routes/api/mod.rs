@@ -1,0 +1,3 @@
+//! JSON APIs.
+
+pub mod v1;

@@ -1,0 +1,236 @@
+//! The device-login endpoints.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use envshield_api_types::{
+    CancelDeviceRequest, CompleteDeviceRequest, Decision, ErrorBody, PollDeviceRequest,
+    PollDeviceResponse, StartDeviceRequest, StartDeviceResponse, StatusMessage,
+};
+
+use crate::auth::extractors::{require_same_origin, SignedInUser};
+use crate::db;
+use crate::domain::{DeviceCode, UserCode};
+use crate::error::AppError;
+use crate::rate_limit::{client_ip, Limit};
+use crate::routes::enforce_limit;
+use crate::service::device::{self, CompleteInput, CompleteOutcome, PollOutcome, StartInput};
+use crate::startup::AppState;
+
+fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
+    DeviceCode::parse(raw.trim()).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_device_code",
+            "deviceCode is malformed: send the deviceCode exactly as `start` returned it.",
+        )
+    })
+}
+
+/// `POST /api/v1/cli/auth/device/start`.
+#[tracing::instrument(name = "start_device_session", skip_all)]
+pub async fn start_device_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<StartDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Start, ip).await?;
+    let body = body.into_inner();
+    let input = StartInput {
+        token_name: body.token_name,
+        scopes: body.scopes,
+        client_ip: ip.to_string(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let config = state.config.clone();
+    let now = Utc::now();
+    let started = db::run(&state.pool, move |conn| {
+        device::start(conn, &config, input, now)
+    })
+    .await?;
+    let base = state.config.app_base();
+    let shown = started.user_code.display();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(StartDeviceResponse {
+            device_code: started.device_code.expose().to_owned(),
+            verification_url: format!("{base}/cli/login?code={shown}"),
+            verification_uri: format!("{base}/cli/device"),
+            user_code: shown,
+            expires_in: (started.expires_at - now).num_seconds(),
+            expires_at: started.expires_at,
+            poll_interval: u64::from(started.interval_secs),
+            token_name: started.token_name,
+            scopes: started.scopes,
+        }))
+}
+
+/// `GET /api/v1/cli/auth/device/poll?deviceCode=...`.
+pub async fn poll_device_session_by_query(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<PollDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    poll(req, state, query.into_inner()).await
+}
+
+/// `POST /api/v1/cli/auth/device/poll` with `{deviceCode}`.
+pub async fn poll_device_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<PollDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    poll(req, state, body.into_inner()).await
+}
+
+#[tracing::instrument(name = "poll_device_session", skip_all)]
+async fn poll(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: PollDeviceRequest,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Poll, ip).await?;
+    let code = parse_device_code(&body.device_code)?;
+    let config = state.config.clone();
+    let outcome = db::run(&state.pool, move |conn| {
+        device::poll(conn, &config, &code, &ip.to_string(), Utc::now())
+    })
+    .await?;
+    Ok(poll_response(outcome))
+}
+
+/// The HTTP answer for a poll outcome, per DESIGN.md's table.
+pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
+    let (status, body) = match outcome {
+        PollOutcome::Pending { interval_secs } => (
+            StatusCode::OK,
+            PollDeviceResponse::Pending {
+                poll_interval: u64::from(interval_secs),
+            },
+        ),
+        PollOutcome::SlowDown { interval_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            PollDeviceResponse::SlowDown {
+                error: "slow_down".to_owned(),
+                message: format!(
+                    "Polling too fast. Wait {interval_secs} seconds between polls from now on."
+                ),
+                poll_interval: u64::from(interval_secs),
+            },
+        ),
+        PollOutcome::Approved {
+            token,
+            token_id,
+            token_name,
+            scopes,
+            expires_at,
+        } => (
+            StatusCode::OK,
+            PollDeviceResponse::Approved {
+                token: token.expose().to_owned(),
+                token_id,
+                token_name,
+                scopes,
+                expires_at,
+            },
+        ),
+        PollOutcome::Denied => (
+            StatusCode::FORBIDDEN,
+            PollDeviceResponse::Denied {
+                error: "access_denied".to_owned(),
+                message: "The login request was denied in the browser.".to_owned(),
+            },
+        ),
+        PollOutcome::Expired => (
+            StatusCode::GONE,
+            PollDeviceResponse::Expired {
+                error: "expired_token".to_owned(),
+                message: "This login request has expired or was already used. Run `envshield login` again.".to_owned(),
+            },
+        ),
+    };
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// `POST /api/v1/cli/auth/device/complete`: a signed-in browser approves or
+/// denies, from this site's own origin.
+#[tracing::instrument(name = "complete_device_session", skip_all, fields(user_id = %user.0.id))]
+pub async fn complete_device_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedInUser,
+    body: web::Json<CompleteDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    require_same_origin(&req, &state)?;
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let body = body.into_inner();
+    let user_code = UserCode::parse(&body.user_code).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_user_code",
+            "userCode must be the 8-letter code shown in the terminal, like BCDF-GHJK.",
+        )
+    })?;
+    let input = CompleteInput {
+        user_code,
+        approve: body.decision == Decision::Approve,
+        scopes: body.scopes,
+        expires_in_days: body.expires_in_days,
+        approver: user.0,
+        client_ip: ip.to_string(),
+    };
+    let config = state.config.clone();
+    let outcome = db::run(&state.pool, move |conn| {
+        device::complete(conn, &config, input, Utc::now())
+    })
+    .await?;
+    let message = match outcome {
+        CompleteOutcome::Approved { already: false, .. } => {
+            "CLI login approved. You can return to your terminal."
+        }
+        CompleteOutcome::Approved { already: true, .. } => {
+            "CLI login already approved. You can return to your terminal."
+        }
+        CompleteOutcome::Denied => "CLI login denied. The terminal will be told.",
+    };
+    Ok(HttpResponse::Ok().json(StatusMessage {
+        status: "ok".to_owned(),
+        message: message.to_owned(),
+    }))
+}
+
+/// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).
+#[tracing::instrument(name = "cancel_device_session", skip_all)]
+pub async fn cancel_device_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<CancelDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let code = parse_device_code(&body.device_code)?;
+    let config = state.config.clone();
+    let cancelled = db::run(&state.pool, move |conn| {
+        device::cancel(conn, &config, &code, &ip.to_string(), Utc::now())
+    })
+    .await?;
+    if cancelled {
+        Ok(HttpResponse::Ok().json(StatusMessage {
+            status: "ok".to_owned(),
+            message: "The login request was cancelled.".to_owned(),
+        }))
+    } else {
+        Ok(HttpResponse::Gone().json(ErrorBody {
+            error: "expired_token".to_owned(),
+            message: "This login request has already ended; there is nothing to cancel.".to_owned(),
+            status: Some("expired".to_owned()),
+        }))
+    }
+}

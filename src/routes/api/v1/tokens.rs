@@ -1,0 +1,99 @@
+//! Bearer-token endpoints: whoami, token list and revocation, logout.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use envshield_api_types::{
+    RevokeTokenRequest, TokenInfo, TokenListResponse, UserInfo, WhoamiResponse,
+};
+use serde::Deserialize;
+
+use crate::auth::extractors::BearerAuth;
+use crate::db;
+use crate::error::AppError;
+use crate::rate_limit::client_ip;
+use crate::service::tokens;
+use crate::startup::AppState;
+
+/// `GET /api/v1/cli/whoami`.
+pub async fn whoami(auth: BearerAuth) -> HttpResponse {
+    let a = auth.0;
+    HttpResponse::Ok().json(WhoamiResponse {
+        user: UserInfo {
+            id: a.user.id,
+            email: a.user.email,
+            role: a.user.role,
+        },
+        token: TokenInfo {
+            id: a.token.id,
+            name: a.token.name,
+            scopes: a.token.scopes,
+            created_at: a.token.created_at,
+            expires_at: a.token.expires_at,
+            last_used_at: a.token.last_used_at,
+        },
+    })
+}
+
+/// Query of the token list.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    /// Admins: every account's tokens.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /api/v1/cli/tokens` (scope `tokens:read`): your tokens; admins may
+/// add `?all=true` for everyone's.
+pub async fn list_api_tokens(
+    auth: BearerAuth,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_scope("tokens:read")?;
+    if query.all && !auth.0.user.is_admin() {
+        return Err(AppError::forbidden(
+            "admin_only",
+            "Only admins can list every account's tokens. Leave out `all=true`.",
+        ));
+    }
+    let owner = (!query.all).then_some(auth.0.user.id);
+    let current = auth.0.token.id;
+    let list = db::run(&state.pool, move |conn| {
+        tokens::list(conn, owner, Some(current), Utc::now())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(TokenListResponse { tokens: list }))
+}
+
+/// `POST /api/v1/cli/tokens/revoke` (scope `tokens:write`): your own token,
+/// or any token for admins. 204.
+pub async fn revoke_api_token(
+    req: HttpRequest,
+    auth: BearerAuth,
+    state: web::Data<AppState>,
+    body: web::Json<RevokeTokenRequest>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_scope("tokens:write")?;
+    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
+    let token_id = body.token_id;
+    db::run(&state.pool, move |conn| {
+        tokens::revoke(conn, &auth.0.user, token_id, &ip, Utc::now())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/v1/cli/auth/logout`: revokes the presented token. 204.
+pub async fn logout_api_token(
+    req: HttpRequest,
+    auth: BearerAuth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
+    db::run(&state.pool, move |conn| {
+        tokens::revoke(conn, &auth.0.user, auth.0.token.id, &ip, Utc::now())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,567 @@
+//! The device login (RFC 8628) as one state machine, shared by the v1 JSON
+//! API, the approval pages and the OAuth endpoints.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::crypto;
+use crate::db::models::users::User;
+use crate::db::models::{api_tokens, device_sessions, users};
+use crate::domain::{DeviceCode, PlainToken, Scopes, SessionStatus, TokenName, UserCode};
+use crate::error::AppError;
+use crate::service::events::{self, Event, EventKind, Severity};
+
+/// Seconds added to the interval each time a client polls too fast (RFC 8628 §3.5).
+pub const SLOW_DOWN_STEP_SECS: i32 = 5;
+/// The interval never grows past this.
+pub const MAX_POLL_INTERVAL_SECS: i32 = 60;
+/// A poll this much earlier than the interval is still accepted (network jitter).
+const POLL_GRACE: Duration = Duration::milliseconds(500);
+/// Longest user agent kept.
+const MAX_USER_AGENT_CHARS: usize = 256;
+/// Attempts to draw a user code that is not already taken.
+const USER_CODE_ATTEMPTS: usize = 5;
+
+/// What the CLI sent to `start`, plus where it came from.
+#[derive(Debug)]
+pub struct StartInput {
+    /// Requested token name.
+    pub token_name: Option<String>,
+    /// Requested scopes.
+    pub scopes: Option<Vec<String>>,
+    /// Client IP.
+    pub client_ip: String,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+}
+
+/// A started session: the codes are handed out once, here.
+#[derive(Debug)]
+pub struct Started {
+    /// The CLI's polling secret.
+    pub device_code: DeviceCode,
+    /// The code the person compares.
+    pub user_code: UserCode,
+    /// End of life.
+    pub expires_at: DateTime<Utc>,
+    /// Seconds between polls.
+    pub interval_secs: u32,
+    /// Token name.
+    pub token_name: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+}
+
+/// Validates the request and inserts a PENDING session.
+pub fn start(
+    conn: &mut PgConnection,
+    config: &Config,
+    input: StartInput,
+    now: DateTime<Utc>,
+) -> Result<Started, AppError> {
+    let token_name = match input.token_name.as_deref() {
+        Some(n) => {
+            TokenName::parse(n).map_err(|m| AppError::bad_request("invalid_token_name", m))?
+        }
+        None => TokenName::parse(&format!("CLI Token - {}", now.format("%Y-%m-%d")))
+            .map_err(|m| AppError::bad_request("invalid_token_name", m))?,
+    };
+    let requested = input.scopes.as_deref().unwrap_or(&config.default_scopes);
+    let scopes = Scopes::parse(requested, &config.scope_catalogue)
+        .map_err(|m| AppError::bad_request("invalid_scope", m))?;
+    let user_agent: Option<String> = input.user_agent.map(|ua| {
+        ua.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT_CHARS)
+            .collect()
+    });
+    let ttl = Duration::from_std(config.device_code_ttl).map_err(AppError::internal)?;
+    let expires_at = now + ttl;
+    let key = config.keys.code_hmac.expose_secret();
+    let interval = i32::try_from(config.device_code_interval_secs).unwrap_or(5);
+
+    for _ in 0..USER_CODE_ATTEMPTS {
+        let id = Uuid::new_v4();
+        let device_code = DeviceCode::generate();
+        let user_code = UserCode::generate();
+        let inserted = device_sessions::insert(
+            conn,
+            &device_sessions::NewDeviceSession {
+                id,
+                device_code_hash: &device_code.keyed_hash(key),
+                user_code_hash: &user_code.keyed_hash(key),
+                token_name: token_name.as_str(),
+                scopes: scopes.as_slice(),
+                created_at: now,
+                expires_at,
+                client_ip: Some(&input.client_ip),
+                user_agent: user_agent.as_deref(),
+                poll_interval_sec: interval,
+            },
+        );
+        match inserted {
+            Ok(()) => {
+                events::record(
+                    conn,
+                    Event::new(
+                        EventKind::CliDeviceStart,
+                        Severity::Low,
+                        Some(&input.client_ip),
+                    )
+                    .details(json!({ "session_id": id, "token_name": token_name.as_str() })),
+                )?;
+                return Ok(Started {
+                    device_code,
+                    user_code,
+                    expires_at,
+                    interval_secs: config.device_code_interval_secs,
+                    token_name: token_name.into_inner(),
+                    scopes: scopes.into_inner(),
+                });
+            }
+            // A live user code was drawn twice; draw again.
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::internal("could not draw a free user code"))
+}
+
+/// Every answer a poll can get.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// Nobody decided yet.
+    Pending {
+        /// Seconds to wait.
+        interval_secs: u32,
+    },
+    /// Polled too fast; the interval grew.
+    SlowDown {
+        /// New interval.
+        interval_secs: u32,
+    },
+    /// Approved: the token, handed out exactly once.
+    Approved {
+        /// Plaintext token.
+        token: PlainToken,
+        /// Token id.
+        token_id: Uuid,
+        /// Token name.
+        token_name: String,
+        /// Granted scopes.
+        scopes: Vec<String>,
+        /// Token expiry.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Denied in the browser.
+    Denied,
+    /// Unknown, expired, cancelled or already used.
+    Expired,
+}
+
+/// One poll: one indexed lookup, then at most one conditional UPDATE.
+pub fn poll(
+    conn: &mut PgConnection,
+    config: &Config,
+    device_code: &DeviceCode,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, AppError> {
+    let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
+    let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
+        return Ok(PollOutcome::Expired);
+    };
+    if !crypto::ct_eq(&session.device_code_hash, &hash) {
+        return Ok(PollOutcome::Expired);
+    }
+    let status = session.status();
+    if status.is_live() && session.expires_at <= now {
+        return Ok(PollOutcome::Expired);
+    }
+    match status {
+        SessionStatus::Pending => poll_pending(conn, &session, now),
+        SessionStatus::Approved => match device_sessions::consume(conn, session.id, now)? {
+            Some((sealed, token_id)) => deliver(conn, config, session.id, &sealed, token_id),
+            None => {
+                record_reuse(conn, &session, client_ip)?;
+                Ok(PollOutcome::Expired)
+            }
+        },
+        SessionStatus::Consumed => {
+            record_reuse(conn, &session, client_ip)?;
+            Ok(PollOutcome::Expired)
+        }
+        SessionStatus::Denied => Ok(PollOutcome::Denied),
+        SessionStatus::Cancelled | SessionStatus::Expired => Ok(PollOutcome::Expired),
+    }
+}
+
+fn poll_pending(
+    conn: &mut PgConnection,
+    session: &device_sessions::DeviceSession,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, AppError> {
+    let interval = session.poll_interval_sec;
+    let too_fast = session
+        .last_polled_at
+        .is_some_and(|last| now - last + POLL_GRACE < Duration::seconds(i64::from(interval)));
+    let next = if too_fast {
+        (interval + SLOW_DOWN_STEP_SECS).min(MAX_POLL_INTERVAL_SECS)
+    } else {
+        interval
+    };
+    // Poll bookkeeping is advisory: losing the last few on a crash is fine,
+    // so it does not wait for a synchronous WAL flush.
+    conn.transaction(|conn| {
+        diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(conn)?;
+        device_sessions::record_poll(conn, session.id, now, next)
+    })?;
+    let interval_secs = u32::try_from(next).unwrap_or(1);
+    Ok(if too_fast {
+        PollOutcome::SlowDown { interval_secs }
+    } else {
+        PollOutcome::Pending { interval_secs }
+    })
+}
+
+fn deliver(
+    conn: &mut PgConnection,
+    config: &Config,
+    session_id: Uuid,
+    sealed: &[u8],
+    token_id: Uuid,
+) -> Result<PollOutcome, AppError> {
+    let plain = config
+        .keys
+        .seal
+        .open(session_id.as_bytes(), sealed)
+        .map_err(AppError::internal)?;
+    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
+    let token = PlainToken::parse(&config.api_token_prefix, &plain)
+        .ok_or_else(|| AppError::internal("sealed token has an unexpected shape"))?;
+    let row = api_tokens::find(conn, token_id)?
+        .ok_or_else(|| AppError::internal("minted token row is missing"))?;
+    Ok(PollOutcome::Approved {
+        token,
+        token_id,
+        token_name: row.name,
+        scopes: row.scopes,
+        expires_at: row.expires_at,
+    })
+}
+
+fn record_reuse(
+    conn: &mut PgConnection,
+    session: &device_sessions::DeviceSession,
+    client_ip: &str,
+) -> Result<(), AppError> {
+    let mut event = Event::new(
+        EventKind::CliDeviceCodeReused,
+        Severity::High,
+        Some(client_ip),
+    )
+    .details(json!({
+        "session_id": session.id,
+        "reason": "an already consumed device code was polled again; it may have leaked",
+    }));
+    event.user_id = session.user_id;
+    event.token_id = session.token_id;
+    events::record(conn, event)?;
+    Ok(())
+}
+
+/// What the browser decided, and who decided it.
+#[derive(Debug)]
+pub struct CompleteInput {
+    /// The code from the terminal.
+    pub user_code: UserCode,
+    /// Approve or deny.
+    pub approve: bool,
+    /// Narrowed scopes (a subset of those asked for).
+    pub scopes: Option<Vec<String>>,
+    /// Shorter lifetime, in days.
+    pub expires_in_days: Option<u32>,
+    /// The signed-in account deciding.
+    pub approver: User,
+    /// Browser IP.
+    pub client_ip: String,
+}
+
+/// The result of a decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// A token is waiting for the CLI (or was already: `already` is true).
+    Approved {
+        /// The minted token.
+        token_id: Uuid,
+        /// The same account had already approved it.
+        already: bool,
+    },
+    /// Refused.
+    Denied,
+}
+
+/// The answer for a code that names no live request.
+pub fn expired_request() -> AppError {
+    AppError::Gone {
+        code: "expired_token",
+        message:
+            "This CLI login request has expired or does not exist. Run `envshield login` again."
+                .to_owned(),
+    }
+}
+
+/// Approves or denies a live request, under a row lock so concurrent
+/// decisions queue and exactly one token is ever minted.
+pub fn complete(
+    conn: &mut PgConnection,
+    config: &Config,
+    input: CompleteInput,
+    now: DateTime<Utc>,
+) -> Result<CompleteOutcome, AppError> {
+    let hash = input
+        .user_code
+        .keyed_hash(config.keys.code_hmac.expose_secret());
+    conn.transaction(|conn| {
+        let session = device_sessions::lock_live_by_user_hash(conn, &hash, now)?
+            .ok_or_else(expired_request)?;
+        let approver = &input.approver;
+        if session.status() == SessionStatus::Approved {
+            return match (session.user_id, session.token_id) {
+                (Some(uid), Some(token_id)) if uid == approver.id && input.approve => {
+                    Ok(CompleteOutcome::Approved {
+                        token_id,
+                        already: true,
+                    })
+                }
+                (Some(uid), _) if uid == approver.id => Err(AppError::conflict(
+                    "already_approved",
+                    "You already approved this request. Revoke the token in your token settings if you did not mean to.",
+                )),
+                _ => Err(AppError::forbidden(
+                    "approved_by_another_account",
+                    "This CLI login request was already approved by another account.",
+                )),
+            };
+        }
+        if !input.approve {
+            device_sessions::deny(conn, session.id, approver.id)?;
+            events::record(
+                conn,
+                Event::new(EventKind::CliDeviceDenied, Severity::Medium, Some(&input.client_ip))
+                    .user(approver.id)
+                    .details(json!({ "session_id": session.id })),
+            )?;
+            return Ok(CompleteOutcome::Denied);
+        }
+        approve(conn, config, &session, &input, now)
+    })
+}
+
+fn approve(
+    conn: &mut PgConnection,
+    config: &Config,
+    session: &device_sessions::DeviceSession,
+    input: &CompleteInput,
+    now: DateTime<Utc>,
+) -> Result<CompleteOutcome, AppError> {
+    let requested = Scopes::parse(&session.scopes, &config.scope_catalogue)
+        .map_err(|m| AppError::bad_request("invalid_scope", m))?;
+    let granted = match &input.scopes {
+        None => requested,
+        Some(chosen) => {
+            let chosen = Scopes::parse(chosen, &config.scope_catalogue)
+                .map_err(|m| AppError::bad_request("invalid_scope", m))?;
+            if !chosen.is_subset_of(&requested) {
+                return Err(AppError::bad_request(
+                    "invalid_scope",
+                    format!(
+                        "You can only remove scopes from this request, not add them. It asked for: {}.",
+                        requested.as_slice().join(", ")
+                    ),
+                ));
+            }
+            chosen
+        }
+    };
+    let days = match (input.expires_in_days, config.api_token_ttl_days) {
+        (Some(0), _) => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                "The token must live at least one day.",
+            ))
+        }
+        (Some(d), Some(max)) if d > max => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                format!("The token can live at most {max} days."),
+            ))
+        }
+        (Some(d), _) => Some(d),
+        (None, max) => max,
+    };
+    let expires_at = days.map(|d| now + Duration::days(i64::from(d)));
+
+    let approver = users::lock(conn, input.approver.id)?;
+    let active = api_tokens::count_active_for_user(conn, approver.id, now)?;
+    let max = i64::from(config.max_api_tokens_per_user);
+    if active >= max {
+        return Err(AppError::conflict(
+            "token_limit_reached",
+            format!(
+                "You already have {max} active tokens, the most allowed. Revoke one in your token settings (/settings/tokens) or with `envshield tokens revoke <id>`, then approve again."
+            ),
+        ));
+    }
+
+    let token = PlainToken::generate(&config.api_token_prefix);
+    let token_id = Uuid::new_v4();
+    api_tokens::insert(
+        conn,
+        &api_tokens::NewApiToken {
+            id: token_id,
+            user_id: approver.id,
+            name: &session.token_name,
+            scopes: granted.as_slice(),
+            token_digest: &token.digest(),
+            token_hint: &token.hint(&config.api_token_prefix),
+            created_at: now,
+            expires_at,
+            source: "device",
+        },
+    )?;
+    let sealed = config
+        .keys
+        .seal
+        .seal(session.id.as_bytes(), token.expose().as_bytes());
+    if device_sessions::approve(conn, session.id, approver.id, token_id, &sealed, now)? != 1 {
+        return Err(expired_request());
+    }
+    events::record(
+        conn,
+        Event::new(
+            EventKind::CliDeviceApproved,
+            Severity::Medium,
+            Some(&input.client_ip),
+        )
+        .user(approver.id)
+        .token(token_id)
+        .details(json!({ "session_id": session.id, "requested_from": session.client_ip })),
+    )?;
+    events::record(
+        conn,
+        Event::new(
+            EventKind::CliTokenCreated,
+            Severity::Medium,
+            Some(&input.client_ip),
+        )
+        .user(approver.id)
+        .token(token_id)
+        .details(json!({
+            "token_name": session.token_name,
+            "scopes": granted.as_slice(),
+            "requested_from": session.client_ip,
+        })),
+    )?;
+    Ok(CompleteOutcome::Approved {
+        token_id,
+        already: false,
+    })
+}
+
+/// The CLI gave up: cancel the session, and revoke a token minted for it
+/// that was never picked up.
+pub fn cancel(
+    conn: &mut PgConnection,
+    config: &Config,
+    device_code: &DeviceCode,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, AppError> {
+    let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
+    conn.transaction(|conn| {
+        let Some(session) = device_sessions::cancel(conn, &hash)? else {
+            return Ok(false);
+        };
+        if let Some(token_id) = session.token_id {
+            api_tokens::revoke(conn, token_id, now)?;
+        }
+        let mut event = Event::new(
+            EventKind::CliDeviceCancelled,
+            Severity::Low,
+            Some(client_ip),
+        )
+        .details(json!({ "session_id": session.id }));
+        event.user_id = session.user_id;
+        event.token_id = session.token_id;
+        events::record(conn, event)?;
+        Ok(true)
+    })
+}
+
+/// What the approval page shows about a request.
+#[derive(Debug)]
+pub struct RequestView {
+    /// Session id.
+    pub id: Uuid,
+    /// Where it stands, with expiry applied.
+    pub status: SessionStatus,
+    /// Approver, once decided.
+    pub user_id: Option<Uuid>,
+    /// Token name.
+    pub token_name: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// Requesting IP.
+    pub client_ip: Option<String>,
+    /// Requesting user agent.
+    pub user_agent: Option<String>,
+    /// When it was asked.
+    pub created_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Looks a request up by user code for display; expiry applied.
+pub fn find_request(
+    conn: &mut PgConnection,
+    config: &Config,
+    user_code: &UserCode,
+    now: DateTime<Utc>,
+) -> Result<Option<RequestView>, AppError> {
+    let hash = user_code.keyed_hash(config.keys.code_hmac.expose_secret());
+    Ok(device_sessions::find_by_user_hash(conn, &hash)?.map(|s| {
+        let mut status = s.status();
+        if status.is_live() && s.expires_at <= now {
+            status = SessionStatus::Expired;
+        }
+        RequestView {
+            id: s.id,
+            status,
+            user_id: s.user_id,
+            token_name: s.token_name,
+            scopes: s.scopes,
+            client_ip: s.client_ip,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        }
+    }))
+}
+
+/// Background purge: expire due sessions (wiping sealed tokens) and delete
+/// sessions that ended more than `keep` ago.
+pub fn purge(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> Result<(usize, usize), AppError> {
+    let expired = device_sessions::expire_due(conn, now)?;
+    let deleted = device_sessions::delete_ended_before(conn, now - keep)?;
+    Ok((expired, deleted))
+}

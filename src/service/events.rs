@@ -1,0 +1,145 @@
+//! Security events: a row in `security_events` and a tracing event, never a secret.
+
+use diesel::PgConnection;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::models::security_events::{self, NewSecurityEvent};
+
+/// How serious an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Routine.
+    Low,
+    /// Worth a look.
+    Medium,
+    /// Likely an attack or a leak.
+    High,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// Kinds of event, stored by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A CLI started a device login.
+    CliDeviceStart,
+    /// A person approved one.
+    CliDeviceApproved,
+    /// A person denied one.
+    CliDeviceDenied,
+    /// The CLI cancelled one.
+    CliDeviceCancelled,
+    /// A token was minted (shown to its owner as an alert).
+    CliTokenCreated,
+    /// A token was revoked.
+    CliTokenRevoked,
+    /// A client hit a rate limit.
+    CliRateLimitExceeded,
+    /// A consumed device code was polled again: the code may have leaked.
+    CliDeviceCodeReused,
+    /// A browser sign-in failed.
+    LoginFailed,
+    /// A browser sign-in succeeded.
+    LoginSucceeded,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CliDeviceStart => "cli_device_start",
+            Self::CliDeviceApproved => "cli_device_approved",
+            Self::CliDeviceDenied => "cli_device_denied",
+            Self::CliDeviceCancelled => "cli_device_cancelled",
+            Self::CliTokenCreated => "cli_token_created",
+            Self::CliTokenRevoked => "cli_token_revoked",
+            Self::CliRateLimitExceeded => "cli_rate_limit_exceeded",
+            Self::CliDeviceCodeReused => "cli_device_code_reused",
+            Self::LoginFailed => "login_failed",
+            Self::LoginSucceeded => "login_succeeded",
+        }
+    }
+}
+
+/// One event to record.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// How serious.
+    pub severity: Severity,
+    /// Account concerned.
+    pub user_id: Option<Uuid>,
+    /// Token concerned.
+    pub token_id: Option<Uuid>,
+    /// Client IP.
+    pub ip: Option<&'a str>,
+    /// Extra facts; never a token, code, password or cookie.
+    pub details: Value,
+}
+
+impl<'a> Event<'a> {
+    /// An event with no account, token or details yet.
+    pub fn new(kind: EventKind, severity: Severity, ip: Option<&'a str>) -> Self {
+        Self {
+            kind,
+            severity,
+            user_id: None,
+            token_id: None,
+            ip,
+            details: Value::Object(Default::default()),
+        }
+    }
+
+    /// Sets the account.
+    pub fn user(mut self, id: Uuid) -> Self {
+        self.user_id = Some(id);
+        self
+    }
+
+    /// Sets the token.
+    pub fn token(mut self, id: Uuid) -> Self {
+        self.token_id = Some(id);
+        self
+    }
+
+    /// Sets the details.
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Writes the event to the audit table and the log.
+pub fn record(conn: &mut PgConnection, event: Event<'_>) -> diesel::QueryResult<()> {
+    tracing::info!(
+        target: "security",
+        kind = event.kind.as_str(),
+        severity = event.severity.as_str(),
+        user_id = ?event.user_id,
+        token_id = ?event.token_id,
+        ip = event.ip,
+        details = %event.details,
+        "security event"
+    );
+    security_events::insert(
+        conn,
+        &NewSecurityEvent {
+            kind: event.kind.as_str(),
+            severity: event.severity.as_str(),
+            user_id: event.user_id,
+            token_id: event.token_id,
+            ip: event.ip,
+            details: event.details,
+        },
+    )
+}

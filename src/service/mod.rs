@@ -1,0 +1,7 @@
+//! The operations behind every route, shared by the JSON API and the pages.
+//! Each runs synchronously on a connection; callers wrap it in `db::run`.
+
+pub mod accounts;
+pub mod device;
+pub mod events;
+pub mod tokens;

@@ -1,0 +1,114 @@
+//! API tokens: authenticating a Bearer token, listing and revoking.
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+use envshield_api_types::{TokenStatus, TokenSummary};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::models::api_tokens::{self, ApiToken};
+use crate::db::models::users::User;
+use crate::domain::PlainToken;
+use crate::error::AppError;
+use crate::service::events::{self, Event, EventKind, Severity};
+
+/// A request authenticated by a Bearer token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The account.
+    pub user: User,
+    /// The token used.
+    pub token: ApiToken,
+}
+
+/// Looks the token up by digest (one indexed query) and refreshes
+/// `last_used_at` at most once a minute.
+pub fn authenticate(
+    conn: &mut PgConnection,
+    token: &PlainToken,
+    now: DateTime<Utc>,
+) -> Result<Option<Authenticated>, AppError> {
+    let Some((token, user)) = api_tokens::find_active_by_digest(conn, &token.digest(), now)? else {
+        return Ok(None);
+    };
+    let stale = token
+        .last_used_at
+        .is_none_or(|t| now - t >= api_tokens::LAST_USED_GRANULARITY);
+    let mut token = token;
+    if stale {
+        api_tokens::touch_last_used(conn, token.id, now)?;
+        token.last_used_at = Some(now);
+    }
+    Ok(Some(Authenticated { user, token }))
+}
+
+fn status_of(token: &ApiToken, now: DateTime<Utc>) -> TokenStatus {
+    if token.revoked_at.is_some() {
+        TokenStatus::Revoked
+    } else if token.expires_at.is_some_and(|e| e <= now) {
+        TokenStatus::Expired
+    } else {
+        TokenStatus::Active
+    }
+}
+
+/// Tokens as the API and pages list them; `owner` limits to one account.
+pub fn list(
+    conn: &mut PgConnection,
+    owner: Option<Uuid>,
+    current: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Vec<TokenSummary>, AppError> {
+    Ok(api_tokens::list(conn, owner)?
+        .into_iter()
+        .map(|(t, email)| TokenSummary {
+            status: status_of(&t, now),
+            current: Some(t.id) == current,
+            id: t.id,
+            user_id: t.user_id,
+            user_email: email,
+            name: t.name,
+            hint: t.token_hint,
+            scopes: t.scopes,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        })
+        .collect())
+}
+
+/// Revokes `token_id` on behalf of `actor` (its owner, or any admin).
+/// Revoking an already revoked token succeeds; someone else's token is
+/// "not found" so ids cannot be probed.
+pub fn revoke(
+    conn: &mut PgConnection,
+    actor: &User,
+    token_id: Uuid,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let not_found = || AppError::NotFound("The token".to_owned());
+    let token = api_tokens::find(conn, token_id)?.ok_or_else(not_found)?;
+    if token.user_id != actor.id && !actor.is_admin() {
+        return Err(not_found());
+    }
+    if let Some(revoked) = api_tokens::revoke(conn, token_id, now)? {
+        events::record(
+            conn,
+            Event::new(
+                EventKind::CliTokenRevoked,
+                Severity::Medium,
+                Some(client_ip),
+            )
+            .user(revoked.user_id)
+            .token(revoked.id)
+            .details(json!({
+                "token_name": revoked.name,
+                "revoked_by": actor.id,
+                "by_admin": revoked.user_id != actor.id,
+            })),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Builds the application: pool, migrations, state, middleware, listener.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::config::CookieContentSecurity;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::error::{InternalError, JsonPayloadError};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer, ResponseError};
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use crate::error::AppError;
+use crate::rate_limit::RateLimiters;
+use crate::telemetry::RedactedRootSpan;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How often expired sessions are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+/// How long ended device sessions are kept for audit.
+const KEEP_ENDED_SESSIONS: chrono::Duration = chrono::Duration::days(7);
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "envshield_session";
+
+/// Shared by every handler.
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Database pool.
+    pub pool: DbPool,
+    /// Rate limiters.
+    pub limiters: RateLimiters,
+    /// bcrypt hash of a random password at the configured cost, so unknown
+    /// emails cost the same as wrong passwords.
+    pub dummy_hash: String,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    purge: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects, migrates, binds `config.bind_addr` (port 0 picks one) and
+    /// builds the server without running it yet.
+    pub async fn build(config: Config, database_url: SecretString) -> anyhow::Result<Self> {
+        let pool = db::build_pool(
+            database_url.expose_secret(),
+            config.db_pool_size,
+            config.db_timeout,
+        );
+        let migrate_pool = pool.clone();
+        let applied = web::block(move || -> anyhow::Result<usize> {
+            let mut conn = migrate_pool
+                .get()
+                .context("cannot connect to the database (check DATABASE_URL)")?;
+            db::run_migrations(&mut conn)
+        })
+        .await??;
+        if applied > 0 {
+            tracing::info!(applied, "applied database migrations");
+        }
+        let cost = config.bcrypt_cost;
+        let dummy_hash = web::block(move || {
+            let random = SecretString::from(hex::encode(crate::crypto::random_bytes::<16>()));
+            crate::auth::password::hash_password(&random, cost)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let listener = TcpListener::bind(&config.bind_addr)
+            .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            limiters: RateLimiters::new(&config.rate_limits),
+            config: Arc::new(config),
+            pool,
+            dummy_hash,
+        });
+        let purge = tokio::spawn(purge_loop(state.clone()));
+        let server = server(state, listener)?;
+        Ok(Self {
+            port,
+            server,
+            purge,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (Ctrl-C / SIGTERM, or the handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.purge.abort();
+        result
+    }
+}
+
+fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+    let config = state.config.clone();
+    let session_key = Key::from(config.keys.session.expose_secret().as_slice());
+    let secure = config.secure_cookies();
+    let workers = config.workers;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                DefaultHeaders::new()
+                    .add((
+                        "Content-Security-Policy",
+                        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+                    ))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .wrap(
+                SessionMiddleware::builder(CookieSessionStore::default(), session_key.clone())
+                    .cookie_name(SESSION_COOKIE.to_owned())
+                    .cookie_secure(secure)
+                    .cookie_http_only(true)
+                    .cookie_same_site(SameSite::Lax)
+                    .cookie_content_security(CookieContentSecurity::Private)
+                    .build(),
+            )
+            .wrap(TracingLogger::<RedactedRootSpan>::new())
+            .app_data(state.clone())
+            .app_data(json_config())
+            .app_data(query_config())
+            .app_data(form_config())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .configure(crate::routes::configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req| {
+            let app_err = match &err {
+                JsonPayloadError::ContentType => AppError::UnsupportedMediaType {
+                    expected: "JSON (application/json)",
+                },
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => AppError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
+                JsonPayloadError::Deserialize(e) => {
+                    AppError::bad_request("invalid_body", format!("The JSON body is invalid: {e}."))
+                }
+                _ => AppError::bad_request("invalid_body", "The request body could not be read."),
+            };
+            InternalError::from_response(err, app_err.error_response()).into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let app_err = AppError::bad_request(
+            "invalid_query",
+            format!("The query string is invalid: {err}."),
+        );
+        InternalError::from_response(err, app_err.error_response()).into()
+    })
+}
+
+fn form_config() -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req| {
+            use actix_web::error::UrlencodedError;
+            let app_err = match &err {
+                UrlencodedError::ContentType => AppError::UnsupportedMediaType {
+                    expected: "a form (application/x-www-form-urlencoded)",
+                },
+                UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
+                _ => AppError::bad_request(
+                    "invalid_form",
+                    "The form could not be read. Reload the page and try again.",
+                ),
+            };
+            InternalError::from_response(err, app_err.error_response()).into()
+        })
+}
+
+/// Expires due sessions and forgets idle rate-limit buckets, forever.
+async fn purge_loop(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        state.limiters.retain_recent();
+        let result = db::run(&state.pool, |conn| {
+            crate::service::device::purge(conn, chrono::Utc::now(), KEEP_ENDED_SESSIONS)
+        })
+        .await;
+        match result {
+            Ok((expired, deleted)) if expired + deleted > 0 => {
+                tracing::info!(expired, deleted, "purged device sessions");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "purging device sessions failed; will retry"),
+        }
+    }
+}
