@@ -12,3 +12,5 @@ pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -55,6 +55,17 @@ impl Application {
     /// Connects, migrates, binds `config.bind_addr` (port 0 picks one) and
     /// builds the server without running it yet.
     pub async fn build(config: Config, database_url: SecretString) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.bind_addr)
+            .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
+        Self::build_on(config, database_url, listener).await
+    }
+
+    /// Like [`Application::build`], on a listener the caller already bound.
+    pub async fn build_on(
+        config: Config,
+        database_url: SecretString,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         let pool = db::build_pool(
             database_url.expose_secret(),
             config.db_pool_size,
@@ -79,8 +90,6 @@ impl Application {
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-        let listener = TcpListener::bind(&config.bind_addr)
-            .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             limiters: RateLimiters::new(&config.rate_limits),

@@ -54,3 +54,10 @@ impl RootSpanBuilder for RedactedRootSpan {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }
+
+/// For tests: logs only when `TEST_LOG` is set, so runs stay quiet.
+pub fn init_test_subscriber() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        init_subscriber();
+    }
+}

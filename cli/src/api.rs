@@ -23,6 +23,8 @@ pub const DEFAULT_API_URL: &str = "http://localhost:3000/api/v1";
 pub const API_URL_ENV: &str = "ENVSHIELD_API_URL";
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The one endpoint where 404 is an answer (no such token), not a wrong URL.
+const REVOKE_PATH: &str = "/cli/tokens/revoke";
 /// Largest response body read; anything bigger is not an EnvShield answer.
 const MAX_BODY: u64 = 1024 * 1024;
 
@@ -418,16 +420,21 @@ impl ApiClient {
         self.decode(PATH, raw)
     }
 
-    /// `GET /cli/tokens`.
-    pub fn list_tokens(&self, token: &str) -> Result<TokenListResponse, ApiError> {
+    /// `GET /cli/tokens`, or `?all=true` (admins: every account's tokens).
+    pub fn list_tokens(&self, token: &str, all: bool) -> Result<TokenListResponse, ApiError> {
         const PATH: &str = "/cli/tokens";
-        let raw = self.execute(self.http.get(self.url(PATH)).bearer_auth(token))?;
+        let url = if all {
+            format!("{}?all=true", self.url(PATH))
+        } else {
+            self.url(PATH)
+        };
+        let raw = self.execute(self.http.get(url).bearer_auth(token))?;
         self.decode(PATH, raw)
     }
 
     /// `POST /cli/tokens/revoke`.
     pub fn revoke_token(&self, token: &str, token_id: Uuid) -> Result<(), ApiError> {
-        const PATH: &str = "/cli/tokens/revoke";
+        const PATH: &str = REVOKE_PATH;
         let body = RevokeTokenRequest { token_id };
         let raw = self.execute(
             self.http
@@ -530,6 +537,15 @@ impl ApiClient {
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
+            };
+        }
+        // Only `revoke` can legitimately answer 404 (no such token); on any
+        // other endpoint a 404, even with a JSON body, means the base URL
+        // is not the API's.
+        if status == 404 && path != REVOKE_PATH {
+            return ApiError::NotFound {
+                base: self.base.clone(),
+                path: path.to_string(),
             };
         }
         match body {
@@ -767,7 +783,7 @@ pub(crate) mod tests {
         let (base, server) = canned_server(vec![http("200 OK", "text/plain", "hello")]);
         let err = ApiClient::new(&base)
             .unwrap()
-            .list_tokens("esh_x")
+            .list_tokens("esh_x", false)
             .unwrap_err();
         server.join().unwrap();
         assert!(matches!(err, ApiError::BadResponse { html: false, .. }));
@@ -845,6 +861,27 @@ pub(crate) mod tests {
         server.join().unwrap();
         assert!(matches!(err, ApiError::NotFound { .. }));
         assert!(err.to_string().contains("has no /cli/whoami endpoint"));
+    }
+
+    #[test]
+    fn json_404_points_at_the_url_except_on_revoke() {
+        let not_found = || {
+            http(
+                "404 Not Found",
+                "application/json",
+                r#"{"error":"not_found","message":"No such token."}"#,
+            )
+        };
+        let (base, server) = canned_server(vec![not_found(), not_found()]);
+        let client = ApiClient::new(&base).unwrap();
+        let wrong_url = client.whoami("esh_x").unwrap_err();
+        let no_token = client.revoke_token("esh_x", Uuid::nil()).unwrap_err();
+        server.join().unwrap();
+        assert!(
+            matches!(wrong_url, ApiError::NotFound { .. }),
+            "{wrong_url:?}"
+        );
+        assert_eq!(no_token.to_string(), "No such token.");
     }
 
     #[test]

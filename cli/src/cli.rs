@@ -114,8 +114,12 @@ pub struct TokensArgs {
 /// `envshield tokens <list|revoke>`.
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
-    /// List your tokens (admins see everyone's)
-    List,
+    /// List your tokens
+    List {
+        /// Every account's tokens (admins only)
+        #[arg(long)]
+        all: bool,
+    },
     /// Revoke a token by id
     Revoke {
         /// Id of the token (see `envshield tokens list`)

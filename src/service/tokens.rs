@@ -1,6 +1,6 @@
 //! API tokens: authenticating a Bearer token, listing and revoking.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel::PgConnection;
 use envshield_api_types::{TokenStatus, TokenSummary};
 use serde_json::json;
@@ -36,6 +36,8 @@ pub fn authenticate(
         .is_none_or(|t| now - t >= api_tokens::LAST_USED_GRANULARITY);
     let mut token = token;
     if stale {
+        // PostgreSQL keeps microseconds; answer with what is stored.
+        let now = now.trunc_subsecs(6);
         api_tokens::touch_last_used(conn, token.id, now)?;
         token.last_used_at = Some(now);
     }

@@ -12,17 +12,18 @@ use crate::output::{relative, table};
 /// Runs `envshield tokens [list|revoke]`; no subcommand lists.
 pub fn run(ctx: &Context, command: Option<&TokensCommand>) -> Result<(), CliError> {
     match command {
-        None | Some(TokensCommand::List) => list(ctx),
+        None => list(ctx, false),
+        Some(TokensCommand::List { all }) => list(ctx, *all),
         Some(TokensCommand::Revoke { id }) => revoke(ctx, *id),
     }
 }
 
-fn list(ctx: &Context) -> Result<(), CliError> {
+fn list(ctx: &Context, all: bool) -> Result<(), CliError> {
     let config = ctx.load_config()?;
     let creds = ctx.credentials(&config)?;
     let client = ctx.client(&creds.api_url)?;
     let list = client
-        .list_tokens(&creds.token)
+        .list_tokens(&creds.token, all)
         .map_err(|e| ctx.refused(&creds, e))?;
 
     if ctx.out.is_json() {

@@ -1,0 +1,254 @@
+//! Test support: a private PostgreSQL shared by test processes, a fresh
+//! database per test cloned from a migrated template, and a real server on
+//! its own thread. Enabled by the `testing` feature.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use secrecy::SecretString;
+
+use crate::config::Config;
+use crate::crypto;
+use crate::db::{self, local_pg::LocalPostgres};
+use crate::startup::Application;
+
+struct Cluster {
+    admin_url: String,
+    template: String,
+    _pg: LocalPostgres,
+}
+
+/// Where the shared test cluster lives: `ENVSHIELD_TEST_PG_DIR`, or
+/// `target/envshield-test-pg` (found from the running test binary).
+fn cluster_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("ENVSHIELD_TEST_PG_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test binary> → target/
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    target.join("envshield-test-pg")
+}
+
+fn cluster() -> Result<&'static Cluster, String> {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| start_cluster().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn start_cluster() -> anyhow::Result<Cluster> {
+    let mut pg = LocalPostgres::start(&cluster_dir())?;
+    // Shared by every test process (server and CLI suites); left running.
+    pg.keep_running();
+    let admin_url = pg.url("postgres");
+    let template = ensure_template(&admin_url, &pg)?;
+    Ok(Cluster {
+        admin_url,
+        template,
+        _pg: pg,
+    })
+}
+
+/// A migrated template database named after the schema, built once.
+fn ensure_template(admin_url: &str, pg: &LocalPostgres) -> anyhow::Result<String> {
+    let schema = include_str!("db/schema.rs");
+    let digest = hex::encode(&crypto::sha256(schema.as_bytes())[..6]);
+    let name = format!("envshield_tmpl_{digest}");
+    let mut admin = PgConnection::establish(admin_url).context("connect to test cluster")?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let exists: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(&mut admin)?;
+    if exists.exists {
+        return Ok(name);
+    }
+    // Build under a private name, then rename: another process racing us
+    // either wins the rename (we drop ours) or loses it.
+    let building = format!("{name}_b{}", std::process::id());
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\"")).execute(&mut admin)?;
+    diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut admin)?;
+    {
+        let mut conn = PgConnection::establish(&pg.url(&building))?;
+        db::run_migrations(&mut conn)?;
+    }
+    let renamed = diesel::sql_query(format!(
+        "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+    ))
+    .execute(&mut admin);
+    if renamed.is_err() {
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\"")).execute(&mut admin)?;
+    }
+    Ok(name)
+}
+
+/// A database of its own for one test, dropped when this value drops.
+pub struct TestDatabase {
+    /// Database name.
+    pub name: String,
+    /// Connection URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Clones the migrated template (milliseconds).
+    pub fn create() -> anyhow::Result<Self> {
+        let cluster = cluster().map_err(anyhow::Error::msg)?;
+        let name = format!(
+            "envshield_test_{}",
+            hex::encode(crypto::random_bytes::<8>())
+        );
+        let mut admin = PgConnection::establish(&cluster.admin_url)?;
+        diesel::sql_query(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+            cluster.template
+        ))
+        .execute(&mut admin)?;
+        let url = cluster._pg.url(&name);
+        Ok(Self { name, url })
+    }
+
+    /// A direct connection, for arranging and inspecting rows.
+    pub fn connect(&self) -> PgConnection {
+        match PgConnection::establish(&self.url) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot connect to test database {}: {e}", self.name),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(cluster) = cluster() {
+            if let Ok(mut admin) = PgConnection::establish(&cluster.admin_url) {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut admin);
+            }
+        }
+    }
+}
+
+/// Configuration for tests: fresh random keys (no files), cheap bcrypt,
+/// generous rate limits, one worker.
+pub fn test_config(port: u16) -> Config {
+    let mut vars = HashMap::new();
+    let key32 = || STANDARD.encode(crypto::random_bytes::<32>());
+    vars.insert("TOKEN_SEAL_KEY".to_owned(), key32());
+    vars.insert("CODE_HMAC_KEY".to_owned(), key32());
+    vars.insert(
+        "SESSION_KEY".to_owned(),
+        STANDARD.encode(crypto::random_bytes::<64>()),
+    );
+    vars.insert("BIND_ADDR".to_owned(), format!("127.0.0.1:{port}"));
+    vars.insert("APP_URL".to_owned(), format!("http://127.0.0.1:{port}"));
+    vars.insert("BCRYPT_COST".to_owned(), "4".to_owned());
+    vars.insert("WORKERS".to_owned(), "2".to_owned());
+    vars.insert("RATE_LIMIT_START_PER_MIN".to_owned(), "10000".to_owned());
+    vars.insert("RATE_LIMIT_POLL_PER_MIN".to_owned(), "10000".to_owned());
+    vars.insert("RATE_LIMIT_COMPLETE_PER_MIN".to_owned(), "10000".to_owned());
+    vars.insert("RATE_LIMIT_LOGIN_PER_MIN".to_owned(), "10000".to_owned());
+    match Config::from_map(&vars) {
+        Ok(c) => c,
+        Err(e) => panic!("test configuration is invalid: {e}"),
+    }
+}
+
+/// A real server on its own thread and runtime, on its own database.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The bound port.
+    pub port: u16,
+    /// The configuration it runs with.
+    pub config: Arc<Config>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    /// Its database (dropped after the server stops).
+    pub db: TestDatabase,
+}
+
+impl TestServer {
+    /// Starts a server with [`test_config`], adjusted by `customize`.
+    pub fn spawn(customize: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        crate::telemetry::init_test_subscriber();
+        let db = TestDatabase::create()?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let mut config = test_config(port);
+        customize(&mut config);
+        let config = Arc::new(config);
+        let url = SecretString::from(db.url.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = (*config).clone();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                match Application::build_on(cfg, url, listener).await {
+                    Ok(app) => {
+                        let _ = tx.send(Ok(app.handle()));
+                        if let Err(e) = app.run_until_stopped().await {
+                            tracing::error!(error = %e, "test server failed");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        let handle = rx.recv().context("test server thread died")??;
+        Ok(Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            config,
+            handle,
+            thread: Some(thread),
+            db,
+        })
+    }
+
+    /// Base URL of the v1 API.
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v1", self.address)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop from a thread and runtime of our own: the caller may be inside
+        // an async runtime, where blocking on a future is not allowed.
+        let stopper = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(handle.stop(false));
+            }
+        });
+        let _ = stopper.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

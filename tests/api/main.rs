@@ -1,0 +1,9 @@
+//! Integration tests: real HTTP against the real app on a real PostgreSQL,
+//! a fresh database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod device;
+mod errors;
+mod helpers;
+mod login;
+mod tokens;
