@@ -251,6 +251,27 @@ fn login_with_browser(
         token_name: Some(token_name(args)?),
         scopes: scopes(args),
     };
+
+    // Installed before the session starts (but after the name prompt, which
+    // Ctrl-C must still be able to end): a Ctrl-C as soon as the code is
+    // shown, or during `start` itself, must cancel the request on the
+    // server, not kill the process and leave the request pending.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // A second Ctrl-C leaves at once, even in the middle of a request.
+        let installed = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+            }
+        });
+        if let Err(e) = installed {
+            ctx.out.warn(&format!(
+                "Ctrl-C will not cancel the request on the server ({e})."
+            ));
+        }
+    }
+
     let start = client.start_device(&request)?;
     announce(ctx, &start);
 
@@ -267,22 +288,6 @@ fn login_with_browser(
     } else {
         ctx.out
             .note("Opened your browser. If nothing appeared, open the address above by hand.");
-    }
-
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = Arc::clone(&interrupted);
-        // A second Ctrl-C leaves at once, even in the middle of a request.
-        let installed = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
-            }
-        });
-        if let Err(e) = installed {
-            ctx.out.warn(&format!(
-                "Ctrl-C will not cancel the request on the server ({e})."
-            ));
-        }
     }
 
     let waiting = "Waiting for approval in the browser (Ctrl-C to cancel)";
