@@ -1,0 +1,11 @@
+//! Integration tests of the built `envshield` binary against a real server
+//! on a real PostgreSQL: each test gets its own server, database and config
+//! folder, and approves sign-ins as a signed-in browser over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod commands;
+mod errors;
+mod helpers;
+mod login;
+mod pty;
+mod token_login;
