@@ -36,8 +36,10 @@ pub struct RateLimits {
     pub poll_per_min: u32,
     /// `device/complete` and `device/cancel`.
     pub complete_per_min: u32,
-    /// `POST /login`.
+    /// `POST /login` and `POST /signup`.
     pub login_per_min: u32,
+    /// `POST /login` attempts per account (email) per hour.
+    pub login_per_account_per_hour: u32,
 }
 
 /// The server's secrets. `Debug` shows key ids only.
@@ -107,6 +109,8 @@ pub struct Config {
     pub workers: usize,
     /// `BCRYPT_COST` (default 12).
     pub bcrypt_cost: u32,
+    /// `ALLOW_SIGNUP` (default false): whether `/signup` lets anyone create an account.
+    pub allow_signup: bool,
     /// `SESSION_TTL_HOURS` (default 12): a browser sign-in lasts this long.
     pub session_ttl: Duration,
     /// Keys from `TOKEN_SEAL_KEY`, `TOKEN_SEAL_KEYS_PREVIOUS`, `CODE_HMAC_KEY`,
@@ -233,12 +237,19 @@ impl Config {
                 poll_per_min: num("RATE_LIMIT_POLL_PER_MIN", 120, 0, 1_000_000)?,
                 complete_per_min: num("RATE_LIMIT_COMPLETE_PER_MIN", 30, 0, 1_000_000)?,
                 login_per_min: num("RATE_LIMIT_LOGIN_PER_MIN", 10, 0, 1_000_000)?,
+                login_per_account_per_hour: num(
+                    "RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_HOUR",
+                    20,
+                    0,
+                    1_000_000,
+                )?,
             },
             trusted_proxies,
             db_pool_size: num("DATABASE_POOL_SIZE", 10, 1, 1000)?,
             db_timeout: Duration::from_secs(u64::from(num("DATABASE_TIMEOUT_SEC", 5, 1, 120)?)),
             workers: num("WORKERS", u32::try_from(cores).unwrap_or(2), 1, 512)? as usize,
             bcrypt_cost: num("BCRYPT_COST", 12, 4, 31)?,
+            allow_signup: parse_bool("ALLOW_SIGNUP", get("ALLOW_SIGNUP"))?,
             session_ttl: Duration::from_secs(
                 u64::from(num("SESSION_TTL_HOURS", 12, 1, 720)?) * 3600,
             ),
@@ -304,6 +315,14 @@ fn parse_list(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, Co
         return Err(err(format!("{name}: `{bad}` is not a valid scope name")));
     }
     Ok(Some(list))
+}
+
+fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some(other) => Err(err(format!("{name} must be true or false, not `{other}`"))),
+    }
 }
 
 fn parse_num<T>(name: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
@@ -534,6 +553,7 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.x", "TRUSTED_PROXIES"),
             ("SESSION_KEY", "c2hvcnQ=", "SESSION_KEY"),
             ("ENVSHIELD_ENV", "staging", "ENVSHIELD_ENV"),
+            ("ALLOW_SIGNUP", "maybe", "ALLOW_SIGNUP"),
         ] {
             let e = Config::from_map(&vars(&[("ENVSHIELD_DATA_DIR", d), (k, v)])).unwrap_err();
             assert!(e.0.contains(needle), "{k}={v}: {e}");

@@ -42,6 +42,7 @@ pub struct RateLimiters {
     poll: Option<DefaultKeyedRateLimiter<IpAddr>>,
     complete: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_account: Option<DefaultKeyedRateLimiter<String>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
 }
 
@@ -57,6 +58,8 @@ impl RateLimiters {
             poll: per_minute(limits.poll_per_min),
             complete: per_minute(limits.complete_per_min),
             login: per_minute(limits.login_per_min),
+            login_account: NonZeroU32::new(limits.login_per_account_per_hour)
+                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
         }
     }
@@ -78,6 +81,21 @@ impl RateLimiters {
         })
     }
 
+    /// `Ok` if another sign-in attempt for this account (email, any case) is
+    /// allowed now, else the seconds to wait. Slows password guessing spread
+    /// over many IPs.
+    pub fn check_login_account(&self, email: &str) -> Result<(), u64> {
+        let Some(limiter) = &self.login_account else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&email.trim().to_lowercase())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+    }
+
     /// Whether this rate-limit hit should be written to the audit log (at
     /// most once a minute per client and endpoint).
     pub fn should_audit(&self, limit: Limit, ip: IpAddr) -> bool {
@@ -90,6 +108,9 @@ impl RateLimiters {
             .into_iter()
             .flatten()
         {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.login_account {
             l.retain_recent();
         }
         self.audit.retain_recent();
@@ -133,7 +154,15 @@ mod tests {
             poll_per_min: 0,
             complete_per_min: 1,
             login_per_min: 1,
+            login_per_account_per_hour: 2,
         });
+        assert!(l.check_login_account("A@x.io").is_ok());
+        assert!(l.check_login_account("a@X.io ").is_ok());
+        assert!(
+            l.check_login_account("a@x.io").is_err(),
+            "per account, any case"
+        );
+        assert!(l.check_login_account("b@x.io").is_ok());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(l.check(Limit::Start, a).is_ok());

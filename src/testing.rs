@@ -167,6 +167,10 @@ pub fn test_config(port: u16) -> Config {
     vars.insert("RATE_LIMIT_POLL_PER_MIN".to_owned(), "10000".to_owned());
     vars.insert("RATE_LIMIT_COMPLETE_PER_MIN".to_owned(), "10000".to_owned());
     vars.insert("RATE_LIMIT_LOGIN_PER_MIN".to_owned(), "10000".to_owned());
+    vars.insert(
+        "RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_HOUR".to_owned(),
+        "10000".to_owned(),
+    );
     match Config::from_map(&vars) {
         Ok(c) => c,
         Err(e) => panic!("test configuration is invalid: {e}"),

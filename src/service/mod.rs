@@ -2,6 +2,7 @@
 //! Each runs synchronously on a connection; callers wrap it in `db::run`.
 
 pub mod accounts;
+pub mod audit;
 pub mod device;
 pub mod events;
 pub mod tokens;

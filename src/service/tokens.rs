@@ -6,6 +6,7 @@ use envshield_api_types::{TokenStatus, TokenSummary};
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::db::models::api_tokens::TokenFilter;
 use crate::db::models::api_tokens::{self, ApiToken};
 use crate::db::models::users::User;
 use crate::domain::PlainToken;
@@ -63,21 +64,56 @@ pub fn list(
 ) -> Result<Vec<TokenSummary>, AppError> {
     Ok(api_tokens::list(conn, owner)?
         .into_iter()
-        .map(|(t, email)| TokenSummary {
-            status: status_of(&t, now),
-            current: Some(t.id) == current,
-            id: t.id,
-            user_id: t.user_id,
-            user_email: email,
-            name: t.name,
-            hint: t.token_hint,
-            scopes: t.scopes,
-            created_at: t.created_at,
-            last_used_at: t.last_used_at,
-            expires_at: t.expires_at,
-            revoked_at: t.revoked_at,
-        })
+        .map(|(t, email)| summary(t, email, current, now))
         .collect())
+}
+
+fn summary(t: ApiToken, email: String, current: Option<Uuid>, now: DateTime<Utc>) -> TokenSummary {
+    TokenSummary {
+        status: status_of(&t, now),
+        current: Some(t.id) == current,
+        id: t.id,
+        user_id: t.user_id,
+        user_email: email,
+        name: t.name,
+        hint: t.token_hint,
+        scopes: t.scopes,
+        created_at: t.created_at,
+        last_used_at: t.last_used_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+/// Every account's tokens matching `filter` (the admin list): `limit` rows
+/// from `offset`, newest first.
+pub fn list_filtered(
+    conn: &mut PgConnection,
+    filter: TokenFilter<'_>,
+    now: DateTime<Utc>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<TokenSummary>, AppError> {
+    Ok(api_tokens::list_filtered(conn, filter, now, offset, limit)?
+        .into_iter()
+        .map(|(t, email)| summary(t, email, None, now))
+        .collect())
+}
+
+/// One token as `actor` may see it: their own, or any for admins. Someone
+/// else's token is "not found", as in [`revoke`].
+pub fn find_visible(
+    conn: &mut PgConnection,
+    actor: &User,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<TokenSummary, AppError> {
+    let not_found = || AppError::NotFound("The token".to_owned());
+    let (token, email) = api_tokens::find_with_email(conn, token_id)?.ok_or_else(not_found)?;
+    if token.user_id != actor.id && !actor.is_admin() {
+        return Err(not_found());
+    }
+    Ok(summary(token, email, None, now))
 }
 
 /// Revokes `token_id` on behalf of `actor` (its owner, or any admin).

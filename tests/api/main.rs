@@ -6,4 +6,8 @@ mod device;
 mod errors;
 mod helpers;
 mod login;
+mod pages_admin;
+mod pages_cli;
+mod pages_support;
+mod pages_tokens;
 mod tokens;

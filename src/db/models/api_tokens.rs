@@ -176,3 +176,81 @@ pub fn revoke(
     .get_result(conn)
     .optional()
 }
+
+/// Which tokens the admin list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenFilter<'a> {
+    /// Only owners whose email contains this, ignoring case.
+    pub email_contains: Option<&'a str>,
+    /// Only tokens in this state.
+    pub status: Option<envshield_api_types::TokenStatus>,
+}
+
+/// Escapes `LIKE` wildcards so the text matches literally.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Tokens of every account matching `filter`, newest first, with the owner's
+/// email: `limit` rows from `offset`.
+pub fn list_filtered(
+    conn: &mut PgConnection,
+    filter: TokenFilter<'_>,
+    now: DateTime<Utc>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<(ApiToken, String)>> {
+    use envshield_api_types::TokenStatus;
+    let mut query = api_tokens::table
+        .inner_join(users::table)
+        .select((ApiToken::as_select(), users::email))
+        .order((api_tokens::created_at.desc(), api_tokens::id.desc()))
+        .into_boxed();
+    if let Some(text) = filter.email_contains.filter(|t| !t.is_empty()) {
+        query = query.filter(users::email.ilike(format!("%{}%", like_literal(text))));
+    }
+    query = match filter.status {
+        None => query,
+        Some(TokenStatus::Revoked) => query.filter(api_tokens::revoked_at.is_not_null()),
+        Some(TokenStatus::Expired) => query
+            .filter(api_tokens::revoked_at.is_null())
+            .filter(api_tokens::expires_at.le(now)),
+        Some(TokenStatus::Active) => query.filter(api_tokens::revoked_at.is_null()).filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(now)),
+        ),
+    };
+    query.offset(offset).limit(limit).load(conn)
+}
+
+/// The token with this id and its owner's email.
+pub fn find_with_email(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(ApiToken, String)>> {
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::id.eq(id))
+        .select((ApiToken::as_select(), users::email))
+        .first(conn)
+        .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_literal;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_literal("a_b%c\\d"), "a\\_b\\%c\\\\d");
+        assert_eq!(like_literal("dev@example.com"), "dev@example.com");
+    }
+}

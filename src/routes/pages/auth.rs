@@ -14,7 +14,7 @@ use crate::db::{self, models::users};
 use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
 use crate::routes::enforce_limit;
-use crate::routes::pages::{render, PageError};
+use crate::routes::pages::{render, Nav, PageError};
 use crate::service::accounts;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::startup::AppState;
@@ -37,6 +37,7 @@ pub fn safe_redirect(target: Option<&str>) -> Option<String> {
 #[derive(Template)]
 #[template(path = "auth/login.html")]
 struct LoginPage {
+    nav: Option<Nav>,
     csrf_token: String,
     redirect: Option<String>,
     email: String,
@@ -63,6 +64,7 @@ pub async fn login_form(
     render(
         StatusCode::OK,
         &LoginPage {
+            nav: None,
             csrf_token: session.csrf_token()?,
             redirect,
             email: String::new(),
@@ -121,6 +123,7 @@ pub async fn login(
         return render(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
+                nav: None,
                 csrf_token: session.csrf_token()?,
                 redirect,
                 email,
@@ -144,6 +147,7 @@ pub async fn login(
 /// Fields of the sign-out form.
 #[derive(Deserialize)]
 pub struct LogoutForm {
+    #[serde(default)]
     csrf_token: String,
 }
 

@@ -1,0 +1,569 @@
+//! The browser half of the device login: the approval page (`/cli/login`)
+//! and typing the code by hand (`/cli/device`, RFC 8628's
+//! `verification_uri`).
+
+use std::net::IpAddr;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::auth::session::TypedSession;
+use crate::config::Config;
+use crate::db;
+use crate::domain::{SessionStatus, UserCode};
+use crate::error::AppError;
+use crate::rate_limit::{client_ip, Limit};
+use crate::routes::enforce_limit;
+use crate::routes::pages::auth::see_other;
+use crate::routes::pages::{render, utc, viewer_or_sign_in, Nav, PageError, Viewer};
+use crate::service::device::{self, CompleteInput, CompleteOutcome, RequestView};
+use crate::startup::AppState;
+
+/// Shorter lifetimes offered in the expiry choice, in days.
+const EXPIRY_CHOICES_DAYS: [u32; 4] = [7, 30, 90, 365];
+/// What `/cli/device` says about any code it cannot use: the same words for
+/// malformed, unknown and expired codes, so guesses learn nothing.
+const WRONG_CODE: &str = "That code is not valid or has expired. Check the code in your terminal.";
+
+/// Where the approval page for `code` lives.
+fn approval_path(code: &UserCode) -> String {
+    format!("/cli/login?code={}", code.display())
+}
+
+/// "Invalid CLI login request" (400) or "…has expired" (410).
+#[derive(Template)]
+#[template(path = "cli/ended.html")]
+struct EndedPage {
+    nav: Option<Nav>,
+    invalid: bool,
+}
+
+impl EndedPage {
+    fn invalid(nav: Option<Nav>) -> Result<HttpResponse, PageError> {
+        render(StatusCode::BAD_REQUEST, &Self { nav, invalid: true })
+    }
+
+    fn expired(nav: Option<Nav>) -> Result<HttpResponse, PageError> {
+        render(
+            StatusCode::GONE,
+            &Self {
+                nav,
+                invalid: false,
+            },
+        )
+    }
+}
+
+/// The page after a decision.
+#[derive(Template)]
+#[template(path = "cli/result.html")]
+struct ResultPage {
+    nav: Option<Nav>,
+    approved: bool,
+}
+
+/// One scope checkbox.
+struct ScopeChoice {
+    /// The `id` of the input (scopes contain `:`, so an index is used).
+    id: String,
+    /// The scope.
+    name: String,
+    /// Ticked.
+    checked: bool,
+}
+
+/// One option of the expiry select.
+struct ExpiryChoice {
+    /// Days, or empty for the configured default.
+    value: String,
+    /// What the person reads.
+    label: String,
+    /// Pre-selected.
+    selected: bool,
+}
+
+/// What a previous submission chose, to keep it when the form comes back
+/// with an error.
+#[derive(Default)]
+struct Chosen {
+    scopes: Option<Vec<String>>,
+    expires_in_days: Option<u32>,
+}
+
+/// The confirmation page of a pending request.
+#[derive(Template)]
+#[template(path = "cli/confirm.html")]
+struct ConfirmPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    email: String,
+    code: String,
+    token_name: String,
+    scopes: Vec<ScopeChoice>,
+    expiry: Vec<ExpiryChoice>,
+    requester_ip: Option<String>,
+    user_agent: Option<String>,
+    asked_at: String,
+    expires_at: String,
+    other_network: Option<String>,
+    error: Option<String>,
+}
+
+impl ConfirmPage {
+    fn new(
+        viewer: &Viewer,
+        code: &UserCode,
+        request: RequestView,
+        browser_ip: IpAddr,
+        config: &Config,
+        chosen: Chosen,
+        error: Option<String>,
+    ) -> Self {
+        let scopes = request
+            .scopes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ScopeChoice {
+                id: format!("scope-{i}"),
+                name: s.clone(),
+                checked: chosen.scopes.as_ref().is_none_or(|c| c.contains(s)),
+            })
+            .collect();
+        let other_network = request
+            .client_ip
+            .as_deref()
+            .filter(|ip| !same_network_as(ip, browser_ip))
+            .map(str::to_owned);
+        Self {
+            nav: viewer.nav(),
+            csrf_token: viewer.csrf_token.clone(),
+            email: viewer.user.email.clone(),
+            code: code.display(),
+            token_name: request.token_name,
+            scopes,
+            expiry: expiry_choices(config.api_token_ttl_days, chosen.expires_in_days),
+            requester_ip: request.client_ip,
+            user_agent: request.user_agent.filter(|ua| !ua.trim().is_empty()),
+            asked_at: utc(request.created_at),
+            expires_at: utc(request.expires_at),
+            other_network,
+            error,
+        }
+    }
+}
+
+fn days(d: u32) -> String {
+    if d == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{d} days")
+    }
+}
+
+/// Lifetimes shorter than the configured one, then the configured default
+/// (the empty value, which lets the server apply it).
+fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<ExpiryChoice> {
+    let mut choices: Vec<ExpiryChoice> = EXPIRY_CHOICES_DAYS
+        .iter()
+        .filter(|d| max_days.is_none_or(|m| **d < m))
+        .map(|d| ExpiryChoice {
+            value: d.to_string(),
+            label: days(*d),
+            selected: chosen == Some(*d),
+        })
+        .collect();
+    let any_selected = choices.iter().any(|c| c.selected);
+    choices.push(ExpiryChoice {
+        value: String::new(),
+        label: match max_days {
+            Some(m) => format!("{} (default)", days(m)),
+            None => "Never (default)".to_owned(),
+        },
+        selected: !any_selected,
+    });
+    choices
+}
+
+/// Whether the request's IP (as stored) is on the browser's network: the
+/// same IPv4 address (one NAT), or the same IPv6 /64 (privacy addresses
+/// change within it). An unreadable address counts as another network.
+fn same_network_as(requester: &str, browser: IpAddr) -> bool {
+    let Ok(requester) = requester.parse::<IpAddr>() else {
+        return false;
+    };
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (canonical(requester), canonical(browser)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => false,
+    }
+}
+
+fn approved_by_another_account() -> PageError {
+    PageError(AppError::forbidden(
+        "approved_by_another_account",
+        "This CLI login request was already approved by another account.",
+    ))
+}
+
+async fn find_request(state: &AppState, code: &UserCode) -> Result<Option<RequestView>, PageError> {
+    let config = state.config.clone();
+    let code = code.clone();
+    Ok(db::run(&state.pool, move |conn| {
+        device::find_request(conn, &config, &code, Utc::now())
+    })
+    .await?)
+}
+
+/// Query of `GET /cli/login`.
+#[derive(Debug, Deserialize)]
+pub struct ApprovalQuery {
+    code: Option<String>,
+}
+
+/// `GET /cli/login?code=XXXX-XXXX`: the approval page, in whatever state
+/// the request is.
+#[tracing::instrument(name = "approval_form", skip_all)]
+pub async fn approval_form(
+    req: HttpRequest,
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+    query: web::Query<ApprovalQuery>,
+) -> Result<HttpResponse, PageError> {
+    let session = TypedSession(session);
+    let Some(code) = query.code.as_deref().and_then(UserCode::parse) else {
+        let nav = match viewer_or_sign_in(&session, &state, "/").await? {
+            Ok(v) => v.nav(),
+            Err(_) => None,
+        };
+        return EndedPage::invalid(nav);
+    };
+    let viewer = match viewer_or_sign_in(&session, &state, &approval_path(&code)).await? {
+        Ok(v) => v,
+        Err(sign_in) => return Ok(sign_in),
+    };
+    // Each look-up is a guess at a live code: limited like `/cli/device`.
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let Some(request) = find_request(&state, &code).await? else {
+        return EndedPage::expired(viewer.nav());
+    };
+    match request.status {
+        SessionStatus::Pending => {
+            let page = ConfirmPage::new(
+                &viewer,
+                &code,
+                request,
+                ip,
+                &state.config,
+                Chosen::default(),
+                None,
+            );
+            render(StatusCode::OK, &page)
+        }
+        SessionStatus::Approved if request.user_id == Some(viewer.user.id) => render(
+            StatusCode::OK,
+            &ResultPage {
+                nav: viewer.nav(),
+                approved: true,
+            },
+        ),
+        SessionStatus::Approved => Err(approved_by_another_account()),
+        _ => EndedPage::expired(viewer.nav()),
+    }
+}
+
+/// The approval form's fields; `scopes` repeats, one per ticked box.
+#[derive(Debug, Default)]
+struct DecisionForm {
+    code: Option<String>,
+    decision: Option<String>,
+    scopes: Vec<String>,
+    expires_in_days: Option<String>,
+    csrf_token: String,
+}
+
+impl DecisionForm {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = Self::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "code" => form.code = Some(value),
+                "decision" => form.decision = Some(value),
+                "scopes" => form.scopes.push(value),
+                "expires_in_days" => form.expires_in_days = Some(value),
+                "csrf_token" => form.csrf_token = value,
+                _ => {}
+            }
+        }
+        form
+    }
+
+    fn approve(&self) -> Result<bool, AppError> {
+        match self.decision.as_deref() {
+            Some("approve") => Ok(true),
+            Some("deny") => Ok(false),
+            _ => Err(AppError::bad_request(
+                "invalid_decision",
+                "Choose Approve or Deny.",
+            )),
+        }
+    }
+
+    fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
+        match self.expires_in_days.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(d) => d.parse::<u32>().map(Some).map_err(|_| {
+                AppError::bad_request("invalid_expiry", "Pick an expiry from the list.")
+            }),
+        }
+    }
+}
+
+/// `POST /cli/login`: Approve or Deny, then the result page.
+#[tracing::instrument(name = "decide", skip_all)]
+pub async fn decide(
+    req: HttpRequest,
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
+    let session = TypedSession(session);
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let form = DecisionForm::from_pairs(form.into_inner());
+    session.verify_csrf(&form.csrf_token)?;
+    let Some(code) = form.code.as_deref().and_then(UserCode::parse) else {
+        return EndedPage::invalid(None);
+    };
+    let viewer = match viewer_or_sign_in(&session, &state, &approval_path(&code)).await? {
+        Ok(v) => v,
+        Err(sign_in) => return Ok(sign_in),
+    };
+
+    let chosen = Chosen {
+        scopes: Some(form.scopes.clone()),
+        expires_in_days: form.expires_in_days().ok().flatten(),
+    };
+    let outcome = match complete_input(&form, &code, &viewer, ip) {
+        Ok(input) => {
+            let config = state.config.clone();
+            db::run(&state.pool, move |conn| {
+                device::complete(conn, &config, input, Utc::now())
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(CompleteOutcome::Approved { .. }) => render(
+            StatusCode::OK,
+            &ResultPage {
+                nav: viewer.nav(),
+                approved: true,
+            },
+        ),
+        Ok(CompleteOutcome::Denied) => render(
+            StatusCode::OK,
+            &ResultPage {
+                nav: viewer.nav(),
+                approved: false,
+            },
+        ),
+        Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),
+        // A choice the server refused: the form again, with the reason.
+        Err(AppError::BadRequest { message, .. }) => match find_request(&state, &code).await? {
+            Some(request) if request.status == SessionStatus::Pending => {
+                let page = ConfirmPage::new(
+                    &viewer,
+                    &code,
+                    request,
+                    ip,
+                    &state.config,
+                    chosen,
+                    Some(message),
+                );
+                render(StatusCode::BAD_REQUEST, &page)
+            }
+            _ => EndedPage::expired(viewer.nav()),
+        },
+        Err(e) => Err(PageError(e)),
+    }
+}
+
+fn complete_input(
+    form: &DecisionForm,
+    code: &UserCode,
+    viewer: &Viewer,
+    ip: IpAddr,
+) -> Result<CompleteInput, AppError> {
+    let approve = form.approve()?;
+    if approve && form.scopes.is_empty() {
+        return Err(AppError::bad_request(
+            "invalid_scope",
+            "Keep at least one scope ticked, or choose Deny.",
+        ));
+    }
+    Ok(CompleteInput {
+        user_code: code.clone(),
+        approve,
+        scopes: approve.then(|| form.scopes.clone()),
+        expires_in_days: if approve {
+            form.expires_in_days()?
+        } else {
+            None
+        },
+        approver: viewer.user.clone(),
+        client_ip: ip.to_string(),
+    })
+}
+
+/// Typing the code from the terminal.
+#[derive(Template)]
+#[template(path = "cli/device.html")]
+struct CodeEntryPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    code: String,
+    error: Option<&'static str>,
+}
+
+/// `GET /cli/device`: the form.
+pub async fn code_form(
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = TypedSession(session);
+    let viewer = match viewer_or_sign_in(&session, &state, "/cli/device").await? {
+        Ok(v) => v,
+        Err(sign_in) => return Ok(sign_in),
+    };
+    render(
+        StatusCode::OK,
+        &CodeEntryPage {
+            nav: viewer.nav(),
+            csrf_token: viewer.csrf_token,
+            code: String::new(),
+            error: None,
+        },
+    )
+}
+
+/// Fields of the code form.
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /cli/device`: a live code goes on to its approval page; anything
+/// else gets the form back with one message. Every attempt counts against
+/// the client's rate limit, so live codes cannot be found by guessing.
+#[tracing::instrument(name = "enter_code", skip_all)]
+pub async fn enter_code(
+    req: HttpRequest,
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, PageError> {
+    let session = TypedSession(session);
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let form = form.into_inner();
+    session.verify_csrf(&form.csrf_token)?;
+    let viewer = match viewer_or_sign_in(&session, &state, "/cli/device").await? {
+        Ok(v) => v,
+        Err(sign_in) => return Ok(sign_in),
+    };
+    if let Some(code) = UserCode::parse(&form.code) {
+        let live = find_request(&state, &code).await?.is_some_and(|r| {
+            r.status == SessionStatus::Pending
+                || (r.status == SessionStatus::Approved && r.user_id == Some(viewer.user.id))
+        });
+        if live {
+            return Ok(see_other(&approval_path(&code)));
+        }
+    }
+    let typed: String = form.code.chars().take(32).collect();
+    render(
+        StatusCode::BAD_REQUEST,
+        &CodeEntryPage {
+            nav: viewer.nav(),
+            csrf_token: viewer.csrf_token,
+            code: typed,
+            error: Some(WRONG_CODE),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_compare_by_address_or_ipv6_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_network_as("127.0.0.1", ip("127.0.0.1")));
+        assert!(same_network_as("::ffff:198.51.100.4", ip("198.51.100.4")));
+        assert!(!same_network_as("203.0.113.7", ip("127.0.0.1")));
+        assert!(same_network_as(
+            "2001:db8:1:2:aaaa::1",
+            ip("2001:db8:1:2:bbbb::2")
+        ));
+        assert!(!same_network_as("2001:db8:1:3::1", ip("2001:db8:1:2::1")));
+        assert!(!same_network_as("not an ip", ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn expiry_offers_shorter_lifetimes_then_the_default() {
+        let labels = |c: Vec<ExpiryChoice>| {
+            c.into_iter()
+                .map(|c| (c.value, c.label, c.selected))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(expiry_choices(Some(365), None)),
+            [
+                ("7".into(), "7 days".into(), false),
+                ("30".into(), "30 days".into(), false),
+                ("90".into(), "90 days".into(), false),
+                (String::new(), "365 days (default)".into(), true),
+            ]
+        );
+        let never = labels(expiry_choices(None, Some(30)));
+        assert_eq!(never.len(), 5);
+        assert!(never[1].2, "30 stays selected");
+        assert_eq!(never[4].1, "Never (default)");
+        assert!(!never[4].2);
+        assert_eq!(
+            labels(expiry_choices(Some(1), None)),
+            [(String::new(), "1 day (default)".into(), true)]
+        );
+    }
+
+    #[test]
+    fn decision_form_collects_repeated_scopes() {
+        let f = DecisionForm::from_pairs(vec![
+            ("code".into(), "BCDF-GHJK".into()),
+            ("decision".into(), "approve".into()),
+            ("scopes".into(), "envs:read".into()),
+            ("scopes".into(), "tokens:read".into()),
+            ("expires_in_days".into(), "30".into()),
+            ("csrf_token".into(), "t".into()),
+        ]);
+        assert_eq!(f.scopes, ["envs:read", "tokens:read"]);
+        assert!(f.approve().unwrap());
+        assert_eq!(f.expires_in_days().unwrap(), Some(30));
+        let bad = DecisionForm::from_pairs(vec![("decision".into(), "maybe".into())]);
+        assert!(bad.approve().is_err());
+        assert_eq!(bad.expires_in_days().unwrap(), None);
+    }
+}

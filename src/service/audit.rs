@@ -1,0 +1,83 @@
+//! Reading the audit trail: new-token alerts for their owner, and the
+//! security event log for admins.
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+use uuid::Uuid;
+
+use crate::db::models::security_events::{self, SecurityEvent};
+use crate::error::AppError;
+use crate::service::events::EventKind;
+
+/// Most new-token alerts shown at once.
+const MAX_ALERTS: i64 = 50;
+
+/// A token minted for the account that its owner has not dismissed yet.
+#[derive(Debug, Clone)]
+pub struct NewTokenAlert {
+    /// Event id (dismissing goes up to the newest id shown).
+    pub id: i64,
+    /// The token's name.
+    pub token_name: String,
+    /// When it was minted.
+    pub created_at: DateTime<Utc>,
+    /// The IP of the browser that approved it.
+    pub ip: Option<String>,
+}
+
+/// Unseen `cli_token_created` events of `user_id`, newest first.
+pub fn new_token_alerts(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Vec<NewTokenAlert>, AppError> {
+    let kind = EventKind::CliTokenCreated.as_str();
+    Ok(
+        security_events::unseen_for_user(conn, user_id, kind, MAX_ALERTS)?
+            .into_iter()
+            .map(|e| NewTokenAlert {
+                id: e.id,
+                token_name: e
+                    .details
+                    .get("token_name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("(unnamed)")
+                    .to_owned(),
+                created_at: e.created_at,
+                ip: e.ip,
+            })
+            .collect(),
+    )
+}
+
+/// Dismisses the account's new-token alerts up to event id `up_to`;
+/// returns how many.
+pub fn dismiss_new_token_alerts(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    up_to: i64,
+    now: DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let kind = EventKind::CliTokenCreated.as_str();
+    Ok(security_events::mark_seen(conn, user_id, kind, up_to, now)?)
+}
+
+/// A logged event with the email of the account it concerns.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// The row.
+    pub event: SecurityEvent,
+    /// Its account's email, if it names one.
+    pub user_email: Option<String>,
+}
+
+/// `limit` events from `offset`, newest first.
+pub fn list_events(
+    conn: &mut PgConnection,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, AppError> {
+    Ok(security_events::list_with_email(conn, offset, limit)?
+        .into_iter()
+        .map(|(event, user_email)| LoggedEvent { event, user_email })
+        .collect())
+}

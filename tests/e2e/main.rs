@@ -1,0 +1,193 @@
+//! End-to-end tests in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`), driven over WebDriver, against the real server.
+//! Screenshots land in `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod browser;
+
+use browser::Browser;
+use diesel::Connection;
+use envshield_api_types::{PollDeviceResponse, StartDeviceResponse};
+use envshield_server::domain::Email;
+use envshield_server::service::accounts;
+use envshield_server::testing::TestServer;
+use secrecy::SecretString;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn server() -> TestServer {
+    tokio::task::spawn_blocking(|| TestServer::spawn(|_| {}))
+        .await
+        .unwrap()
+        .expect("test server starts")
+}
+
+async fn create_user(server: &TestServer, email: &str, admin: bool) {
+    let url = server.db.url.clone();
+    let email = email.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        accounts::create_user(
+            &mut conn,
+            &Email::parse(&email).unwrap(),
+            &SecretString::from(PASSWORD.to_owned()),
+            if admin { "admin" } else { "user" },
+            4,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+async fn start(server: &TestServer, name: &str) -> StartDeviceResponse {
+    reqwest::Client::new()
+        .post(format!("{}/cli/auth/device/start", server.api_url()))
+        .header("User-Agent", "envshield/0.1.0 (linux)")
+        .json(&json!({ "tokenName": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn poll(server: &TestServer, device_code: &str) -> (u16, PollDeviceResponse) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/cli/auth/device/poll", server.api_url()))
+        .json(&json!({ "deviceCode": device_code }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Opens the verification URL signed out, signs in on the redirect, and
+/// arrives at the confirmation page showing the code.
+async fn open_and_sign_in(b: &Browser, started: &StartDeviceResponse, email: &str) {
+    b.goto(&started.verification_url).await;
+    let url = b.current_url().await;
+    assert!(
+        url.contains("/login?redirect="),
+        "redirected to sign in: {url}"
+    );
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.wait_for_text("h1", "CLI login request").await;
+    assert!(b.current_url().await.contains("/cli/login?code="));
+    assert_eq!(b.text(".user-code").await, started.user_code);
+    let page = b.text("main").await;
+    assert!(page.contains("Check that this code matches the one in your terminal"));
+    assert!(page.contains(email));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_in_the_browser_and_the_cli_gets_the_token() {
+    let server = server().await;
+    create_user(&server, "dev@example.com", false).await;
+    let b = Browser::open().await;
+    let started = start(&server, "laptop").await;
+    open_and_sign_in(&b, &started, "dev@example.com").await;
+    // Tall windows, so the screenshots show the whole page down to the buttons.
+    b.resize(1280, 1300).await;
+    b.screenshot("approval-desktop").await;
+    b.resize(390, 1700).await;
+    b.screenshot("approval-phone").await;
+    b.resize(1280, 900).await;
+
+    b.click("button[value=approve]").await;
+    b.wait_for_text("h1", "CLI login approved. You can return to your terminal.")
+        .await;
+    let (status, answer) = poll(&server, &started.device_code).await;
+    assert_eq!(status, 200);
+    let PollDeviceResponse::Approved {
+        token, token_name, ..
+    } = answer
+    else {
+        panic!("expected the token, got {answer:?}");
+    };
+    assert!(token.starts_with("esh_"));
+    assert_eq!(token_name, "laptop");
+
+    b.goto(&format!("{}/settings/tokens", server.address)).await;
+    b.wait_for_text("main", "laptop").await;
+    b.screenshot("tokens-desktop").await;
+    b.resize(390, 1000).await;
+    b.screenshot("tokens-phone").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_in_the_browser_and_the_cli_is_told() {
+    let server = server().await;
+    create_user(&server, "dev@example.com", false).await;
+    let b = Browser::open().await;
+    let started = start(&server, "laptop").await;
+    open_and_sign_in(&b, &started, "dev@example.com").await;
+    b.click("button[value=deny]").await;
+    b.wait_for_text("h1", "CLI login denied.").await;
+    let (status, answer) = poll(&server, &started.device_code).await;
+    assert_eq!(status, 403);
+    assert!(
+        matches!(answer, PollDeviceResponse::Denied { .. }),
+        "{answer:?}"
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_revokes_a_token_in_the_admin_page() {
+    let server = server().await;
+    create_user(&server, "dev@example.com", false).await;
+    create_user(&server, "admin@example.com", true).await;
+
+    // The developer logs in through the browser.
+    let dev = Browser::open().await;
+    let started = start(&server, "build box").await;
+    open_and_sign_in(&dev, &started, "dev@example.com").await;
+    dev.click("button[value=approve]").await;
+    dev.wait_for_text("h1", "CLI login approved").await;
+    dev.close().await;
+    let (_, answer) = poll(&server, &started.device_code).await;
+    let PollDeviceResponse::Approved { token, .. } = answer else {
+        panic!("{answer:?}")
+    };
+    let whoami = |t: String| {
+        let url = format!("{}/cli/whoami", server.api_url());
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(whoami(token.clone()).await, 200);
+
+    // The admin revokes it.
+    let admin = Browser::open().await;
+    admin
+        .goto(&format!("{}/login?redirect=/admin/tokens", server.address))
+        .await;
+    admin.fill("#email", "admin@example.com").await;
+    admin.fill("#password", PASSWORD).await;
+    admin.click("form button[type=submit]").await;
+    admin.wait_for_text("h1", "Every account's tokens").await;
+    assert!(admin.text("main").await.contains("build box"));
+    admin.screenshot("admin-tokens-desktop").await;
+    admin.click_link_containing("Revoke").await;
+    admin.click("button.danger").await;
+    admin.wait_for_text("main", "revoked").await;
+    assert_eq!(
+        whoami(token).await,
+        401,
+        "the revoked token is refused at once"
+    );
+    admin.close().await;
+}
