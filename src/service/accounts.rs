@@ -20,21 +20,37 @@ pub fn create_user(
     role: &str,
     bcrypt_cost: u32,
 ) -> Result<User, AppError> {
+    let hash = hash_new_password(password, bcrypt_cost)?;
+    insert_user(conn, email, &hash, role)
+}
+
+/// Checks the password rules and hashes it (slow: run it on the blocking
+/// pool without holding a database connection).
+pub fn hash_new_password(password: &SecretString, bcrypt_cost: u32) -> Result<String, AppError> {
     password::validate_new_password(password)
         .map_err(|m| AppError::bad_request("invalid_password", m))?;
+    password::hash_password(password, bcrypt_cost)
+}
+
+/// Inserts an account whose password is already hashed.
+pub fn insert_user(
+    conn: &mut PgConnection,
+    email: &Email,
+    hash: &str,
+    role: &str,
+) -> Result<User, AppError> {
     if !ROLES.contains(&role) {
         return Err(AppError::bad_request(
             "invalid_role",
             "The role must be `user` or `admin`.",
         ));
     }
-    let hash = password::hash_password(password, bcrypt_cost)?;
     users::insert(
         conn,
         &NewUser {
             id: Uuid::new_v4(),
             email: email.as_str(),
-            password_hash: &hash,
+            password_hash: hash,
             role,
         },
     )

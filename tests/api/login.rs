@@ -180,3 +180,104 @@ async fn sign_in_attempts_are_rate_limited() {
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.text().await.unwrap().contains("Too many"));
 }
+
+#[tokio::test]
+async fn sign_in_attempts_are_also_limited_per_account() {
+    let app = spawn_app_with(|c| c.rate_limits.login_per_account_per_hour = 2).await;
+    app.create_user("dev@example.com", false).await;
+    for _ in 0..2 {
+        let r = app
+            .sign_in(&browser(), "dev@example.com", "wrong password!")
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = app.sign_in(&browser(), "DEV@example.com", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "even the right password waits, in any case"
+    );
+    let r = app
+        .sign_in(&browser(), "other@example.com", "wrong password!")
+        .await;
+    assert_eq!(r.status(), 401, "other accounts are unaffected");
+}
+
+#[tokio::test]
+async fn signup_is_off_unless_allowed() {
+    let app = spawn_app().await;
+    assert_eq!(
+        browser()
+            .get(app.url("/signup"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn signup_checks_the_form_and_signs_the_new_account_in() {
+    let app = spawn_app_with(|c| c.allow_signup = true).await;
+    app.create_user("taken@example.com", false).await;
+    let b = browser();
+    let page = b.get(app.url("/signup")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_from(&page.text().await.unwrap());
+    let post = |email: &str, pw: &str, again: &str, csrf: &str| {
+        b.post(app.url("/signup"))
+            .form(&[
+                ("email", email),
+                ("password", pw),
+                ("password_confirm", again),
+                ("csrf_token", csrf),
+            ])
+            .send()
+    };
+    for (email, pw, again, needle) in [
+        (
+            "new@example.com",
+            "long enough pw",
+            "different pw 1",
+            "do not match",
+        ),
+        ("new@example.com", "short", "short", "at least 10"),
+        (
+            "not-an-email",
+            "long enough pw",
+            "long enough pw",
+            "like name@example.com",
+        ),
+        (
+            "Taken@example.com",
+            "long enough pw",
+            "long enough pw",
+            "already exists",
+        ),
+    ] {
+        let r = post(email, pw, again, &csrf).await.unwrap();
+        assert_eq!(r.status(), 400, "{email} {pw}");
+        assert!(r.text().await.unwrap().contains(needle), "{needle}");
+    }
+    let r = post(
+        "new@example.com",
+        "long enough pw",
+        "long enough pw",
+        "forged",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post("new@example.com", "long enough pw", "long enough pw", &csrf)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let home = b.get(app.url("/")).send().await.unwrap();
+    assert!(home.text().await.unwrap().contains("new@example.com"));
+    assert_eq!(
+        app.count("users", "email = 'new@example.com' AND role = 'user'")
+            .await,
+        1
+    );
+}

@@ -4,13 +4,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Utc;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::extractors::current_user;
+use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
 use crate::db::{self, models::users};
+use crate::domain::Email;
 use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
 use crate::routes::enforce_limit;
@@ -95,6 +97,10 @@ pub async fn login(
     let form = form.into_inner();
     session.verify_csrf(&form.csrf_token)?;
     let redirect = safe_redirect(form.redirect.as_deref());
+    if let Err(retry_after_secs) = state.limiters.check_login_account(&form.email) {
+        tracing::warn!("sign-in attempts for one account over the limit");
+        return Err(AppError::RateLimited { retry_after_secs }.into());
+    }
 
     let email = form.email.trim().to_owned();
     let lookup = email.clone();
@@ -192,4 +198,110 @@ mod tests {
         }
         assert_eq!(safe_redirect(None), None);
     }
+}
+
+#[derive(Template)]
+#[template(path = "auth/signup.html")]
+struct SignupPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    email: String,
+    error: Option<String>,
+    min_password: usize,
+}
+
+fn signup_enabled(state: &AppState) -> Result<(), PageError> {
+    if state.config.allow_signup {
+        Ok(())
+    } else {
+        Err(AppError::NotFound("This page".to_owned()).into())
+    }
+}
+
+/// `GET /signup` (only when `ALLOW_SIGNUP=true`).
+pub async fn signup_form(
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    signup_enabled(&state)?;
+    let session = TypedSession(session);
+    render(
+        StatusCode::OK,
+        &SignupPage {
+            nav: None,
+            csrf_token: session.csrf_token()?,
+            email: String::new(),
+            error: None,
+            min_password: MIN_PASSWORD_CHARS,
+        },
+    )
+}
+
+/// Fields of the sign-up form.
+#[derive(Deserialize)]
+pub struct SignupForm {
+    email: String,
+    password: SecretString,
+    password_confirm: SecretString,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /signup`: creates a `user` account and signs it in.
+pub async fn signup(
+    req: HttpRequest,
+    session: actix_session::Session,
+    state: web::Data<AppState>,
+    form: web::Form<SignupForm>,
+) -> Result<HttpResponse, PageError> {
+    signup_enabled(&state)?;
+    let session = TypedSession(session);
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Login, ip).await?;
+    let form = form.into_inner();
+    session.verify_csrf(&form.csrf_token)?;
+    let typed = form.email.trim().to_owned();
+    let again = |error: String| -> Result<HttpResponse, PageError> {
+        render(
+            StatusCode::BAD_REQUEST,
+            &SignupPage {
+                nav: None,
+                csrf_token: session.csrf_token()?,
+                email: typed.clone(),
+                error: Some(error),
+                min_password: MIN_PASSWORD_CHARS,
+            },
+        )
+    };
+    let email = match Email::parse(&form.email) {
+        Ok(e) => e,
+        Err(message) => return again(message),
+    };
+    if !crate::crypto::ct_eq(
+        form.password.expose_secret().as_bytes(),
+        form.password_confirm.expose_secret().as_bytes(),
+    ) {
+        return again("The two passwords do not match.".to_owned());
+    }
+    let cost = state.config.bcrypt_cost;
+    let password = form.password;
+    let hashed = web::block(move || accounts::hash_new_password(&password, cost))
+        .await
+        .map_err(AppError::from)?;
+    let hash = match hashed {
+        Ok(h) => h,
+        Err(e @ AppError::BadRequest { .. }) => return again(e.public_message()),
+        Err(e) => return Err(e.into()),
+    };
+    let created = db::run(&state.pool, move |conn| {
+        accounts::insert_user(conn, &email, &hash, "user")
+    })
+    .await;
+    let user = match created {
+        Ok(u) => u,
+        Err(e @ AppError::Conflict { .. }) => return again(e.public_message()),
+        Err(e) => return Err(e.into()),
+    };
+    session.sign_in(user.id, Utc::now())?;
+    Ok(see_other("/"))
 }

@@ -33,6 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(page("/logout").route(web::post().to(auth::logout)))
         .service(
+            page("/signup")
+                .route(web::get().to(auth::signup_form))
+                .route(web::post().to(auth::signup)),
+        )
+        .service(
             page("/cli/login")
                 .route(web::get().to(cli::approval_form))
                 .route(web::post().to(cli::decide)),
