@@ -14,7 +14,61 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, SealKey, SealKeyring};
 
 /// Scopes a token can carry unless `API_TOKEN_SCOPES` says otherwise.
-pub const DEFAULT_SCOPE_CATALOGUE: &str = "envs:read,envs:write,tokens:read,tokens:write";
+pub const DEFAULT_SCOPE_CATALOGUE: &str =
+    "envs:read,envs:write,tokens:read,tokens:write,tokens:introspect";
+/// Scopes given when a CLI asks for none, unless `API_TOKEN_SCOPES_DEFAULT` says otherwise.
+pub const DEFAULT_SCOPES: &str = "envs:read,envs:write,tokens:read,tokens:write";
+/// Descriptions of the built-in scopes, shown on the approval page.
+const BUILT_IN_SCOPE_DESCRIPTIONS: [(&str, &str); 5] = [
+    ("envs:read", "Read environment variables and secrets"),
+    (
+        "envs:write",
+        "Create, change and delete environment variables and secrets",
+    ),
+    ("tokens:read", "List your API tokens"),
+    ("tokens:write", "Revoke your API tokens"),
+    (
+        "tokens:introspect",
+        "Check whether any token is valid (OAuth introspection)",
+    ),
+];
+/// The CLI's built-in OAuth client id.
+pub const CLI_CLIENT_ID: &str = "envshield-cli";
+/// RFC 8628 device-code grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 6749 refresh grant type.
+pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
+
+/// What a client gets once a device login is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPolicy {
+    /// One long-lived API token (`API_TOKEN_TTL_DAYS`).
+    ApiToken,
+    /// A short-lived access token (`ACCESS_TOKEN_TTL_MIN`) and a rotating refresh token.
+    AccessRefresh,
+}
+
+/// A registered public OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuthClient {
+    /// `client_id`.
+    pub client_id: String,
+    /// Grant types it may use.
+    pub grants: Vec<String>,
+    /// Scopes it may ask for (a subset of the catalogue).
+    pub scopes: Vec<String>,
+    /// What it gets.
+    pub token_policy: TokenPolicy,
+}
+
+impl OAuthClient {
+    /// Whether the client may use `grant`.
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grants.iter().any(|g| g == grant)
+    }
+}
 /// File, inside the data folder, holding locally generated keys.
 const LOCAL_KEYS_FILE: &str = "keys.json";
 
@@ -95,6 +149,26 @@ pub struct Config {
     pub scope_catalogue: Vec<String>,
     /// `API_TOKEN_SCOPES_DEFAULT`: scopes given when a CLI asks for none.
     pub default_scopes: Vec<String>,
+    /// `API_TOKEN_SCOPE_DESCRIPTIONS` (JSON object) over the built-in ones.
+    pub scope_descriptions: HashMap<String, String>,
+    /// `API_TOKEN_SCOPE_ROLES` (`scope=role|role,...`): scopes only some roles
+    /// may grant; default `tokens:introspect=admin`.
+    pub scope_roles: HashMap<String, Vec<String>>,
+    /// `CLI_TOKEN_ROLES` (default `user,admin`): roles that may mint tokens at all.
+    pub token_roles: Vec<String>,
+    /// Registered clients: `envshield-cli` (policy from `CLI_TOKEN_POLICY`)
+    /// first, then `OAUTH_CLIENTS` (JSON array).
+    pub clients: Vec<OAuthClient>,
+    /// `ACCESS_TOKEN_TTL_MIN` (default 60).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_IDLE_DAYS` (default 30): a refresh token unused this long expires.
+    pub refresh_token_idle: Duration,
+    /// `REFRESH_TOKEN_ABSOLUTE_DAYS` (default 90): a refresh family ends this long after login.
+    pub refresh_token_absolute: Duration,
+    /// `REFRESH_TOKEN_PREFIX` (default `eshr_`).
+    pub refresh_token_prefix: String,
+    /// `DEVICE_CONFIRMATION` (`poll` default, or `paste` to require paste-back for v1 logins).
+    pub device_confirmation: envshield_api_types::ConfirmationMode,
     /// `MAX_API_TOKENS_PER_USER` (default 10) active tokens per account.
     pub max_api_tokens_per_user: u32,
     /// `RATE_LIMIT_*_PER_MIN`.
@@ -175,7 +249,14 @@ impl Config {
         }
         let default_scopes =
             parse_list("API_TOKEN_SCOPES_DEFAULT", get("API_TOKEN_SCOPES_DEFAULT"))?
-                .unwrap_or_else(|| scope_catalogue.clone());
+                .unwrap_or_else(|| {
+                    let builtin = split_list(DEFAULT_SCOPES);
+                    if builtin.iter().all(|s| scope_catalogue.contains(s)) {
+                        builtin
+                    } else {
+                        scope_catalogue.clone()
+                    }
+                });
         if let Some(bad) = default_scopes.iter().find(|s| !scope_catalogue.contains(s)) {
             return Err(err(format!(
                 "API_TOKEN_SCOPES_DEFAULT names `{bad}`, which is not in API_TOKEN_SCOPES"
@@ -183,11 +264,7 @@ impl Config {
         }
 
         let api_token_prefix = get("API_TOKEN_PREFIX").unwrap_or("esh_").to_owned();
-        let prefix_ok = (2..=16).contains(&api_token_prefix.len())
-            && api_token_prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !prefix_ok {
+        if !valid_prefix(&api_token_prefix) {
             return Err(err(
                 "API_TOKEN_PREFIX must be 2 to 16 characters of a-z, 0-9 and _",
             ));
@@ -200,6 +277,77 @@ impl Config {
         };
 
         let keys = load_keys(vars, environment, &data_dir)?;
+        let scope_descriptions = scope_descriptions(get("API_TOKEN_SCOPE_DESCRIPTIONS"))?;
+        let scope_roles =
+            scope_roles(get("API_TOKEN_SCOPE_ROLES").unwrap_or("tokens:introspect=admin"))?;
+        let token_roles = split_list(get("CLI_TOKEN_ROLES").unwrap_or("user,admin"));
+        if let Some(bad) = token_roles
+            .iter()
+            .find(|r| !matches!(r.as_str(), "user" | "admin"))
+        {
+            return Err(err(format!(
+                "CLI_TOKEN_ROLES: `{bad}` is not a role (user, admin)"
+            )));
+        }
+        let cli_policy = match get("CLI_TOKEN_POLICY").unwrap_or("api_token") {
+            "api_token" => TokenPolicy::ApiToken,
+            "access_refresh" => TokenPolicy::AccessRefresh,
+            other => {
+                return Err(err(format!(
+                    "CLI_TOKEN_POLICY must be `api_token` or `access_refresh`, not `{other}`"
+                )))
+            }
+        };
+        let mut clients = vec![OAuthClient {
+            client_id: CLI_CLIENT_ID.to_owned(),
+            grants: vec![DEVICE_CODE_GRANT.to_owned(), REFRESH_TOKEN_GRANT.to_owned()],
+            scopes: scope_catalogue.clone(),
+            token_policy: cli_policy,
+        }];
+        if let Some(json) = get("OAUTH_CLIENTS") {
+            let extra: Vec<OAuthClient> = serde_json::from_str(json)
+                .map_err(|e| err(format!("OAUTH_CLIENTS is not a JSON array of clients: {e}")))?;
+            for c in extra {
+                if clients.iter().any(|k| k.client_id == c.client_id) {
+                    return Err(err(format!(
+                        "OAUTH_CLIENTS: duplicate client `{}`",
+                        c.client_id
+                    )));
+                }
+                if let Some(bad) = c.scopes.iter().find(|s| !scope_catalogue.contains(s)) {
+                    return Err(err(format!(
+                        "OAUTH_CLIENTS: client `{}` names scope `{bad}`, which is not in API_TOKEN_SCOPES",
+                        c.client_id
+                    )));
+                }
+                if let Some(bad) = c
+                    .grants
+                    .iter()
+                    .find(|g| g.as_str() != DEVICE_CODE_GRANT && g.as_str() != REFRESH_TOKEN_GRANT)
+                {
+                    return Err(err(format!(
+                        "OAUTH_CLIENTS: client `{}` names unsupported grant `{bad}`",
+                        c.client_id
+                    )));
+                }
+                clients.push(c);
+            }
+        }
+        let device_confirmation = match get("DEVICE_CONFIRMATION").unwrap_or("poll") {
+            "poll" => envshield_api_types::ConfirmationMode::Poll,
+            "paste" => envshield_api_types::ConfirmationMode::Paste,
+            other => {
+                return Err(err(format!(
+                    "DEVICE_CONFIRMATION must be `poll` or `paste`, not `{other}`"
+                )))
+            }
+        };
+        let refresh_token_prefix = get("REFRESH_TOKEN_PREFIX").unwrap_or("eshr_").to_owned();
+        if !valid_prefix(&refresh_token_prefix) || refresh_token_prefix == api_token_prefix {
+            return Err(err(
+                "REFRESH_TOKEN_PREFIX must be 2 to 16 characters of a-z, 0-9 and _, and differ from API_TOKEN_PREFIX",
+            ));
+        }
 
         let trusted_proxies = match get("TRUSTED_PROXIES") {
             None => Vec::new(),
@@ -231,6 +379,21 @@ impl Config {
             api_token_prefix,
             scope_catalogue,
             default_scopes,
+            scope_descriptions,
+            scope_roles,
+            token_roles,
+            clients,
+            access_token_ttl: Duration::from_secs(
+                u64::from(num("ACCESS_TOKEN_TTL_MIN", 60, 1, 1440)?) * 60,
+            ),
+            refresh_token_idle: Duration::from_secs(
+                u64::from(num("REFRESH_TOKEN_IDLE_DAYS", 30, 1, 3650)?) * 86_400,
+            ),
+            refresh_token_absolute: Duration::from_secs(
+                u64::from(num("REFRESH_TOKEN_ABSOLUTE_DAYS", 90, 1, 3650)?) * 86_400,
+            ),
+            refresh_token_prefix,
+            device_confirmation,
             max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
             rate_limits: RateLimits {
                 start_per_min: num("RATE_LIMIT_START_PER_MIN", 30, 0, 1_000_000)?,
@@ -255,6 +418,23 @@ impl Config {
             ),
             keys,
         })
+    }
+
+    /// The registered client with this id.
+    pub fn client(&self, client_id: &str) -> Option<&OAuthClient> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    /// The description of a scope, if any.
+    pub fn scope_description(&self, scope: &str) -> Option<&str> {
+        self.scope_descriptions.get(scope).map(String::as_str)
+    }
+
+    /// Whether an account with `role` may grant `scope`.
+    pub fn role_may_grant(&self, role: &str, scope: &str) -> bool {
+        self.scope_roles
+            .get(scope)
+            .is_none_or(|roles| roles.iter().any(|r| r == role))
     }
 
     /// Whether cookies must carry `Secure`: everywhere except plain-http localhost.
@@ -289,6 +469,51 @@ fn parse_app_url(raw: &str) -> Result<url::Url, ConfigError> {
         return Err(err("APP_URL must not carry a query or fragment"));
     }
     Ok(url)
+}
+
+fn valid_prefix(p: &str) -> bool {
+    (2..=16).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn scope_descriptions(json: Option<&str>) -> Result<HashMap<String, String>, ConfigError> {
+    let mut map: HashMap<String, String> = BUILT_IN_SCOPE_DESCRIPTIONS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    if let Some(json) = json {
+        let extra: HashMap<String, String> = serde_json::from_str(json).map_err(|e| {
+            err(format!(
+                "API_TOKEN_SCOPE_DESCRIPTIONS is not a JSON object of scope → description: {e}"
+            ))
+        })?;
+        map.extend(extra);
+    }
+    Ok(map)
+}
+
+/// `scope=role|role,scope=role` → which roles may grant each listed scope.
+fn scope_roles(spec: &str) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+    let mut map = HashMap::new();
+    for item in split_list(spec) {
+        let Some((scope, roles)) = item.split_once('=') else {
+            return Err(err(format!(
+                "API_TOKEN_SCOPE_ROLES: `{item}` should look like `scope=role|role`"
+            )));
+        };
+        let roles: Vec<String> = roles.split('|').map(str::to_owned).collect();
+        if let Some(bad) = roles
+            .iter()
+            .find(|r| !matches!(r.as_str(), "user" | "admin"))
+        {
+            return Err(err(format!(
+                "API_TOKEN_SCOPE_ROLES: `{bad}` is not a role (user, admin)"
+            )));
+        }
+        map.insert(scope.to_owned(), roles);
+    }
+    Ok(map)
 }
 
 fn split_list(s: &str) -> Vec<String> {

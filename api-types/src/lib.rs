@@ -17,6 +17,24 @@ pub struct StartDeviceRequest {
     /// Scopes asked for; the server's default set when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// Registered client asking; `envshield-cli` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `paste`: the token is released only to `device/exchange` with the
+    /// confirmation code shown in the browser. The server may require it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationMode>,
+}
+
+/// How the CLI collects the token once the request is approved.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationMode {
+    /// The next poll hands the token over.
+    #[default]
+    Poll,
+    /// The person types a code shown in the browser; `device/exchange` hands it over.
+    Paste,
 }
 
 /// Answer to `start`: what the CLI shows and keeps while it polls.
@@ -41,6 +59,9 @@ pub struct StartDeviceResponse {
     pub token_name: String,
     /// Scopes asked for.
     pub scopes: Vec<String>,
+    /// How the token will be collected (`paste` when the server requires it).
+    #[serde(default)]
+    pub confirmation: ConfirmationMode,
 }
 
 /// `POST /api/v1/cli/auth/device/poll` body (and the GET query).
@@ -74,6 +95,15 @@ pub enum PollDeviceResponse {
         scopes: Vec<String>,
         /// When the token stops working; `None` for no expiry.
         expires_at: Option<DateTime<Utc>>,
+        /// Refresh token, for clients issued short-lived access tokens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<String>,
+    },
+    /// 200: approved in paste mode; send the code shown in the browser to
+    /// `device/exchange`. Polling never releases the token.
+    ConfirmationRequired {
+        /// What to do, for a person.
+        message: String,
     },
     /// 429: polled faster than allowed; wait `pollInterval` seconds from now on.
     #[serde(rename_all = "camelCase")]
@@ -135,13 +165,52 @@ pub struct CancelDeviceRequest {
     pub device_code: String,
 }
 
+/// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExchangeDeviceRequest {
+    /// The device code from `start`.
+    pub device_code: String,
+    /// The confirmation code shown in the browser after approval.
+    pub confirmation_code: String,
+}
+
+/// `POST /api/v1/cli/auth/refresh`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// Answer to `refresh`: a new access token and a new refresh token (the old
+/// refresh token is now spent; presenting it again revokes the family).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshResponse {
+    /// New access token.
+    pub token: String,
+    /// Its id.
+    pub token_id: Uuid,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Its expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// New refresh token.
+    pub refresh_token: String,
+}
+
 /// `{status: "ok", message}` from `complete` and `cancel`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusMessage {
     /// Always `ok`.
     pub status: String,
     /// What happened, for a person.
     pub message: String,
+    /// Paste mode: the code the person types into the terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_code: Option<String>,
 }
 
 /// The account behind a token.

@@ -6,8 +6,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use envshield_api_types::{
-    CancelDeviceRequest, ErrorBody, PollDeviceRequest, PollDeviceResponse, RevokeTokenRequest,
-    StartDeviceRequest, StartDeviceResponse, TokenListResponse, WhoamiResponse,
+    CancelDeviceRequest, ErrorBody, ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse,
+    RefreshRequest, RefreshResponse, RevokeTokenRequest, StartDeviceRequest, StartDeviceResponse,
+    TokenListResponse, WhoamiResponse,
 };
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -216,6 +217,17 @@ impl ApiError {
         matches!(self, Self::Api { status: 401, .. })
     }
 
+    /// The server refused the token because it expired (401
+    /// `token_expired`): a refresh token can get a new one.
+    pub fn is_token_expired(&self) -> bool {
+        self.is_api_error(401, "token_expired")
+    }
+
+    /// A 4xx answer with this status and error code.
+    pub fn is_api_error(&self, status: u16, code: &str) -> bool {
+        matches!(self, Self::Api { status: s, body, .. } if *s == status && body.error == code)
+    }
+
     /// The server's message for a 4xx answer.
     pub fn server_message(&self) -> Option<String> {
         match self {
@@ -394,6 +406,36 @@ impl ApiClient {
                 return Ok(answer);
             }
         }
+        self.decode(PATH, raw)
+    }
+
+    /// `POST /cli/auth/device/exchange`: paste mode's pickup of the token
+    /// with the confirmation code shown in the browser. Only `Approved`
+    /// comes back as `Ok`; a wrong code (400 `invalid_confirmation_code`),
+    /// a request not approved yet (409 `authorization_pending`), denied
+    /// (403) and ended (410) are [`ApiError::Api`].
+    pub fn exchange_device(
+        &self,
+        device_code: &str,
+        confirmation_code: &str,
+    ) -> Result<PollDeviceResponse, ApiError> {
+        const PATH: &str = "/cli/auth/device/exchange";
+        let body = ExchangeDeviceRequest {
+            device_code: device_code.to_string(),
+            confirmation_code: confirmation_code.to_string(),
+        };
+        let raw = self.execute(self.http.post(self.url(PATH)).json(&body))?;
+        self.decode(PATH, raw)
+    }
+
+    /// `POST /cli/auth/refresh`: a new access token and a new refresh
+    /// token for `refresh_token`, which is spent from then on.
+    pub fn refresh(&self, refresh_token: &str) -> Result<RefreshResponse, ApiError> {
+        const PATH: &str = "/cli/auth/refresh";
+        let body = RefreshRequest {
+            refresh_token: refresh_token.to_string(),
+        };
+        let raw = self.execute(self.http.post(self.url(PATH)).json(&body))?;
         self.decode(PATH, raw)
     }
 

@@ -75,18 +75,24 @@ pub struct LoginArgs {
     #[arg(long)]
     pub no_browser: bool,
 
+    /// Paste-back confirmation: after you approve, the browser shows a
+    /// one-time code (like 482-193) that you type here; only then is the
+    /// token released. Read from standard input when it is not a terminal
+    #[arg(long)]
+    pub paste: bool,
+
     /// Save this existing token instead of signing in through the browser
     /// (checked with the server first); prefer --with-token, which keeps it
     /// out of the process list
     #[arg(
         long,
         value_name = "TOKEN",
-        conflicts_with_all = ["with_token", "name", "scopes", "no_browser"]
+        conflicts_with_all = ["with_token", "name", "scopes", "no_browser", "paste"]
     )]
     pub token: Option<String>,
 
     /// Read an existing token from standard input and save it (for CI)
-    #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser"])]
+    #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste"])]
     pub with_token: bool,
 }
 
@@ -164,6 +170,21 @@ mod tests {
         assert!(
             Cli::try_parse_from(["envshield", "login", "--token", "x", "--with-token"]).is_err()
         );
+    }
+
+    #[test]
+    fn paste_goes_with_the_device_flow_only() {
+        let cli = Cli::try_parse_from(["envshield", "login", "--paste", "--no-browser"]).unwrap();
+        let Command::Login(args) = cli.command else {
+            panic!("not login")
+        };
+        assert!(args.paste);
+        for other in [&["--token", "x"][..], &["--with-token"]] {
+            let mut argv = vec!["envshield", "login", "--paste"];
+            argv.extend_from_slice(other);
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 
     #[test]

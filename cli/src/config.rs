@@ -26,6 +26,10 @@ pub const CONFIG_DIR_ENV: &str = "ENVSHIELD_CONFIG_DIR";
 pub const CONFIG_FILE: &str = "config.json";
 /// Name of the folder under the home directory.
 pub const CONFIG_DIR_NAME: &str = ".envshield";
+/// Name of the lock file that serialises token refreshes.
+pub const LOCK_FILE: &str = ".config.json.lock";
+/// How long [`ConfigStore::lock`] waits for another process's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +62,11 @@ pub struct Profile {
     /// When the token stops working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The refresh token in plaintext, when the server issued a short-lived
+    /// access token (`token`) with it. Saved and replaced together with the
+    /// access token, in the same write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
@@ -71,10 +80,11 @@ impl Profile {
         self.token_id = None;
         self.token_name = None;
         self.expires_at = None;
+        self.refresh_token = None;
     }
 }
 
-// The token never appears in debug output.
+// Neither token ever appears in debug output.
 impl fmt::Debug for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Profile")
@@ -83,6 +93,10 @@ impl fmt::Debug for Profile {
             .field("token_id", &self.token_id)
             .field("token_name", &self.token_name)
             .field("expires_at", &self.expires_at)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -260,6 +274,45 @@ impl ConfigStore {
         Ok(config)
     }
 
+    /// Takes the config folder's lock (an advisory lock on
+    /// [`LOCK_FILE`], created 0600), waiting up to a minute for another
+    /// `envshield` that holds it. Held until the guard is dropped. Used
+    /// around a token refresh, so that two processes never spend the same
+    /// refresh token (the server would take the second use for theft and
+    /// end the session).
+    pub fn lock(&self, warn: &mut dyn FnMut(String)) -> Result<ConfigLock, ConfigError> {
+        self.ensure_dir(warn)?;
+        let path = self.dir.join(LOCK_FILE);
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(io_err("open", &path))?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(ConfigLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(ConfigError::Io {
+                        action: "lock",
+                        path,
+                        source: io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            "another envshield process has held it for a minute",
+                        ),
+                    })
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+            }
+        }
+    }
+
     fn ensure_dir(&self, warn: &mut dyn FnMut(String)) -> Result<(), ConfigError> {
         if self.dir.is_dir() {
             return tighten(&self.dir, 0o700, warn);
@@ -278,6 +331,13 @@ impl ConfigStore {
         // folders that already existed on the way; set it explicitly.
         set_mode(&self.dir, 0o700)
     }
+}
+
+/// The config folder's lock, released when dropped (or when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct ConfigLock {
+    _file: fs::File,
 }
 
 fn temp_name() -> String {
@@ -389,6 +449,7 @@ mod tests {
             token_id: Some(Uuid::nil()),
             token_name: Some("CLI Token".into()),
             expires_at: None,
+            refresh_token: None,
             other: Default::default(),
         }
     }
@@ -596,9 +657,57 @@ mod tests {
     }
 
     #[test]
+    fn refresh_token_is_saved_as_refresh_token_and_hidden_from_debug() {
+        let (_tmp, store) = store();
+        let mut p = profile("http://x", "esh_access");
+        p.refresh_token = Some("eshr_secret".into());
+        let mut config = Config::default();
+        config.profiles.insert("default".into(), p.clone());
+        store.save(&config, &mut no_warn()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(store.path()).unwrap()).unwrap();
+        assert_eq!(json["profiles"]["default"]["refreshToken"], "eshr_secret");
+        assert_eq!(store.load(&mut no_warn()).unwrap(), config);
+        assert!(!format!("{p:?}").contains("eshr_secret"));
+
+        // A profile without one does not write the key at all.
+        store.save(&Config::default(), &mut no_warn()).unwrap();
+        let mut plain = Config::default();
+        plain
+            .profiles
+            .insert("default".into(), profile("http://x", "esh_t"));
+        store.save(&plain, &mut no_warn()).unwrap();
+        assert!(!fs::read_to_string(store.path())
+            .unwrap()
+            .contains("refreshToken"));
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_and_released_on_drop() {
+        let (_tmp, store) = store();
+        let held = store.lock(&mut no_warn()).unwrap();
+        let other = fs::OpenOptions::new()
+            .write(true)
+            .open(store.dir().join(LOCK_FILE))
+            .unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        drop(store.lock(&mut no_warn()).unwrap());
+        #[cfg(unix)]
+        assert_eq!(mode(&store.dir().join(LOCK_FILE)), 0o600);
+    }
+
+    #[test]
     fn clear_token_keeps_the_server() {
         let mut p = profile("http://x", "esh_t");
+        p.refresh_token = Some("eshr_r".into());
         p.clear_token();
+        assert_eq!(p.refresh_token, None);
         assert_eq!(p.api_url.as_deref(), Some("http://x"));
         assert_eq!(p.token, None);
         assert_eq!(p.token_id, None);

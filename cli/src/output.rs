@@ -68,6 +68,14 @@ impl Output {
         }
     }
 
+    /// A prompt on stderr, without a newline, so the answer is typed after
+    /// it; in both modes (callers prompt only when stdin is a terminal).
+    pub fn prompt(&self, text: &str) {
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "{text}");
+        let _ = err.flush();
+    }
+
     /// `warning: ...` on stderr, in both modes.
     pub fn warn(&self, text: &str) {
         write_line(&mut io::stderr().lock(), &format!("warning: {text}"));

@@ -12,7 +12,7 @@ use crate::auth::session::TypedSession;
 use crate::db::{self, models::users::User};
 use crate::domain::PlainToken;
 use crate::error::AppError;
-use crate::service::tokens::{self, Authenticated};
+use crate::service::tokens::{self, Authenticated, Authentication};
 use crate::startup::AppState;
 
 const REALM: &str = "envshield";
@@ -92,9 +92,19 @@ impl FromRequest for BearerAuth {
                 tokens::authenticate(conn, &token, Utc::now())
             })
             .await?;
-            found.map(BearerAuth).ok_or_else(|| {
-                invalid_token("The token is invalid, expired or revoked. Run `envshield login` to get a new one.")
-            })
+            match found {
+                Authentication::Valid(a) => Ok(BearerAuth(*a)),
+                Authentication::Expired => Err(AppError::Unauthorized {
+                    code: "token_expired",
+                    message: "The token has expired. Refresh it, or run `envshield login` again.".to_owned(),
+                    challenge: Some(format!(
+                        "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"The token has expired.\""
+                    )),
+                }),
+                Authentication::Invalid => Err(invalid_token(
+                    "The token is invalid or revoked. Run `envshield login` to get a new one.",
+                )),
+            }
         })
     }
 }

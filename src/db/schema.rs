@@ -13,6 +13,8 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         source -> Text,
+        client_id -> Nullable<Text>,
+        family_id -> Nullable<Uuid>,
     }
 }
 
@@ -35,6 +37,26 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         last_polled_at -> Nullable<Timestamptz>,
         poll_interval_sec -> Int4,
+        client_id -> Text,
+        confirmation -> Text,
+        confirmation_code_hash -> Nullable<Bytea>,
+        confirmation_failures -> Int4,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        family_id -> Uuid,
+        user_id -> Uuid,
+        client_id -> Text,
+        scopes -> Array<Text>,
+        token_digest -> Bytea,
+        created_at -> Timestamptz,
+        idle_expires_at -> Timestamptz,
+        family_expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -66,12 +88,14 @@ diesel::table! {
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
 diesel::joinable!(cli_device_sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(security_events -> api_tokens (token_id));
 diesel::joinable!(security_events -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     cli_device_sessions,
+    refresh_tokens,
     security_events,
     users,
 );

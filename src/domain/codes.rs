@@ -146,3 +146,56 @@ mod tests {
         assert!(!format!("{code:?}").contains(code.expose()));
     }
 }
+
+/// The paste-back confirmation code shown in the approving browser: six
+/// digits, shown `123-456`, accepted with or without separators.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfirmationCode(String);
+
+impl std::fmt::Debug for ConfirmationCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfirmationCode(<redacted>)")
+    }
+}
+
+impl ConfirmationCode {
+    /// A fresh code, uniform over 000000–999999.
+    pub fn generate() -> Self {
+        Self(format!("{:06}", crypto::random_below(1_000_000)))
+    }
+
+    /// Accepts six digits, ignoring dashes and spaces.
+    pub fn parse(input: &str) -> Option<Self> {
+        let digits: String = input.chars().filter(|c| !matches!(c, '-' | ' ')).collect();
+        (digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(Self(digits))
+    }
+
+    /// `123-456`.
+    pub fn display(&self) -> String {
+        let (a, b) = self.0.split_at(3);
+        format!("{a}-{b}")
+    }
+
+    /// Keyed hash stored instead of the code.
+    pub fn keyed_hash(&self, key: &[u8; 32]) -> [u8; 32] {
+        crypto::hmac_sha256(key, "confirmation-code", self.0.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod confirmation_tests {
+    use super::ConfirmationCode;
+
+    #[test]
+    fn confirmation_codes_round_trip_and_reject_junk() {
+        let c = ConfirmationCode::generate();
+        assert_eq!(ConfirmationCode::parse(&c.display()), Some(c.clone()));
+        assert_eq!(
+            ConfirmationCode::parse(&c.display().replace('-', " ")),
+            Some(c)
+        );
+        for bad in ["", "12345", "1234567", "12a456", "BCDF-GHJK"] {
+            assert_eq!(ConfirmationCode::parse(bad), None, "{bad}");
+        }
+    }
+}

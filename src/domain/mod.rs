@@ -7,7 +7,7 @@ mod session_status;
 mod token;
 mod token_name;
 
-pub use codes::{DeviceCode, UserCode, USER_CODE_ALPHABET, USER_CODE_LEN};
+pub use codes::{ConfirmationCode, DeviceCode, UserCode, USER_CODE_ALPHABET, USER_CODE_LEN};
 pub use email::Email;
 pub use scopes::Scopes;
 pub use session_status::SessionStatus;

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod health;
+pub mod oauth;
 pub mod pages;
 
 use actix_web::web;
@@ -9,6 +10,7 @@ use actix_web::web;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/api/v1/cli").configure(api::v1::configure))
+        .configure(oauth::configure)
         .route("/health", web::get().to(health::health))
         .route("/health/ready", web::get().to(health::ready))
         .configure(pages::configure)

@@ -11,10 +11,14 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::crypto;
 use crate::db::models::users::User;
-use crate::db::models::{api_tokens, device_sessions, users};
-use crate::domain::{DeviceCode, PlainToken, Scopes, SessionStatus, TokenName, UserCode};
+use crate::db::models::{api_tokens, device_sessions, refresh_tokens, users};
+use crate::domain::{
+    ConfirmationCode, DeviceCode, PlainToken, Scopes, SessionStatus, TokenName, UserCode,
+};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::grants;
+use envshield_api_types::ConfirmationMode;
 
 /// Seconds added to the interval each time a client polls too fast (RFC 8628 §3.5).
 pub const SLOW_DOWN_STEP_SECS: i32 = 5;
@@ -38,6 +42,10 @@ pub struct StartInput {
     pub client_ip: String,
     /// Client user agent.
     pub user_agent: Option<String>,
+    /// Registered client asking.
+    pub client_id: String,
+    /// How the token will be collected.
+    pub confirmation: ConfirmationMode,
 }
 
 /// A started session: the codes are handed out once, here.
@@ -55,6 +63,15 @@ pub struct Started {
     pub token_name: String,
     /// Scopes asked for.
     pub scopes: Vec<String>,
+    /// How the token will be collected.
+    pub confirmation: ConfirmationMode,
+}
+
+fn confirmation_str(mode: ConfirmationMode) -> &'static str {
+    match mode {
+        ConfirmationMode::Poll => "poll",
+        ConfirmationMode::Paste => "paste",
+    }
 }
 
 /// Validates the request and inserts a PENDING session.
@@ -71,8 +88,28 @@ pub fn start(
         None => TokenName::parse(&format!("CLI Token - {}", now.format("%Y-%m-%d")))
             .map_err(|m| AppError::bad_request("invalid_token_name", m))?,
     };
-    let requested = input.scopes.as_deref().unwrap_or(&config.default_scopes);
-    let scopes = Scopes::parse(requested, &config.scope_catalogue)
+    let client = config.client(&input.client_id).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_client",
+            format!("Unknown client `{}`.", input.client_id),
+        )
+    })?;
+    if !client.allows_grant(crate::config::DEVICE_CODE_GRANT) {
+        return Err(AppError::bad_request(
+            "unauthorized_client",
+            "This client may not use the device login.",
+        ));
+    }
+    let requested = match input.scopes.as_deref() {
+        Some(s) => s.to_vec(),
+        None => config
+            .default_scopes
+            .iter()
+            .filter(|s| client.scopes.contains(s))
+            .cloned()
+            .collect(),
+    };
+    let scopes = Scopes::parse(&requested, &client.scopes)
         .map_err(|m| AppError::bad_request("invalid_scope", m))?;
     let user_agent: Option<String> = input.user_agent.map(|ua| {
         ua.chars()
@@ -102,6 +139,8 @@ pub fn start(
                 client_ip: Some(&input.client_ip),
                 user_agent: user_agent.as_deref(),
                 poll_interval_sec: interval,
+                client_id: &client.client_id,
+                confirmation: confirmation_str(input.confirmation),
             },
         );
         match inserted {
@@ -122,6 +161,7 @@ pub fn start(
                     interval_secs: config.device_code_interval_secs,
                     token_name: token_name.into_inner(),
                     scopes: scopes.into_inner(),
+                    confirmation: input.confirmation,
                 });
             }
             // A live user code was drawn twice; draw again.
@@ -157,11 +197,17 @@ pub enum PollOutcome {
         scopes: Vec<String>,
         /// Token expiry.
         expires_at: Option<DateTime<Utc>>,
+        /// Refresh token, for `access_refresh` clients.
+        refresh: Option<PlainToken>,
     },
+    /// Approved in paste mode: only `exchange` with the code releases the token.
+    ConfirmationRequired,
     /// Denied in the browser.
     Denied,
-    /// Unknown, expired, cancelled or already used.
+    /// Expired, cancelled or already used.
     Expired,
+    /// No session has this device code.
+    Unknown,
 }
 
 /// One poll: one indexed lookup, then at most one conditional UPDATE.
@@ -169,15 +215,18 @@ pub fn poll(
     conn: &mut PgConnection,
     config: &Config,
     device_code: &DeviceCode,
+    client_id: Option<&str>,
     client_ip: &str,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
     let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
-        return Ok(PollOutcome::Expired);
+        return Ok(PollOutcome::Unknown);
     };
-    if !crypto::ct_eq(&session.device_code_hash, &hash) {
-        return Ok(PollOutcome::Expired);
+    if !crypto::ct_eq(&session.device_code_hash, &hash)
+        || client_id.is_some_and(|c| c != session.client_id)
+    {
+        return Ok(PollOutcome::Unknown);
     }
     let status = session.status();
     if status.is_live() && session.expires_at <= now {
@@ -185,7 +234,10 @@ pub fn poll(
     }
     match status {
         SessionStatus::Pending => poll_pending(conn, &session, now),
-        SessionStatus::Approved => match device_sessions::consume(conn, session.id, now)? {
+        SessionStatus::Approved if session.confirmation == "paste" => {
+            Ok(PollOutcome::ConfirmationRequired)
+        }
+        SessionStatus::Approved => match device_sessions::consume(conn, session.id, now, "poll")? {
             Some((sealed, token_id)) => deliver(conn, config, session.id, &sealed, token_id),
             None => {
                 record_reuse(conn, &session, client_ip)?;
@@ -242,7 +294,7 @@ fn deliver(
         .open(session_id.as_bytes(), sealed)
         .map_err(AppError::internal)?;
     let plain = String::from_utf8(plain).map_err(AppError::internal)?;
-    let token = PlainToken::parse(&config.api_token_prefix, &plain)
+    let (token, refresh) = grants::parse_payload(config, &plain)
         .ok_or_else(|| AppError::internal("sealed token has an unexpected shape"))?;
     let row = api_tokens::find(conn, token_id)?
         .ok_or_else(|| AppError::internal("minted token row is missing"))?;
@@ -252,6 +304,7 @@ fn deliver(
         token_name: row.name,
         scopes: row.scopes,
         expires_at: row.expires_at,
+        refresh,
     })
 }
 
@@ -301,6 +354,8 @@ pub enum CompleteOutcome {
         token_id: Uuid,
         /// The same account had already approved it.
         already: bool,
+        /// Paste mode: the code to show the person (only on the first approval).
+        confirmation_code: Option<String>,
     },
     /// Refused.
     Denied,
@@ -337,6 +392,7 @@ pub fn complete(
                     Ok(CompleteOutcome::Approved {
                         token_id,
                         already: true,
+                        confirmation_code: None,
                     })
                 }
                 (Some(uid), _) if uid == approver.id => Err(AppError::conflict(
@@ -408,7 +464,29 @@ fn approve(
     let expires_at = days.map(|d| now + Duration::days(i64::from(d)));
 
     let approver = users::lock(conn, input.approver.id)?;
-    let active = api_tokens::count_active_for_user(conn, approver.id, now)?;
+    if !config.token_roles.contains(&approver.role) {
+        return Err(AppError::forbidden(
+            "role_not_allowed",
+            format!(
+                "Accounts with the `{}` role may not create API tokens.",
+                approver.role
+            ),
+        ));
+    }
+    if let Some(scope) = granted
+        .as_slice()
+        .iter()
+        .find(|s| !config.role_may_grant(&approver.role, s))
+    {
+        return Err(AppError::forbidden(
+            "scope_not_allowed",
+            format!(
+                "Your account may not grant the `{scope}` scope. Untick it, or ask an admin to approve."
+            ),
+        ));
+    }
+    let active = api_tokens::count_active_for_user(conn, approver.id, now)?
+        + refresh_tokens::count_live_families(conn, approver.id, now)?;
     let max = i64::from(config.max_api_tokens_per_user);
     if active >= max {
         return Err(AppError::conflict(
@@ -419,27 +497,38 @@ fn approve(
         ));
     }
 
-    let token = PlainToken::generate(&config.api_token_prefix);
-    let token_id = Uuid::new_v4();
-    api_tokens::insert(
+    let issued = grants::issue(
         conn,
-        &api_tokens::NewApiToken {
-            id: token_id,
+        config,
+        &grants::Grant {
+            client_id: &session.client_id,
             user_id: approver.id,
             name: &session.token_name,
             scopes: granted.as_slice(),
-            token_digest: &token.digest(),
-            token_hint: &token.hint(&config.api_token_prefix),
-            created_at: now,
-            expires_at,
+            api_token_expires_at: expires_at,
+            family: None,
             source: "device",
         },
+        now,
     )?;
-    let sealed = config
-        .keys
-        .seal
-        .seal(session.id.as_bytes(), token.expose().as_bytes());
-    if device_sessions::approve(conn, session.id, approver.id, token_id, &sealed, now)? != 1 {
+    let token_id = issued.access_id;
+    let sealed = config.keys.seal.seal(
+        session.id.as_bytes(),
+        grants::sealed_payload(&issued).as_bytes(),
+    );
+    let code_key = config.keys.code_hmac.expose_secret();
+    let confirmation_code = (session.confirmation == "paste").then(ConfirmationCode::generate);
+    let code_hash = confirmation_code.as_ref().map(|c| c.keyed_hash(code_key));
+    if device_sessions::approve(
+        conn,
+        session.id,
+        approver.id,
+        token_id,
+        &sealed,
+        code_hash.as_ref().map(|h| h.as_slice()),
+        now,
+    )? != 1
+    {
         return Err(expired_request());
     }
     events::record(
@@ -451,7 +540,11 @@ fn approve(
         )
         .user(approver.id)
         .token(token_id)
-        .details(json!({ "session_id": session.id, "requested_from": session.client_ip })),
+        .details(json!({
+            "session_id": session.id,
+            "requested_from": session.client_ip,
+            "client_id": session.client_id,
+        })),
     )?;
     events::record(
         conn,
@@ -471,6 +564,105 @@ fn approve(
     Ok(CompleteOutcome::Approved {
         token_id,
         already: false,
+        confirmation_code: confirmation_code.map(|c| c.display()),
+    })
+}
+
+/// Wrong paste-back codes allowed before the session is cancelled.
+pub const MAX_CONFIRMATION_FAILURES: i32 = 5;
+
+/// What `exchange` answers.
+#[derive(Debug)]
+pub enum ExchangeOutcome {
+    /// The right code: the token, once.
+    Delivered(PollOutcome),
+    /// Not approved yet.
+    Pending,
+    /// A wrong code; this many tries remain.
+    WrongCode {
+        /// Tries left before the session is cancelled.
+        attempts_left: i32,
+    },
+    /// Denied in the browser.
+    Denied,
+    /// Unknown, expired, cancelled (also after too many wrong codes) or used.
+    Expired,
+}
+
+/// Revokes a token and, for an access token, its whole refresh family.
+fn revoke_with_family(
+    conn: &mut PgConnection,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    api_tokens::revoke(conn, token_id, now)?;
+    if let Some(family) = api_tokens::find(conn, token_id)?.and_then(|t| t.family_id) {
+        refresh_tokens::revoke_family(conn, family, now)?;
+        api_tokens::revoke_family(conn, family, now)?;
+    }
+    Ok(())
+}
+
+/// Paste mode's pickup: releases the token only with the confirmation code
+/// shown in the approving browser. Wrong codes are counted; too many cancel
+/// the session and revoke its token.
+pub fn exchange(
+    conn: &mut PgConnection,
+    config: &Config,
+    device_code: &DeviceCode,
+    confirmation: &str,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<ExchangeOutcome, AppError> {
+    let key = config.keys.code_hmac.expose_secret();
+    let hash = device_code.keyed_hash(key);
+    let presented = ConfirmationCode::parse(confirmation);
+    conn.transaction(|conn| {
+        let Some(session) = device_sessions::lock_by_device_hash(conn, &hash)? else {
+            return Ok(ExchangeOutcome::Expired);
+        };
+        let status = session.status();
+        if status.is_live() && session.expires_at <= now {
+            return Ok(ExchangeOutcome::Expired);
+        }
+        match status {
+            SessionStatus::Pending => return Ok(ExchangeOutcome::Pending),
+            SessionStatus::Denied => return Ok(ExchangeOutcome::Denied),
+            SessionStatus::Approved if session.confirmation == "paste" => {}
+            _ => return Ok(ExchangeOutcome::Expired),
+        }
+        let matches = match (&presented, &session.confirmation_code_hash) {
+            (Some(code), Some(stored)) => crypto::ct_eq(&code.keyed_hash(key), stored),
+            _ => false,
+        };
+        if matches {
+            return match device_sessions::consume(conn, session.id, now, "paste")? {
+                Some((sealed, token_id)) => Ok(ExchangeOutcome::Delivered(deliver(
+                    conn, config, session.id, &sealed, token_id,
+                )?)),
+                None => Ok(ExchangeOutcome::Expired),
+            };
+        }
+        let failures = device_sessions::add_confirmation_failure(conn, session.id)?;
+        let mut event = Event::new(
+            EventKind::ConfirmationFailed,
+            Severity::Medium,
+            Some(client_ip),
+        )
+        .details(json!({ "session_id": session.id, "failures": failures }));
+        event.user_id = session.user_id;
+        event.token_id = session.token_id;
+        events::record(conn, event)?;
+        if failures >= MAX_CONFIRMATION_FAILURES {
+            device_sessions::cancel(conn, &hash)?;
+            if let Some(token_id) = session.token_id {
+                revoke_with_family(conn, token_id, now)?;
+            }
+            return Ok(ExchangeOutcome::Expired);
+        }
+        Ok(ExchangeOutcome::WrongCode {
+            attempts_left: MAX_CONFIRMATION_FAILURES - failures,
+        })
     })
 }
 
@@ -489,7 +681,7 @@ pub fn cancel(
             return Ok(false);
         };
         if let Some(token_id) = session.token_id {
-            api_tokens::revoke(conn, token_id, now)?;
+            revoke_with_family(conn, token_id, now)?;
         }
         let mut event = Event::new(
             EventKind::CliDeviceCancelled,

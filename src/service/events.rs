@@ -46,6 +46,12 @@ pub enum EventKind {
     CliRateLimitExceeded,
     /// A consumed device code was polled again: the code may have leaked.
     CliDeviceCodeReused,
+    /// A spent refresh token was presented again; its family was revoked.
+    RefreshTokenReused,
+    /// A refresh token was rotated.
+    TokenRefreshed,
+    /// A wrong paste-back confirmation code was entered.
+    ConfirmationFailed,
     /// A browser sign-in failed.
     LoginFailed,
     /// A browser sign-in succeeded.
@@ -64,6 +70,9 @@ impl EventKind {
             Self::CliTokenRevoked => "cli_token_revoked",
             Self::CliRateLimitExceeded => "cli_rate_limit_exceeded",
             Self::CliDeviceCodeReused => "cli_device_code_reused",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::TokenRefreshed => "token_refreshed",
+            Self::ConfirmationFailed => "cli_confirmation_failed",
             Self::LoginFailed => "login_failed",
             Self::LoginSucceeded => "login_succeeded",
         }

@@ -5,4 +5,6 @@ pub mod accounts;
 pub mod audit;
 pub mod device;
 pub mod events;
+pub mod grants;
+pub mod oauth;
 pub mod tokens;

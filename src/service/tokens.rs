@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 pub use crate::db::models::api_tokens::TokenFilter;
 use crate::db::models::api_tokens::{self, ApiToken};
+use crate::db::models::refresh_tokens;
 use crate::db::models::users::User;
 use crate::domain::PlainToken;
 use crate::error::AppError;
@@ -22,15 +23,37 @@ pub struct Authenticated {
     pub token: ApiToken,
 }
 
+/// The result of checking a Bearer token.
+#[derive(Debug)]
+pub enum Authentication {
+    /// A live token of an enabled account.
+    Valid(Box<Authenticated>),
+    /// A real token past its expiry (clients with a refresh token refresh).
+    Expired,
+    /// Unknown, revoked, or of a disabled account.
+    Invalid,
+}
+
 /// Looks the token up by digest (one indexed query) and refreshes
-/// `last_used_at` at most once a minute.
+/// `last_used_at` at most once a minute. Only a failed lookup pays for a
+/// second query, to tell an expired token apart.
 pub fn authenticate(
     conn: &mut PgConnection,
     token: &PlainToken,
     now: DateTime<Utc>,
-) -> Result<Option<Authenticated>, AppError> {
-    let Some((token, user)) = api_tokens::find_active_by_digest(conn, &token.digest(), now)? else {
-        return Ok(None);
+) -> Result<Authentication, AppError> {
+    let digest = token.digest();
+    let Some((token, user)) = api_tokens::find_active_by_digest(conn, &digest, now)? else {
+        let expired = api_tokens::find_by_digest(conn, &digest)?.is_some_and(|(t, u)| {
+            t.revoked_at.is_none()
+                && u.disabled_at.is_none()
+                && t.expires_at.is_some_and(|e| e <= now)
+        });
+        return Ok(if expired {
+            Authentication::Expired
+        } else {
+            Authentication::Invalid
+        });
     };
     let stale = token
         .last_used_at
@@ -42,7 +65,10 @@ pub fn authenticate(
         api_tokens::touch_last_used(conn, token.id, now)?;
         token.last_used_at = Some(now);
     }
-    Ok(Some(Authenticated { user, token }))
+    Ok(Authentication::Valid(Box::new(Authenticated {
+        user,
+        token,
+    })))
 }
 
 fn status_of(token: &ApiToken, now: DateTime<Utc>) -> TokenStatus {
@@ -132,6 +158,11 @@ pub fn revoke(
         return Err(not_found());
     }
     if let Some(revoked) = api_tokens::revoke(conn, token_id, now)? {
+        // An access token ends its whole refresh family: the sign-in is over.
+        if let Some(family) = revoked.family_id {
+            refresh_tokens::revoke_family(conn, family, now)?;
+            api_tokens::revoke_family(conn, family, now)?;
+        }
         events::record(
             conn,
             Event::new(

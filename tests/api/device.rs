@@ -168,8 +168,9 @@ async fn approved_token_is_handed_out_once_then_the_code_is_expired() {
     let (user, b) = app.signed_in_browser("dev@example.com", false).await;
     let s = app.start_ok().await;
     let r = app.approve(&b, &s.user_code).await;
-    assert_eq!(r.status(), 200);
+    let status = r.status();
     let msg: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{msg}");
     assert_eq!(msg["status"], "ok");
     assert_eq!(
         msg["message"],
@@ -185,11 +186,16 @@ async fn approved_token_is_handed_out_once_then_the_code_is_expired() {
         token_name,
         scopes,
         expires_at,
+        refresh_token,
     } = r.json().await.unwrap()
     else {
         panic!("expected approved");
     };
     assert!(token.starts_with("esh_"));
+    assert_eq!(
+        refresh_token, None,
+        "long-lived API tokens come without a refresh token"
+    );
     assert_eq!(token_name, "test laptop");
     assert_eq!(scopes, app.server.config.default_scopes);
     let days = (expires_at.unwrap() - chrono::Utc::now()).num_days();

@@ -6,6 +6,7 @@ mod device;
 mod errors;
 mod helpers;
 mod login;
+mod oauth;
 mod pages_admin;
 mod pages_cli;
 mod pages_support;

@@ -151,7 +151,7 @@ async fn a_pending_request_shows_everything_needed_to_decide() {
         "<legend>Scopes to grant</legend>",
         "name=\"scopes\" value=\"envs:read\" checked",
         "name=\"scopes\" value=\"tokens:read\" checked",
-        "<label for=\"scope-0\">envs:read</label>",
+        "<label for=\"scope-0\">envs:read <span class=\"hint\">— Read environment variables and secrets</span></label>",
         "<label for=\"expires_in_days\">",
         "<option value=\"7\">7 days</option>",
         "<option value=\"30\">30 days</option>",

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{with_server_message, Context, TOKEN_ENV};
+use super::{with_server_message, CallError, Context, TOKEN_ENV};
 use crate::cli::LogoutArgs;
 use crate::config::Config;
 use crate::error::CliError;
@@ -118,15 +118,26 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
         return (done, None);
     };
 
-    let revoked = ctx.stored_credentials(name, profile).and_then(|creds| {
+    // The token to forget: the saved one, or the renewed one when the
+    // access token had expired and was refreshed on the way (the server
+    // then revokes the whole session, refresh token included).
+    let mut token = profile.token.clone();
+    let revoked = ctx.stored_credentials(name, profile).and_then(|mut creds| {
         let client = ctx.client(&creds.api_url)?;
-        match client.logout(&creds.token) {
+        let answer = ctx.call(&mut creds, &client, |c, t| c.logout(t));
+        token = Some(creds.token.clone());
+        match answer {
             Ok(()) => Ok((creds.api_url, Outcome::Revoked, String::new())),
-            Err(e) if e.is_unauthorized() => {
+            Err(CallError::Api(e)) if e.is_unauthorized() => {
                 let msg = with_server_message("the server no longer accepted it", &e);
                 Ok((creds.api_url, Outcome::AlreadyInvalid, msg))
             }
-            Err(e) => Err(CliError::from(e)),
+            Err(CallError::SessionEnded(e)) => {
+                let msg = with_server_message("its session had already ended on the server", &e);
+                Ok((creds.api_url, Outcome::AlreadyInvalid, msg))
+            }
+            Err(CallError::Api(e)) => Err(CliError::from(e)),
+            Err(CallError::Refresh(e)) => Err(e),
         }
     });
 
@@ -151,7 +162,6 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
     };
 
     // Forget the token, unless another login replaced it meanwhile.
-    let token = profile.token.clone();
     let removed = ctx.update_config(|c| {
         if let Some(p) = c.profiles.get_mut(name) {
             if p.token == token {
@@ -273,5 +283,72 @@ mod tests {
         let (result, err) = logout_one(&ctx, &Config::default(), "default", false);
         assert!(err.is_none());
         assert_eq!(result.result, Outcome::NotSignedIn);
+    }
+
+    fn save_refreshable(ctx: &Context, url: &str) -> Config {
+        ctx.update_config(|c| {
+            c.profiles.insert(
+                "default".into(),
+                Profile {
+                    api_url: Some(url.into()),
+                    token: Some("esh_tok".into()),
+                    refresh_token: Some("eshr_tok".into()),
+                    ..Default::default()
+                },
+            );
+        })
+        .unwrap()
+    }
+
+    const EXPIRED: &str = r#"{"error":"token_expired","message":"Expired."}"#;
+
+    #[test]
+    fn an_expired_access_token_is_renewed_to_end_the_session() {
+        let (base, server) = canned_server(vec![
+            http("401 Unauthorized", "application/json", EXPIRED),
+            http(
+                "200 OK",
+                "application/json",
+                r#"{"token":"esh_new","tokenId":"00000000-0000-0000-0000-000000000002","scopes":[],"expiresAt":null,"refreshToken":"eshr_new"}"#,
+            ),
+            http("204 No Content", "text/plain", ""),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let config = save_refreshable(&ctx, &base);
+        let (result, err) = logout_one(&ctx, &config, "default", false);
+        let requests = server.join().unwrap();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(result.result, Outcome::Revoked);
+        assert!(requests[2].starts_with("POST /api/v1/cli/auth/logout "));
+        assert!(requests[2].to_lowercase().contains("bearer esh_new"));
+        let saved = ctx.load_config().unwrap().profiles["default"].clone();
+        assert_eq!(saved.token, None);
+        assert_eq!(saved.refresh_token, None);
+    }
+
+    #[test]
+    fn an_ended_session_is_removed_here() {
+        let (base, server) = canned_server(vec![
+            http("401 Unauthorized", "application/json", EXPIRED),
+            http(
+                "400 Bad Request",
+                "application/json",
+                r#"{"error":"invalid_grant","message":"Revoked."}"#,
+            ),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let config = save_refreshable(&ctx, &base);
+        let (result, err) = logout_one(&ctx, &config, "default", false);
+        server.join().unwrap();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(result.result, Outcome::AlreadyInvalid);
+        assert!(
+            result.message.contains("session had already ended"),
+            "{}",
+            result.message
+        );
+        assert_eq!(saved_token(&ctx), None);
     }
 }

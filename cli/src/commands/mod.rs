@@ -7,6 +7,7 @@ pub mod tokens;
 pub mod whoami;
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::api::{self, ApiClient, ApiError};
 use crate::config::{Config, ConfigStore, Profile};
@@ -53,6 +54,12 @@ pub struct Credentials {
     pub api_url: String,
     /// Where the token came from.
     pub source: TokenSource,
+    /// The profile it belongs to (the chosen one for `ENVSHIELD_TOKEN`).
+    pub profile: String,
+    /// The token's id, when the profile knows it.
+    pub token_id: Option<Uuid>,
+    /// The profile's refresh token, if any (never for `ENVSHIELD_TOKEN`).
+    pub refresh_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -61,8 +68,29 @@ impl std::fmt::Debug for Credentials {
             .field("token", &"<redacted>")
             .field("api_url", &self.api_url)
             .field("source", &self.source)
+            .field("profile", &self.profile)
+            .field("token_id", &self.token_id)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
+}
+
+/// Why an authenticated call (see [`Context::call`]) failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The server's answer to the call (to the retried call after a
+    /// refresh), or the network's.
+    Api(ApiError),
+    /// The access token expired and the server refused the refresh token
+    /// (`invalid_grant`: expired, revoked, or already used): the session
+    /// has ended.
+    SessionEnded(ApiError),
+    /// The refresh itself failed otherwise (server unreachable, config not
+    /// writable, ...); the message says what happened.
+    Refresh(CliError),
 }
 
 impl Context {
@@ -111,6 +139,9 @@ impl Context {
                 token: token.clone(),
                 api_url: self.api_url(saved.and_then(|p| p.api_url.as_deref()))?,
                 source: TokenSource::Env,
+                profile: self.profile.clone(),
+                token_id: None,
+                refresh_token: None,
             });
         }
         let profile = saved
@@ -153,7 +184,150 @@ impl Context {
             token,
             api_url,
             source: TokenSource::Config,
+            profile: name.to_string(),
+            token_id: profile.token_id,
+            refresh_token: profile.refresh_token.clone(),
         })
+    }
+
+    /// Makes an authenticated call: `call(client, token)`. When the server
+    /// answers that the access token expired (401 `token_expired`) and the
+    /// saved profile holds a refresh token, gets a new pair
+    /// (`POST /cli/auth/refresh`), saves it (one atomic write), updates
+    /// `creds`, and makes the call once more. A token from
+    /// `ENVSHIELD_TOKEN` is never refreshed.
+    pub fn call<T>(
+        &self,
+        creds: &mut Credentials,
+        client: &ApiClient,
+        call: impl Fn(&ApiClient, &str) -> Result<T, ApiError>,
+    ) -> Result<T, CallError> {
+        match call(client, &creds.token) {
+            Err(err)
+                if err.is_token_expired()
+                    && creds.source == TokenSource::Config
+                    && creds.refresh_token.is_some() =>
+            {
+                self.refresh(creds, client)?;
+                call(client, &creds.token).map_err(CallError::Api)
+            }
+            answer => answer.map_err(CallError::Api),
+        }
+    }
+
+    /// Trades the refresh token in `creds` for a new pair and saves it,
+    /// holding the config lock so that two `envshield` processes never
+    /// spend the same refresh token (the server takes a second use for
+    /// theft and ends the whole session).
+    fn refresh(&self, creds: &mut Credentials, client: &ApiClient) -> Result<(), CallError> {
+        let name = creds.profile.clone();
+        let flag = profile_flag(&name);
+        let again = format!("Run `envshield login{flag}` to sign in again.");
+        let _lock = self
+            .store
+            .lock(&mut |w| self.out.warn(&w))
+            .map_err(|e| CallError::Refresh(e.into()))?;
+
+        // Another envshield may have refreshed (or someone signed in again)
+        // while this one waited for the lock: then use what is saved now.
+        let config = self.load_config().map_err(CallError::Refresh)?;
+        let saved = config.profiles.get(&name).filter(|p| p.token.is_some());
+        let Some(saved) = saved else {
+            return Err(CallError::Refresh(CliError::not_signed_in(&name)));
+        };
+        if saved.refresh_token != creds.refresh_token || saved.token.as_ref() != Some(&creds.token)
+        {
+            let fresh = self
+                .stored_credentials(&name, saved)
+                .map_err(CallError::Refresh)?;
+            if fresh.api_url == creds.api_url {
+                *creds = fresh;
+                return Ok(());
+            }
+            return Err(CallError::Refresh(CliError::new(
+                "server_mismatch",
+                format!("profile '{name}' was signed in to another server meanwhile. Run the command again."),
+            )));
+        }
+
+        let refresh_token = creds.refresh_token.clone().unwrap_or_default();
+        let renewed = match client.refresh(&refresh_token) {
+            Ok(renewed) => renewed,
+            Err(err) if err.is_api_error(400, "invalid_grant") => {
+                return Err(CallError::SessionEnded(err))
+            }
+            Err(err) => {
+                let e = CliError::from(err);
+                return Err(CallError::Refresh(CliError::new(
+                    e.code,
+                    format!(
+                        "the access token of profile '{name}' expired and could not be renewed: {}",
+                        e.message
+                    ),
+                )));
+            }
+        };
+
+        let old_token = creds.token.clone();
+        let mut replaced = false;
+        let saved = self.update_config(|c| {
+            if let Some(p) = c.profiles.get_mut(&name) {
+                if p.token.as_ref() == Some(&old_token) && p.refresh_token == creds.refresh_token {
+                    p.token = Some(renewed.token.clone());
+                    p.token_id = Some(renewed.token_id);
+                    p.expires_at = renewed.expires_at;
+                    p.refresh_token = Some(renewed.refresh_token.clone());
+                    replaced = true;
+                }
+            }
+        });
+        let stored = match saved {
+            Ok(_) if replaced => Ok(()),
+            Ok(_) => Err(CliError::new(
+                "config_changed",
+                format!("profile '{name}' changed while its token was being renewed."),
+            )),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = stored {
+            // Nobody holds the new pair: end the session on the server
+            // rather than leave it alive (best effort).
+            let revoked = client.logout(&renewed.token).is_ok();
+            let hint = if revoked {
+                format!("The renewed session was ended on the server; {again}")
+            } else {
+                format!("The renewed session could not be ended on the server either; revoke token {} in the web UI.", renewed.token_id)
+            };
+            return Err(CallError::Refresh(err.with_hint(&hint)));
+        }
+
+        creds.token = renewed.token;
+        creds.token_id = Some(renewed.token_id);
+        creds.refresh_token = Some(renewed.refresh_token);
+        Ok(())
+    }
+
+    /// Turns a failed [`Context::call`] into the error for the person.
+    pub fn call_failed(&self, creds: &Credentials, err: CallError) -> CliError {
+        match err {
+            CallError::Api(err) => self.refused(creds, err),
+            CallError::SessionEnded(err) => {
+                let said = err
+                    .server_message()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                CliError::new(
+                    "session_ended",
+                    format!(
+                        "the session of profile '{}' has ended: its access token expired and the server refused to renew it{said}. Run `envshield login{}` to sign in again.",
+                        creds.profile,
+                        profile_flag(&creds.profile)
+                    ),
+                )
+            }
+            CallError::Refresh(err) => err,
+        }
     }
 
     /// Turns a refused token (401) into advice that fits where the token
@@ -273,6 +447,9 @@ pub(crate) mod tests {
             token: "t".into(),
             api_url: "http://x".into(),
             source: TokenSource::Config,
+            profile: "default".into(),
+            token_id: None,
+            refresh_token: None,
         };
         let e = ctx.refused(&creds, err.clone());
         assert_eq!(e.code, "invalid_token");
@@ -282,5 +459,161 @@ pub(crate) mod tests {
             ..creds
         };
         assert!(ctx.refused(&env, err).message.contains("ENVSHIELD_TOKEN"));
+    }
+
+    use crate::api::tests::{canned_server, http};
+
+    const WHOAMI: &str = r#"{"user":{"id":"00000000-0000-0000-0000-000000000009","email":"a@x","role":"user"},"token":{"id":"00000000-0000-0000-0000-000000000002","name":"n","scopes":[],"createdAt":"2025-01-01T00:00:00Z","expiresAt":null,"lastUsedAt":null}}"#;
+    const EXPIRED: &str = r#"{"error":"token_expired","message":"The access token expired."}"#;
+    const RENEWED: &str = r#"{"token":"esh_new","tokenId":"00000000-0000-0000-0000-000000000002","scopes":[],"expiresAt":"2030-01-01T00:00:00Z","refreshToken":"eshr_new"}"#;
+
+    fn json(status: &str, body: &str) -> String {
+        http(status, "application/json", body)
+    }
+
+    /// A context whose default profile is signed in to `url` with an
+    /// access token and a refresh token.
+    fn refreshable(dir: &std::path::Path, url: &str) -> (Context, Credentials) {
+        let ctx = context(dir);
+        let config = ctx
+            .update_config(|c| {
+                c.profiles.insert(
+                    "default".into(),
+                    Profile {
+                        api_url: Some(url.into()),
+                        token: Some("esh_old".into()),
+                        token_id: Some(Uuid::from_u128(1)),
+                        token_name: Some("n".into()),
+                        refresh_token: Some("eshr_old".into()),
+                        ..Default::default()
+                    },
+                );
+            })
+            .unwrap();
+        let creds = ctx.credentials(&config).unwrap();
+        (ctx, creds)
+    }
+
+    #[test]
+    fn an_expired_access_token_is_refreshed_saved_and_the_call_retried() {
+        let (base, server) = canned_server(vec![
+            json("401 Unauthorized", EXPIRED),
+            json("200 OK", RENEWED),
+            json("200 OK", WHOAMI),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, mut creds) = refreshable(tmp.path(), &base);
+        let client = ApiClient::new(&base).unwrap();
+        let who = ctx.call(&mut creds, &client, |c, t| c.whoami(t)).unwrap();
+        let requests = server.join().unwrap();
+
+        assert_eq!(who.user.email, "a@x");
+        assert!(requests[0]
+            .to_lowercase()
+            .contains("authorization: bearer esh_old"));
+        assert!(requests[1].starts_with("POST /api/v1/cli/auth/refresh "));
+        assert!(
+            requests[1].ends_with(r#"{"refreshToken":"eshr_old"}"#),
+            "{}",
+            requests[1]
+        );
+        assert!(requests[2]
+            .to_lowercase()
+            .contains("authorization: bearer esh_new"));
+
+        assert_eq!(creds.token, "esh_new");
+        assert_eq!(creds.refresh_token.as_deref(), Some("eshr_new"));
+        assert_eq!(creds.token_id, Some(Uuid::from_u128(2)));
+        let saved = ctx.load_config().unwrap().profiles["default"].clone();
+        assert_eq!(saved.token.as_deref(), Some("esh_new"));
+        assert_eq!(saved.refresh_token.as_deref(), Some("eshr_new"));
+        assert_eq!(saved.token_id, Some(Uuid::from_u128(2)));
+        assert_eq!(saved.token_name.as_deref(), Some("n"));
+        assert!(saved.expires_at.is_some());
+    }
+
+    #[test]
+    fn a_refused_refresh_token_means_the_session_ended() {
+        let (base, server) = canned_server(vec![
+            json("401 Unauthorized", EXPIRED),
+            json(
+                "400 Bad Request",
+                r#"{"error":"invalid_grant","message":"The refresh token is not valid."}"#,
+            ),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, mut creds) = refreshable(tmp.path(), &base);
+        let client = ApiClient::new(&base).unwrap();
+        let err = ctx
+            .call(&mut creds, &client, |c, t| c.whoami(t))
+            .unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, CallError::SessionEnded(_)), "{err:?}");
+        let e = ctx.call_failed(&creds, err);
+        assert_eq!(e.code, "session_ended");
+        assert!(e.message.contains("has ended"), "{}", e.message);
+        assert!(
+            e.message
+                .ends_with("Run `envshield login` to sign in again."),
+            "{}",
+            e.message
+        );
+        // Nothing was changed on disk.
+        let saved = ctx.load_config().unwrap().profiles["default"].clone();
+        assert_eq!(saved.token.as_deref(), Some("esh_old"));
+    }
+
+    #[test]
+    fn no_refresh_for_other_refusals_or_the_environment_token() {
+        let (base, server) = canned_server(vec![
+            json(
+                "401 Unauthorized",
+                r#"{"error":"invalid_token","message":"Revoked."}"#,
+            ),
+            json("401 Unauthorized", EXPIRED),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, mut creds) = refreshable(tmp.path(), &base);
+        let client = ApiClient::new(&base).unwrap();
+        let err = ctx
+            .call(&mut creds, &client, |c, t| c.whoami(t))
+            .unwrap_err();
+        assert!(matches!(&err, CallError::Api(e) if e.code() == "invalid_token"));
+
+        let mut env = Credentials {
+            source: TokenSource::Env,
+            refresh_token: None,
+            ..creds.clone()
+        };
+        let err = ctx.call(&mut env, &client, |c, t| c.whoami(t)).unwrap_err();
+        // Two requests in all: no refresh was tried.
+        server.join().unwrap();
+        let e = ctx.call_failed(&env, err);
+        assert_eq!(e.code, "token_expired");
+        assert!(e.message.contains("ENVSHIELD_TOKEN"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_pair_renewed_by_another_process_is_used_without_refreshing() {
+        let (base, server) = canned_server(vec![
+            json("401 Unauthorized", EXPIRED),
+            json("200 OK", WHOAMI),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, mut creds) = refreshable(tmp.path(), &base);
+        // Meanwhile, another envshield refreshed.
+        ctx.update_config(|c| {
+            let p = c.profiles.get_mut("default").unwrap();
+            p.token = Some("esh_other".into());
+            p.refresh_token = Some("eshr_other".into());
+        })
+        .unwrap();
+        let client = ApiClient::new(&base).unwrap();
+        ctx.call(&mut creds, &client, |c, t| c.whoami(t)).unwrap();
+        let requests = server.join().unwrap();
+        assert!(requests[1]
+            .to_lowercase()
+            .contains("authorization: bearer esh_other"));
+        assert_eq!(creds.refresh_token.as_deref(), Some("eshr_other"));
     }
 }

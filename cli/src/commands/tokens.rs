@@ -20,11 +20,11 @@ pub fn run(ctx: &Context, command: Option<&TokensCommand>) -> Result<(), CliErro
 
 fn list(ctx: &Context, all: bool) -> Result<(), CliError> {
     let config = ctx.load_config()?;
-    let creds = ctx.credentials(&config)?;
+    let mut creds = ctx.credentials(&config)?;
     let client = ctx.client(&creds.api_url)?;
-    let list = client
-        .list_tokens(&creds.token, all)
-        .map_err(|e| ctx.refused(&creds, e))?;
+    let list = ctx
+        .call(&mut creds, &client, |c, token| c.list_tokens(token, all))
+        .map_err(|e| ctx.call_failed(&creds, e))?;
 
     if ctx.out.is_json() {
         ctx.out.json_line(&list);
@@ -94,18 +94,15 @@ fn render(tokens: &[TokenSummary], now: chrono::DateTime<Utc>) -> String {
 
 fn revoke(ctx: &Context, id: Uuid) -> Result<(), CliError> {
     let config = ctx.load_config()?;
-    let creds = ctx.credentials(&config)?;
+    let mut creds = ctx.credentials(&config)?;
     let client = ctx.client(&creds.api_url)?;
-    client
-        .revoke_token(&creds.token, id)
-        .map_err(|e| ctx.refused(&creds, e))?;
+    ctx.call(&mut creds, &client, |c, token| c.revoke_token(token, id))
+        .map_err(|e| ctx.call_failed(&creds, e))?;
 
-    // Revoking the profile's own token leaves it useless here: forget it.
-    let own = creds.source == TokenSource::Config
-        && config
-            .profiles
-            .get(&ctx.profile)
-            .is_some_and(|p| p.token_id == Some(id));
+    // Revoking the profile's own token leaves it useless here: forget it
+    // (with its refresh token). `creds` is the pair in use after any
+    // refresh.
+    let own = creds.source == TokenSource::Config && creds.token_id == Some(id);
     let mut removed_locally = false;
     if own {
         let token = Some(creds.token.clone());

@@ -20,14 +20,15 @@ struct Status<'a> {
 }
 
 /// Runs `envshield whoami`. Fails (exit 1) when not signed in or when the
-/// server no longer accepts the token.
+/// server no longer accepts the token. An expired access token is renewed
+/// first when the profile holds a refresh token.
 pub fn run(ctx: &Context) -> Result<(), CliError> {
     let config = ctx.load_config()?;
-    let creds = ctx.credentials(&config)?;
+    let mut creds = ctx.credentials(&config)?;
     let client = ctx.client(&creds.api_url)?;
-    let who = client
-        .whoami(&creds.token)
-        .map_err(|e| ctx.refused(&creds, e))?;
+    let who = ctx
+        .call(&mut creds, &client, |c, token| c.whoami(token))
+        .map_err(|e| ctx.call_failed(&creds, e))?;
 
     if ctx.out.is_json() {
         ctx.out.json_line(&Status {

@@ -504,6 +504,24 @@ impl TestEnv {
         Running::spawn(self.cli(args), None)
     }
 
+    /// Starts against this server with stdin a pipe the test types into
+    /// ([`Running::type_text`]).
+    pub fn start_with_stdin(&self, args: &[&str]) -> Running {
+        Running::spawn(self.cli(args), Some(Stdio::piped()))
+    }
+
+    /// `POST <path>` with a JSON body and no credentials: status and body.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .api
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.address)
     }
@@ -639,6 +657,19 @@ impl Browser {
         let r = self.complete(user_code, "approve");
         let status = r.status();
         assert_eq!(status, 200, "approve: {}", r.text().unwrap_or_default());
+    }
+
+    /// Approves a paste-mode request, checks the server agreed, and returns
+    /// the confirmation code the page shows (as the person would read it).
+    pub fn approve_for_code(&self, user_code: &str) -> String {
+        let r = self.complete(user_code, "approve");
+        let status = r.status();
+        let body: Value = r.json().expect("complete answers JSON");
+        assert_eq!(status, 200, "approve: {body}");
+        body["confirmationCode"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no confirmationCode in {body}"))
+            .to_owned()
     }
 
     /// Denies, and checks the server agreed.

@@ -48,6 +48,9 @@ fn approved_login_saves_a_private_token_that_works() {
     assert_eq!(profile["tokenName"], name);
     let token = profile["token"].as_str().expect("saved token");
     assert!(token.starts_with("esh_"), "{token}");
+    // A long-lived API token: no refresh token comes with it.
+    assert!(profile.get("refreshToken").is_none(), "{profile}");
+    assert_eq!(signed_in["token"]["refreshable"], false);
     let (status, who) = env.bearer_whoami(token);
     assert_eq!(status, 200, "{who}");
     assert_eq!(who["user"]["email"], "dev@example.com");

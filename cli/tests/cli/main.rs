@@ -7,5 +7,7 @@ mod commands;
 mod errors;
 mod helpers;
 mod login;
+mod paste;
 mod pty;
+mod refresh;
 mod token_login;

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use crate::helpers::{isolate, user_code_in, Running, TestEnv, BIN};
 
 /// `text` quoted for `sh -c`.
-fn quote(text: &str) -> String {
+pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 

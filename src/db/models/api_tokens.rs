@@ -36,6 +36,10 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
     /// How it was minted.
     pub source: String,
+    /// OAuth client it was issued to.
+    pub client_id: Option<String>,
+    /// Refresh family of a short-lived access token.
+    pub family_id: Option<Uuid>,
 }
 
 impl ApiToken {
@@ -67,6 +71,10 @@ pub struct NewApiToken<'a> {
     pub expires_at: Option<DateTime<Utc>>,
     /// How it was minted.
     pub source: &'a str,
+    /// OAuth client it is issued to.
+    pub client_id: Option<&'a str>,
+    /// Refresh family, for access tokens.
+    pub family_id: Option<Uuid>,
 }
 
 /// Inserts a token.
@@ -99,6 +107,35 @@ pub fn find_active_by_digest(
         .optional()
 }
 
+/// The token with this digest and its owner, whatever its state (for
+/// telling an expired token apart, introspection and revocation).
+pub fn find_by_digest(
+    conn: &mut PgConnection,
+    digest: &[u8],
+) -> QueryResult<Option<(ApiToken, User)>> {
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_digest.eq(digest))
+        .select((ApiToken::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Revokes every live access token of a refresh family.
+pub fn revoke_family(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::family_id.eq(family_id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(now))
+    .execute(conn)
+}
+
 /// Sets `last_used_at` unless it is already fresher than the granularity,
 /// so most authenticated requests write nothing.
 pub fn touch_last_used(
@@ -117,7 +154,8 @@ pub fn touch_last_used(
     .execute(conn)
 }
 
-/// Active tokens of an account (for the per-user limit).
+/// Active long-lived tokens of an account (for the per-user limit; access
+/// tokens of refresh families are counted by family instead).
 pub fn count_active_for_user(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -125,6 +163,7 @@ pub fn count_active_for_user(
 ) -> QueryResult<i64> {
     api_tokens::table
         .filter(api_tokens::user_id.eq(user_id))
+        .filter(api_tokens::family_id.is_null())
         .filter(api_tokens::revoked_at.is_null())
         .filter(
             api_tokens::expires_at
@@ -240,6 +279,16 @@ pub fn find_with_email(
         .inner_join(users::table)
         .filter(api_tokens::id.eq(id))
         .select((ApiToken::as_select(), users::email))
+        .first(conn)
+        .optional()
+}
+
+/// The name of a refresh family's first access token.
+pub fn family_name(conn: &mut PgConnection, family_id: Uuid) -> QueryResult<Option<String>> {
+    api_tokens::table
+        .filter(api_tokens::family_id.eq(family_id))
+        .order(api_tokens::created_at.asc())
+        .select(api_tokens::name)
         .first(conn)
         .optional()
 }

@@ -46,6 +46,14 @@ pub struct DeviceSession {
     pub last_polled_at: Option<DateTime<Utc>>,
     /// Seconds the CLI must wait between polls.
     pub poll_interval_sec: i32,
+    /// Registered client that started it.
+    pub client_id: String,
+    /// `poll` or `paste`.
+    pub confirmation: String,
+    /// HMAC of the paste-back code, once approved in paste mode.
+    pub confirmation_code_hash: Option<Vec<u8>>,
+    /// Wrong paste-back codes so far.
+    pub confirmation_failures: i32,
 }
 
 impl std::fmt::Debug for DeviceSession {
@@ -89,6 +97,10 @@ pub struct NewDeviceSession<'a> {
     pub user_agent: Option<&'a str>,
     /// Initial poll interval.
     pub poll_interval_sec: i32,
+    /// Registered client.
+    pub client_id: &'a str,
+    /// `poll` or `paste`.
+    pub confirmation: &'a str,
 }
 
 /// Inserts a new PENDING session.
@@ -168,6 +180,7 @@ pub fn consume(
     conn: &mut PgConnection,
     id: Uuid,
     now: DateTime<Utc>,
+    confirmation: &str,
 ) -> QueryResult<Option<(Vec<u8>, Uuid)>> {
     // UPDATE..RETURNING returns the new row, whose sealed token is already
     // NULL; a CTE reads the old value in the same statement.
@@ -183,6 +196,7 @@ pub fn consume(
              SELECT id, encrypted_token, token_id FROM cli_device_sessions \
              WHERE id = $1 AND status = 'APPROVED' AND expires_at > $2 \
                AND encrypted_token IS NOT NULL AND token_id IS NOT NULL \
+               AND confirmation = $3 \
              FOR UPDATE \
          ) \
          UPDATE cli_device_sessions s \
@@ -192,6 +206,7 @@ pub fn consume(
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<diesel::sql_types::Text, _>(confirmation)
     .get_result(conn)
     .optional()?;
     Ok(row.map(|r| (r.encrypted_token, r.token_id)))
@@ -204,6 +219,7 @@ pub fn approve(
     user_id: Uuid,
     token_id: Uuid,
     sealed: &[u8],
+    confirmation_code_hash: Option<&[u8]>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(
@@ -217,8 +233,30 @@ pub fn approve(
         ds::token_id.eq(token_id),
         ds::encrypted_token.eq(sealed),
         ds::approved_at.eq(now),
+        ds::confirmation_code_hash.eq(confirmation_code_hash),
     ))
     .execute(conn)
+}
+
+/// The session with this device-code hash, locked until the transaction ends.
+pub fn lock_by_device_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<DeviceSession>> {
+    ds::table
+        .filter(ds::device_code_hash.eq(hash))
+        .select(DeviceSession::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Counts one wrong paste-back code; returns the new count.
+pub fn add_confirmation_failure(conn: &mut PgConnection, id: Uuid) -> QueryResult<i32> {
+    diesel::update(ds::table.filter(ds::id.eq(id)))
+        .set(ds::confirmation_failures.eq(ds::confirmation_failures + 1))
+        .returning(ds::confirmation_failures)
+        .get_result(conn)
 }
 
 /// PENDING → DENIED.

@@ -2,5 +2,6 @@
 
 pub mod api_tokens;
 pub mod device_sessions;
+pub mod refresh_tokens;
 pub mod security_events;
 pub mod users;

@@ -63,6 +63,8 @@ impl EndedPage {
 struct ResultPage {
     nav: Option<Nav>,
     approved: bool,
+    /// Paste mode: the code to type into the terminal (shown once).
+    confirmation_code: Option<String>,
 }
 
 /// One scope checkbox.
@@ -71,6 +73,8 @@ struct ScopeChoice {
     id: String,
     /// The scope.
     name: String,
+    /// What it allows, from the catalogue.
+    description: Option<String>,
     /// Ticked.
     checked: bool,
 }
@@ -129,6 +133,7 @@ impl ConfirmPage {
             .map(|(i, s)| ScopeChoice {
                 id: format!("scope-{i}"),
                 name: s.clone(),
+                description: config.scope_description(s).map(str::to_owned),
                 checked: chosen.scopes.as_ref().is_none_or(|c| c.contains(s)),
             })
             .collect();
@@ -272,6 +277,7 @@ pub async fn approval_form(
             &ResultPage {
                 nav: viewer.nav(),
                 approved: true,
+                confirmation_code: None,
             },
         ),
         SessionStatus::Approved => Err(approved_by_another_account()),
@@ -362,11 +368,14 @@ pub async fn decide(
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(CompleteOutcome::Approved { .. }) => render(
+        Ok(CompleteOutcome::Approved {
+            confirmation_code, ..
+        }) => render(
             StatusCode::OK,
             &ResultPage {
                 nav: viewer.nav(),
                 approved: true,
+                confirmation_code,
             },
         ),
         Ok(CompleteOutcome::Denied) => render(
@@ -374,6 +383,7 @@ pub async fn decide(
             &ResultPage {
                 nav: viewer.nav(),
                 approved: false,
+                confirmation_code: None,
             },
         ),
         Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),

@@ -4,17 +4,22 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use envshield_api_types::{
-    CancelDeviceRequest, CompleteDeviceRequest, Decision, ErrorBody, PollDeviceRequest,
-    PollDeviceResponse, StartDeviceRequest, StartDeviceResponse, StatusMessage,
+    CancelDeviceRequest, CompleteDeviceRequest, ConfirmationMode, Decision, ErrorBody,
+    ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse,
+    StartDeviceRequest, StartDeviceResponse, StatusMessage,
 };
 
 use crate::auth::extractors::{require_same_origin, SignedInUser};
+use crate::config::CLI_CLIENT_ID;
 use crate::db;
 use crate::domain::{DeviceCode, UserCode};
 use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
 use crate::routes::enforce_limit;
-use crate::service::device::{self, CompleteInput, CompleteOutcome, PollOutcome, StartInput};
+use crate::service::device::{
+    self, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
+};
+use crate::service::grants;
 use crate::startup::AppState;
 
 fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
@@ -36,9 +41,18 @@ pub async fn start_device_session(
     let ip = client_ip(&req, &state.config.trusted_proxies);
     enforce_limit(&state, Limit::Start, ip).await?;
     let body = body.into_inner();
+    // The server may require paste-back for everyone; a client may ask for it.
+    let confirmation = match (state.config.device_confirmation, body.confirmation) {
+        (ConfirmationMode::Paste, _) | (_, Some(ConfirmationMode::Paste)) => {
+            ConfirmationMode::Paste
+        }
+        _ => ConfirmationMode::Poll,
+    };
     let input = StartInput {
         token_name: body.token_name,
         scopes: body.scopes,
+        client_id: body.client_id.unwrap_or_else(|| CLI_CLIENT_ID.to_owned()),
+        confirmation,
         client_ip: ip.to_string(),
         user_agent: req
             .headers()
@@ -66,6 +80,7 @@ pub async fn start_device_session(
             poll_interval: u64::from(started.interval_secs),
             token_name: started.token_name,
             scopes: started.scopes,
+            confirmation: started.confirmation,
         }))
 }
 
@@ -98,7 +113,7 @@ async fn poll(
     let code = parse_device_code(&body.device_code)?;
     let config = state.config.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        device::poll(conn, &config, &code, &ip.to_string(), Utc::now())
+        device::poll(conn, &config, &code, None, &ip.to_string(), Utc::now())
     })
     .await?;
     Ok(poll_response(outcome))
@@ -129,6 +144,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             token_name,
             scopes,
             expires_at,
+            refresh,
         } => (
             StatusCode::OK,
             PollDeviceResponse::Approved {
@@ -137,6 +153,13 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
                 token_name,
                 scopes,
                 expires_at,
+                refresh_token: refresh.map(|r| r.expose().to_owned()),
+            },
+        ),
+        PollOutcome::ConfirmationRequired => (
+            StatusCode::OK,
+            PollDeviceResponse::ConfirmationRequired {
+                message: "Approved. Type the confirmation code shown in the browser; polling will not release the token.".to_owned(),
             },
         ),
         PollOutcome::Denied => (
@@ -146,7 +169,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
                 message: "The login request was denied in the browser.".to_owned(),
             },
         ),
-        PollOutcome::Expired => (
+        PollOutcome::Expired | PollOutcome::Unknown => (
             StatusCode::GONE,
             PollDeviceResponse::Expired {
                 error: "expired_token".to_owned(),
@@ -191,19 +214,31 @@ pub async fn complete_device_session(
         device::complete(conn, &config, input, Utc::now())
     })
     .await?;
-    let message = match outcome {
+    let (message, confirmation_code) = match outcome {
+        CompleteOutcome::Approved {
+            already: false,
+            confirmation_code: Some(code),
+            ..
+        } => (
+            "CLI login approved. Type this confirmation code in your terminal.",
+            Some(code),
+        ),
         CompleteOutcome::Approved { already: false, .. } => {
-            "CLI login approved. You can return to your terminal."
+            ("CLI login approved. You can return to your terminal.", None)
         }
-        CompleteOutcome::Approved { already: true, .. } => {
-            "CLI login already approved. You can return to your terminal."
-        }
-        CompleteOutcome::Denied => "CLI login denied. The terminal will be told.",
+        CompleteOutcome::Approved { already: true, .. } => (
+            "CLI login already approved. You can return to your terminal.",
+            None,
+        ),
+        CompleteOutcome::Denied => ("CLI login denied. The terminal will be told.", None),
     };
-    Ok(HttpResponse::Ok().json(StatusMessage {
-        status: "ok".to_owned(),
-        message: message.to_owned(),
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(StatusMessage {
+            status: "ok".to_owned(),
+            message: message.to_owned(),
+            confirmation_code,
+        }))
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).
@@ -225,6 +260,7 @@ pub async fn cancel_device_session(
         Ok(HttpResponse::Ok().json(StatusMessage {
             status: "ok".to_owned(),
             message: "The login request was cancelled.".to_owned(),
+            confirmation_code: None,
         }))
     } else {
         Ok(HttpResponse::Gone().json(ErrorBody {
@@ -232,5 +268,101 @@ pub async fn cancel_device_session(
             message: "This login request has already ended; there is nothing to cancel.".to_owned(),
             status: Some("expired".to_owned()),
         }))
+    }
+}
+
+/// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup, with the
+/// confirmation code shown in the browser.
+#[tracing::instrument(name = "exchange_device_session", skip_all)]
+pub async fn exchange_device_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<ExchangeDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let body = body.into_inner();
+    let code = parse_device_code(&body.device_code)?;
+    let config = state.config.clone();
+    let outcome = db::run(&state.pool, move |conn| {
+        device::exchange(
+            conn,
+            &config,
+            &code,
+            &body.confirmation_code,
+            &ip.to_string(),
+            Utc::now(),
+        )
+    })
+    .await?;
+    let device_error = |status: StatusCode, error: &str, state: &str, message: String| {
+        HttpResponse::build(status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(ErrorBody {
+                error: error.to_owned(),
+                message,
+                status: Some(state.to_owned()),
+            })
+    };
+    Ok(match outcome {
+        ExchangeOutcome::Delivered(delivered) => poll_response(delivered),
+        ExchangeOutcome::Pending => device_error(
+            StatusCode::CONFLICT,
+            "authorization_pending",
+            "pending",
+            "The request has not been approved yet. Approve it in the browser first.".to_owned(),
+        ),
+        ExchangeOutcome::WrongCode { attempts_left } => device_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_confirmation_code",
+            "approved",
+            format!(
+                "That confirmation code is wrong. {attempts_left} attempt{} left.",
+                if attempts_left == 1 { "" } else { "s" }
+            ),
+        ),
+        ExchangeOutcome::Denied => poll_response(PollOutcome::Denied),
+        ExchangeOutcome::Expired => poll_response(PollOutcome::Expired),
+    })
+}
+
+/// `POST /api/v1/cli/auth/refresh`: rotates a refresh token (same code as
+/// the OAuth `refresh_token` grant).
+#[tracing::instrument(name = "refresh_tokens", skip_all)]
+pub async fn refresh_access_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Poll, ip).await?;
+    let config = state.config.clone();
+    let presented = body.into_inner().refresh_token;
+    let result = db::run(&state.pool, move |conn| {
+        grants::refresh(
+            conn,
+            &config,
+            None,
+            &presented,
+            None,
+            &ip.to_string(),
+            Utc::now(),
+        )
+    })
+    .await?;
+    match result {
+        Ok(issued) => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(RefreshResponse {
+                token: issued.access.expose().to_owned(),
+                token_id: issued.access_id,
+                scopes: issued.scopes,
+                expires_at: issued.expires_at,
+                refresh_token: issued
+                    .refresh
+                    .map(|r| r.expose().to_owned())
+                    .unwrap_or_default(),
+            })),
+        Err(e) => Err(AppError::bad_request(e.code, e.message)),
     }
 }

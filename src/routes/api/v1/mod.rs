@@ -24,6 +24,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::post().to(device::complete_device_session),
     )
     .route(
+        "/auth/device/exchange",
+        web::post().to(device::exchange_device_session),
+    )
+    .route(
+        "/auth/refresh",
+        web::post().to(device::refresh_access_token),
+    )
+    .route(
         "/auth/device/cancel",
         web::post().to(device::cancel_device_session),
     )

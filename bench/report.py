@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Renders bench/run's results (JSON lines) as the Markdown table it prints.
+
+    report.py RESULTS_JSONL LOGS_DIR MODE DURATION CONNECTIONS THREADS
+              POLL_SESSIONS SIGNIN_LOOPS "LEVELS"
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def mib(kb):
+    return f"{kb / 1024:.1f} MiB"
+
+
+def rate(w):
+    return w["requests"] / w["duration_us"] * 1e6
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def errors(w):
+    sock = w["connect"] + w["read"] + w["write"] + w["timeout"]
+    return f"{sock} / {w['status']}"
+
+
+def level_name(n):
+    return f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
+
+
+def main():
+    (path, logs, mode, duration, conns, threads, poll_sessions, loops, levels) = sys.argv[1:10]
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    levels = [int(x) for x in levels.split()]
+    base = levels[0]
+
+    def get(kind, name=None, level=None):
+        for r in rows:
+            if r["kind"] == kind and (name is None or r.get("name") == name) \
+                    and (level is None or r.get("level") == level):
+                return r
+        return None
+
+    def wrk(name, level):
+        r = get("wrk", name, level)
+        return r["wrk"] if r else None
+
+    def tps(name, level):
+        r = get("pgbench", name, level)
+        return r["tps"] if r else None
+
+    def ceil_lat(name, level):
+        r = get("pgbench", name, level)
+        return f" (p50 {ms(r['p50_us'])}, p99 {ms(r['p99_us'])} ms)" if r and "p99_us" in r else ""
+
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+    out = []
+    p = out.append
+    p(f"# EnvShield Auth benchmark ({mode} run, {time.strftime('%Y-%m-%d %H:%M %Z')})")
+    p("")
+    p(f"- machine: {os.cpu_count()} cores (`nproc`: {sh('nproc')}), {cpu}, "
+      f"{mem_kb / 1024 / 1024:.1f} GiB RAM; {sh('uname -sr')}")
+    p(f"- software: {sh('ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1')}/postgres "
+      f"({sh('$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres --version')}), "
+      f"{sh('wrk -v 2>&1 | head -n1')}, server at `{sh('git -C ' + os.path.dirname(os.path.abspath(__file__)) + ' describe --always --dirty')}`")
+    p(f"- command: `bench/run{' --quick' if mode == 'quick' else ''}`; load: `wrk -c {conns} -t {threads} "
+      f"-d {duration}s` on loopback; ceilings: `pgbench -c {conns} -j {threads} -T {duration}` "
+      "on the same cluster, just before the figure")
+    workers = os.environ.get("WORKERS") or f"default ({os.cpu_count()}, one per core)"
+    pool = os.environ.get("DATABASE_POOL_SIZE") or "default (10)"
+    p(f"- server: release build, WORKERS {workers}, DATABASE_POOL_SIZE {pool}, rate limits off, "
+      f"DEVICE_CODE_INTERVAL_SEC=1, BCRYPT_COST {os.environ.get('BCRYPT_COST') or 'default (12)'}, "
+      "LOG_FORMAT=json RUST_LOG=warn")
+    p("")
+
+    p(f"## Hot paths ({level_name(base)} rows)")
+    p("")
+    p("| path | req/s | p50 ms | p99 ms | socket errors / non-2xx | ceiling in the same run | ratio | target | met |")
+    p("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |")
+    sel = tps("select_ceiling", base)
+    ins = tps("insert_ceiling", base)
+    for label, name, ceil, ceil_name, p99_target in [
+        ("`GET /api/v1/cli/whoami` (valid token)", "whoami", sel, "`pgbench -S`", True),
+        ("`POST .../device/poll` (pending)", "poll", sel, "`pgbench -S`", True),
+        ("`POST .../device/start`", "start", ins, "pgbench insert-only", False),
+    ]:
+        w = wrk(name, base)
+        if not w or not ceil:
+            p(f"| {label} | — | — | — | — | — | — | — | not run |")
+            continue
+        ratio = rate(w) / ceil
+        ok = ratio >= 0.5 and (not p99_target or w["p99_us"] <= 10_000)
+        target = "≥ 0.5× ceiling, p99 ≤ 10 ms" if p99_target else "≥ 0.5× ceiling"
+        misses = []
+        if ratio < 0.5:
+            misses.append("ratio")
+        if p99_target and w["p99_us"] > 10_000:
+            misses.append("p99")
+        met = "yes" if ok else "**no** (" + ", ".join(misses) + ")"
+        p(f"| {label} | {rate(w):.0f} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {errors(w)} | "
+          f"{ceil_name} {ceil:.0f} TPS{ceil_lat('select_ceiling' if p99_target else 'insert_ceiling', base)} | "
+          f"{ratio:.2f} | {target} | {met} |")
+    p("")
+    p(f"Where the {os.cpu_count()} cores went during each run (CPU time of the server process, and of "
+      "the cluster's postmaster and its children; the rest is wrk, the kernel and idle):")
+    p("")
+    p("| run | server CPU | postgres CPU | server µs/req | postgres µs/req |")
+    p("| --- | ---: | ---: | ---: | ---: |")
+    for name in ["whoami", "poll", "poll_signins", "start"]:
+        r = get("wrk", name, base)
+        if not r or "server_cpu_s" not in r:
+            continue
+        w = r["wrk"]
+        wall = w["duration_us"] / 1e6 * os.cpu_count()
+        p(f"| {name} | {r['server_cpu_s'] / wall:.0%} | {r['pg_cpu_s'] / wall:.0%} | "
+          f"{r['server_cpu_s'] / w['requests'] * 1e6:.0f} | {r['pg_cpu_s'] / w['requests'] * 1e6:.0f} |")
+    slowed = get("poll_slowed", "poll", base)
+    p("")
+    p(f"Poll rotates round-robin over {poll_sessions} seeded pending sessions (each wrk thread "
+      f"over its own half) with a 1-s interval; non-2xx on poll are `slow_down` 429s; "
+      f"sessions that got one: {slowed['sessions'] if slowed else '?'}.")
+    p("")
+
+    p("## Other figures")
+    p("")
+    p("| figure | value | target | met |")
+    p("| --- | --- | --- | --- |")
+    idle = get("idle_rss")
+    if idle:
+        p(f"| idle server RSS (after start and seeding, before load) | {mib(idle['rss_kb'])} | ≤ 30 MB | "
+          f"{'yes' if idle['rss_kb'] <= 30 * 1000 else '**no**'} |")
+    peak = max((r["rss_max_kb"] for r in rows if r["kind"] == "wrk"), default=0)
+    if peak:
+        p(f"| server RSS under load (peak of 0.25-s samples, all runs) | {mib(peak)} | — | — |")
+    w0, w1 = wrk("poll", base), wrk("poll_signins", base)
+    s = get("signins", level=base)
+    if w0 and w1:
+        ratio = w1["p99_us"] / w0["p99_us"]
+        p(f"| poll p99 during {loops} concurrent sign-ins | {ms(w1['p99_us'])} ms vs {ms(w0['p99_us'])} ms "
+          f"without = **{ratio:.2f}×** ({rate(w1):.0f} req/s, p50 {ms(w1['p50_us'])} ms, "
+          f"non-2xx {w1['status']}; sign-in answers {s['counts'] if s else '?'}) | ≤ 2× | "
+          f"{'yes' if ratio <= 2 else '**no**'} |")
+    p("| approval → waiting CLI gets the token, 1,000 CLIs waiting | **not measured yet**: poll has no `wait` parameter | p50 ≤ 20 ms, p99 ≤ 100 ms | — |")
+    p("| 10,000 concurrent waiting polls | **not measured yet**: poll has no `wait` parameter | RSS ≤ 200 MB, 0 errors, pool not exhausted | — |")
+    p("")
+
+    p("## Row scaling")
+    p("")
+    p("| level | users / api_tokens / cli_device_sessions | fill s | `pgbench -S` TPS (p99 ms) | whoami req/s | p50 ms | p99 ms | ratio | poll req/s | p50 ms | p99 ms | ratio | peak RSS |")
+    p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for lv in levels:
+        r = get("rows", level=lv)
+        f = get("fill", level=lv)
+        c = tps("select_ceiling", lv)
+        a, b = wrk("whoami", lv), wrk("poll", lv)
+        if not (r and c and a and b):
+            continue
+        rss = max(get("wrk", "whoami", lv)["rss_max_kb"], get("wrk", "poll", lv)["rss_max_kb"])
+        p(f"| {level_name(lv)} | {r['users']:,} / {r['api_tokens']:,} / {r['cli_device_sessions']:,} | "
+          f"{f['seconds'] if f else '—'} | {c:.0f} ({ms(get('pgbench', 'select_ceiling', lv).get('p99_us', 0))}) | "
+          f"{rate(a):.0f} | {ms(a['p50_us'])} | {ms(a['p99_us'])} | {rate(a) / c:.2f} | "
+          f"{rate(b):.0f} | {ms(b['p50_us'])} | {ms(b['p99_us'])} | {rate(b) / c:.2f} | {mib(rss)} |")
+    p("")
+    p(f"### EXPLAIN (ANALYZE, BUFFERS) at {level_name(levels[-1])} rows (generic plans, as a pooled connection runs them)")
+    p("")
+    p("```")
+    p(open(os.path.join(logs, f"explain-{levels[-1]}.txt")).read().rstrip())
+    p("```")
+    warn = os.path.join(logs, "server-warnings.count")
+    if os.path.exists(warn):
+        p("")
+        p(f"Server log lines at WARN or ERROR during the run: {open(warn).read().strip() or '0'} "
+          f"(bench/.work/logs/server.log).")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+//! The standard OAuth 2.0 surface: RFC 8414 discovery, RFC 8628 device
+//! authorization and token endpoints (with RFC 6749 refresh), RFC 7009
+//! revocation and RFC 7662 introspection. Same service code as `/api/v1`.
+
+use std::collections::HashMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::auth::extractors::BearerAuth;
+use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
+use crate::db;
+use crate::domain::DeviceCode;
+use crate::error::AppError;
+use crate::rate_limit::{client_ip, Limit};
+use crate::routes::enforce_limit;
+use crate::service::device::{self, PollOutcome, StartInput};
+use crate::service::{grants, oauth};
+use crate::startup::AppState;
+use envshield_api_types::ConfirmationMode;
+
+/// Routes of the OAuth surface.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery),
+    )
+    .route(
+        "/oauth/device_authorization",
+        web::post().to(device_authorization),
+    )
+    .route("/oauth/token", web::post().to(token))
+    .route("/oauth/revoke", web::post().to(revoke))
+    .route("/oauth/introspect", web::post().to(introspect));
+}
+
+/// An RFC 6749 §5.2 error: `{error, error_description}`, never cached.
+struct OAuthError {
+    status: StatusCode,
+    error: String,
+    description: String,
+}
+
+impl OAuthError {
+    fn into_response(self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(json!({ "error": self.error, "error_description": self.description }))
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> OAuthError {
+    OAuthError {
+        status,
+        error: error.to_owned(),
+        description: description.to_owned(),
+    }
+}
+
+fn bad(error: &str, description: &str) -> OAuthError {
+    oauth_error(StatusCode::BAD_REQUEST, error, description)
+}
+
+/// A 200 that must not be cached (tokens, codes).
+fn no_store(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+/// Parses an `application/x-www-form-urlencoded` body; a parameter given
+/// twice is an error (RFC 6749 §3.1).
+fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(bad(
+            "invalid_request",
+            "Send the parameters as application/x-www-form-urlencoded.",
+        ));
+    }
+    let mut params = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(bad(
+                "invalid_request",
+                &format!("The parameter `{k}` is given more than once."),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            bad(
+                "invalid_request",
+                &format!("The `{name}` parameter is missing."),
+            )
+        })
+}
+
+/// The client: `client_id` in the body, or HTTP Basic with the client id as
+/// user name and an empty password (how many OAuth libraries send public
+/// clients, RFC 6749 §2.3.1).
+fn client<'a>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    params: &HashMap<String, String>,
+) -> Result<&'a OAuthClient, OAuthError> {
+    let unknown = || {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Unknown client_id.",
+        )
+    };
+    let from_basic = basic_client_id(req)?;
+    let id = match (
+        params.get("client_id").filter(|v| !v.is_empty()),
+        &from_basic,
+    ) {
+        (Some(body), Some(basic)) if body != basic => {
+            return Err(bad(
+                "invalid_request",
+                "client_id differs between the body and the Authorization header.",
+            ))
+        }
+        (Some(body), _) => body.clone(),
+        (None, Some(basic)) => basic.clone(),
+        (None, None) => {
+            return Err(bad(
+                "invalid_request",
+                "The `client_id` parameter is missing.",
+            ))
+        }
+    };
+    state.config.client(&id).ok_or_else(unknown)
+}
+
+fn basic_client_id(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+    use base64::Engine;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The Authorization header is not valid Basic client authentication.",
+        )
+    };
+    let value = value.to_str().map_err(|_| invalid())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Err(invalid());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+    let (id, secret) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+    if !secret.is_empty() {
+        return Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Clients here are public: send no client secret.",
+        ));
+    }
+    let id: String = url::form_urlencoded::parse(format!("i={id}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    Ok(Some(id))
+}
+
+fn scopes(params: &HashMap<String, String>) -> Option<Vec<String>> {
+    params.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// Maps a service error to the OAuth error format where it is the client's
+/// fault; outages and bugs keep the usual JSON answer.
+fn service_error(e: AppError) -> Result<HttpResponse, AppError> {
+    match e {
+        AppError::BadRequest { code, message } => Ok(bad(code, &message).into_response()),
+        other => Err(other),
+    }
+}
+
+macro_rules! try_response {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(e.into_response()),
+        }
+    };
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    let base = state.config.app_base();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .json(json!({
+            "issuer": base,
+            "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
+            "token_endpoint": format!("{base}/oauth/token"),
+            "revocation_endpoint": format!("{base}/oauth/revoke"),
+            "introspection_endpoint": format!("{base}/oauth/introspect"),
+            "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
+            "scopes_supported": state.config.scope_catalogue,
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "introspection_endpoint_auth_methods_supported": ["bearer"],
+            "response_types_supported": [],
+            "service_documentation": format!("{base}/"),
+        }))
+}
+
+/// `POST /oauth/device_authorization` (RFC 8628 §3.1–3.2).
+pub async fn device_authorization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Start, ip).await?;
+    let params = try_response!(form(&req, &body));
+    let client = try_response!(client(&req, &state, &params));
+    if !client.allows_grant(DEVICE_CODE_GRANT) {
+        return Ok(bad(
+            "unauthorized_client",
+            "This client may not use the device flow.",
+        )
+        .into_response());
+    }
+    let now = Utc::now();
+    let input = StartInput {
+        token_name: Some(format!("{} - {}", client.client_id, now.format("%Y-%m-%d"))),
+        scopes: scopes(&params),
+        client_ip: ip.to_string(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        client_id: client.client_id.clone(),
+        confirmation: ConfirmationMode::Poll,
+    };
+    let config = state.config.clone();
+    let started = match db::run(&state.pool, move |conn| {
+        device::start(conn, &config, input, now)
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return service_error(e),
+    };
+    let base = state.config.app_base();
+    let shown = started.user_code.display();
+    Ok(no_store(json!({
+        "device_code": started.device_code.expose(),
+        "user_code": shown,
+        "verification_uri": format!("{base}/cli/device"),
+        "verification_uri_complete": format!("{base}/cli/login?code={shown}"),
+        "expires_in": (started.expires_at - now).num_seconds(),
+        "interval": started.interval_secs,
+    })))
+}
+
+/// `POST /oauth/token`: the device-code grant (RFC 8628 §3.4–3.5) and the
+/// refresh grant (RFC 6749 §6).
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Poll, ip).await?;
+    let params = try_response!(form(&req, &body));
+    let grant_type = try_response!(required(&params, "grant_type")).to_owned();
+    if grant_type != DEVICE_CODE_GRANT && grant_type != REFRESH_TOKEN_GRANT {
+        return Ok(bad(
+            "unsupported_grant_type",
+            "Supported grant types: urn:ietf:params:oauth:grant-type:device_code and refresh_token.",
+        ).into_response());
+    }
+    let client = try_response!(client(&req, &state, &params)).clone();
+    if !client.allows_grant(&grant_type) {
+        return Ok(bad(
+            "unauthorized_client",
+            "This client may not use this grant type.",
+        )
+        .into_response());
+    }
+    let config = state.config.clone();
+    let ip_text = ip.to_string();
+    if grant_type == REFRESH_TOKEN_GRANT {
+        let presented = try_response!(required(&params, "refresh_token")).to_owned();
+        let asked = scopes(&params);
+        let result = db::run(&state.pool, move |conn| {
+            grants::refresh(
+                conn,
+                &config,
+                Some(&client.client_id),
+                &presented,
+                asked,
+                &ip_text,
+                Utc::now(),
+            )
+        })
+        .await?;
+        return Ok(match result {
+            Ok(issued) => token_response(
+                &issued.access,
+                issued.expires_at,
+                &issued.scopes,
+                issued.refresh.as_ref(),
+            ),
+            Err(e) => bad(e.code, &e.message).into_response(),
+        });
+    }
+    let raw = try_response!(required(&params, "device_code"));
+    let Some(code) = DeviceCode::parse(raw) else {
+        return Ok(bad("invalid_grant", "The device_code is not valid.").into_response());
+    };
+    let outcome = db::run(&state.pool, move |conn| {
+        device::poll(
+            conn,
+            &config,
+            &code,
+            Some(&client.client_id),
+            &ip_text,
+            Utc::now(),
+        )
+    })
+    .await?;
+    let refused = match outcome {
+        PollOutcome::Pending { .. } | PollOutcome::ConfirmationRequired => bad(
+            "authorization_pending",
+            "The user has not approved the request yet.",
+        ),
+        PollOutcome::SlowDown { interval_secs } => bad(
+            "slow_down",
+            &format!("Polling too fast; wait {interval_secs} seconds between requests."),
+        ),
+        PollOutcome::Denied => bad("access_denied", "The user denied the request."),
+        PollOutcome::Expired => bad(
+            "expired_token",
+            "The device_code has expired or was already used; start again.",
+        ),
+        PollOutcome::Unknown => bad(
+            "invalid_grant",
+            "The device_code is not valid for this client.",
+        ),
+        PollOutcome::Approved {
+            token,
+            expires_at,
+            scopes,
+            refresh,
+            ..
+        } => {
+            return Ok(token_response(
+                &token,
+                expires_at,
+                &scopes,
+                refresh.as_ref(),
+            ))
+        }
+    };
+    Ok(refused.into_response())
+}
+
+fn token_response(
+    access: &crate::domain::PlainToken,
+    expires_at: Option<chrono::DateTime<Utc>>,
+    scopes: &[String],
+    refresh: Option<&crate::domain::PlainToken>,
+) -> HttpResponse {
+    let mut body = json!({
+        "access_token": access.expose(),
+        "token_type": "Bearer",
+        "scope": scopes.join(" "),
+    });
+    if let Some(exp) = expires_at {
+        body["expires_in"] = json!((exp - Utc::now()).num_seconds().max(0));
+    }
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r.expose());
+    }
+    no_store(body)
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    enforce_limit(&state, Limit::Complete, ip).await?;
+    let params = try_response!(form(&req, &body));
+    let client = try_response!(client(&req, &state, &params))
+        .client_id
+        .clone();
+    let presented = try_response!(required(&params, "token")).trim().to_owned();
+    let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
+    let config = state.config.clone();
+    db::run(&state.pool, move |conn| {
+        oauth::revoke(
+            conn,
+            &config,
+            &client,
+            &presented,
+            hint,
+            &ip.to_string(),
+            Utc::now(),
+        )
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for admins and `tokens:introspect` tokens.
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: BearerAuth,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    if !caller.0.user.is_admin() {
+        caller.require_scope("tokens:introspect")?;
+    }
+    let params = try_response!(form(&req, &body));
+    let presented = try_response!(required(&params, "token")).trim().to_owned();
+    let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
+    let config = state.config.clone();
+    let claims = db::run(&state.pool, move |conn| {
+        oauth::introspect(conn, &config, &presented, hint, Utc::now())
+    })
+    .await?;
+    Ok(no_store(claims))
+}

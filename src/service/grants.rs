@@ -1,0 +1,288 @@
+//! Issuing tokens for an approved grant, per the client's token policy:
+//! one long-lived API token, or a short-lived access token with a rotating
+//! refresh token (RFC 6749 §6, RFC 9700 §4.14 reuse detection).
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::{Config, TokenPolicy};
+use crate::db::models::{api_tokens, refresh_tokens, users};
+use crate::domain::{PlainToken, Scopes};
+use crate::error::AppError;
+use crate::service::events::{self, Event, EventKind, Severity};
+
+/// Tokens just minted; the plaintexts leave the process once.
+#[derive(Debug)]
+pub struct Issued {
+    /// The (access or API) token.
+    pub access: PlainToken,
+    /// Its id.
+    pub access_id: Uuid,
+    /// The refresh token, for `access_refresh` clients.
+    pub refresh: Option<PlainToken>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Access token expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Token name.
+    pub name: String,
+}
+
+/// What to mint.
+pub struct Grant<'a> {
+    /// Client the tokens are issued to.
+    pub client_id: &'a str,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Token name.
+    pub name: &'a str,
+    /// Granted scopes.
+    pub scopes: &'a [String],
+    /// Expiry of a long-lived API token.
+    pub api_token_expires_at: Option<DateTime<Utc>>,
+    /// An existing refresh family (rotation) with its absolute end.
+    pub family: Option<(Uuid, DateTime<Utc>)>,
+    /// `device` or `oauth`.
+    pub source: &'a str,
+}
+
+fn duration(d: std::time::Duration) -> Result<Duration, AppError> {
+    Duration::from_std(d).map_err(AppError::internal)
+}
+
+/// Mints the tokens the client's policy calls for.
+pub fn issue(
+    conn: &mut PgConnection,
+    config: &Config,
+    grant: &Grant<'_>,
+    now: DateTime<Utc>,
+) -> Result<Issued, AppError> {
+    let client = config
+        .client(grant.client_id)
+        .ok_or_else(|| AppError::internal("grant for an unregistered client"))?;
+    let access = PlainToken::generate(&config.api_token_prefix);
+    let access_id = Uuid::new_v4();
+    let (expires_at, family) = match client.token_policy {
+        TokenPolicy::ApiToken => (grant.api_token_expires_at, None),
+        TokenPolicy::AccessRefresh => {
+            let family = grant.family.unwrap_or((
+                Uuid::new_v4(),
+                now + duration(config.refresh_token_absolute)?,
+            ));
+            (Some(now + duration(config.access_token_ttl)?), Some(family))
+        }
+    };
+    api_tokens::insert(
+        conn,
+        &api_tokens::NewApiToken {
+            id: access_id,
+            user_id: grant.user_id,
+            name: grant.name,
+            scopes: grant.scopes,
+            token_digest: &access.digest(),
+            token_hint: &access.hint(&config.api_token_prefix),
+            created_at: now,
+            expires_at,
+            source: grant.source,
+            client_id: Some(grant.client_id),
+            family_id: family.map(|f| f.0),
+        },
+    )?;
+    let refresh = match family {
+        None => None,
+        Some((family_id, family_expires_at)) => {
+            let token = PlainToken::generate(&config.refresh_token_prefix);
+            let idle = (now + duration(config.refresh_token_idle)?).min(family_expires_at);
+            refresh_tokens::insert(
+                conn,
+                &refresh_tokens::NewRefreshToken {
+                    id: Uuid::new_v4(),
+                    family_id,
+                    user_id: grant.user_id,
+                    client_id: grant.client_id,
+                    scopes: grant.scopes,
+                    token_digest: &token.digest(),
+                    created_at: now,
+                    idle_expires_at: idle,
+                    family_expires_at,
+                },
+            )?;
+            Some(token)
+        }
+    };
+    Ok(Issued {
+        access,
+        access_id,
+        refresh,
+        scopes: grant.scopes.to_vec(),
+        expires_at,
+        name: grant.name.to_owned(),
+    })
+}
+
+/// The plaintext sealed into a device session: the access token, then the
+/// refresh token if any, separated by a space.
+pub fn sealed_payload(issued: &Issued) -> String {
+    match &issued.refresh {
+        Some(r) => format!("{} {}", issued.access.expose(), r.expose()),
+        None => issued.access.expose().to_owned(),
+    }
+}
+
+/// Reads [`sealed_payload`] back.
+pub fn parse_payload(config: &Config, payload: &str) -> Option<(PlainToken, Option<PlainToken>)> {
+    let mut parts = payload.split(' ');
+    let access = PlainToken::parse(&config.api_token_prefix, parts.next()?)?;
+    let refresh = match parts.next() {
+        Some(r) => Some(PlainToken::parse(&config.refresh_token_prefix, r)?),
+        None => None,
+    };
+    Some((access, refresh))
+}
+
+/// Why a refresh was refused (RFC 6749 §5.2 codes).
+#[derive(Debug, PartialEq, Eq)]
+pub struct GrantError {
+    /// `invalid_grant` or `invalid_scope`.
+    pub code: &'static str,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+fn invalid_grant(message: &str) -> GrantError {
+    GrantError {
+        code: "invalid_grant",
+        message: message.to_owned(),
+    }
+}
+
+/// Rotates a refresh token: the presented one is spent, a new access token
+/// and refresh token are issued in the same family. Presenting a spent token
+/// again revokes the whole family and records a high-severity event.
+pub fn refresh(
+    conn: &mut PgConnection,
+    config: &Config,
+    client_id: Option<&str>,
+    presented: &str,
+    scope: Option<Vec<String>>,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<Issued, GrantError>, AppError> {
+    let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented.trim()) else {
+        return Ok(Err(invalid_grant("The refresh token is malformed.")));
+    };
+    // The transaction commits in every case: a detected reuse must leave the
+    // family revoked even though the request is refused.
+    conn.transaction(|conn| {
+        let Some(row) = refresh_tokens::lock_by_digest(conn, &token.digest())? else {
+            return Ok(Err(invalid_grant("The refresh token is not valid.")));
+        };
+        if client_id.is_some_and(|c| c != row.client_id) {
+            return Ok(Err(invalid_grant(
+                "The refresh token was issued to another client.",
+            )));
+        }
+        if row.revoked_at.is_some() {
+            return Ok(Err(invalid_grant(
+                "The refresh token was revoked. Sign in again.",
+            )));
+        }
+        if row.used_at.is_some() {
+            refresh_tokens::revoke_family(conn, row.family_id, now)?;
+            api_tokens::revoke_family(conn, row.family_id, now)?;
+            events::record(
+                conn,
+                Event::new(
+                    EventKind::RefreshTokenReused,
+                    Severity::High,
+                    Some(client_ip),
+                )
+                .user(row.user_id)
+                .details(json!({
+                    "family_id": row.family_id,
+                    "client_id": row.client_id,
+                    "reason": "a spent refresh token was presented again; the family was revoked",
+                })),
+            )?;
+            return Ok(Err(invalid_grant(
+                "This refresh token was already used, so its sign-in was revoked. Sign in again.",
+            )));
+        }
+        if now >= row.idle_expires_at || now >= row.family_expires_at {
+            return Ok(Err(invalid_grant(
+                "The refresh token expired. Sign in again.",
+            )));
+        }
+        let user = users::find(conn, row.user_id)?;
+        if user.as_ref().is_none_or(|u| u.disabled_at.is_some()) {
+            return Ok(Err(invalid_grant("The account is disabled.")));
+        }
+        let Some(client) = config.client(&row.client_id) else {
+            return Ok(Err(invalid_grant("The client is no longer registered.")));
+        };
+        if client.token_policy != TokenPolicy::AccessRefresh {
+            return Ok(Err(invalid_grant(
+                "The client no longer uses refresh tokens.",
+            )));
+        }
+        let original =
+            Scopes::parse(&row.scopes, &config.scope_catalogue).map_err(AppError::internal)?;
+        let scopes = match scope {
+            None => original,
+            Some(asked) => match Scopes::parse(&asked, &config.scope_catalogue) {
+                Ok(s) if s.is_subset_of(&original) => s,
+                _ => {
+                    return Ok(Err(GrantError {
+                        code: "invalid_scope",
+                        message: format!(
+                            "A refresh can only keep or narrow the scopes of the sign-in: {}.",
+                            original.as_slice().join(" ")
+                        ),
+                    }))
+                }
+            },
+        };
+        refresh_tokens::mark_used(conn, row.id, now)?;
+        let name = api_tokens::family_name(conn, row.family_id)?
+            .unwrap_or_else(|| format!("{} access token", row.client_id));
+        let issued = issue(
+            conn,
+            config,
+            &Grant {
+                client_id: &row.client_id,
+                user_id: row.user_id,
+                name: &name,
+                scopes: scopes.as_slice(),
+                api_token_expires_at: None,
+                family: Some((row.family_id, row.family_expires_at)),
+                source: "oauth",
+            },
+            now,
+        )?;
+        Ok(Ok(issued))
+    })
+}
+
+/// Revokes a refresh token's whole family (RFC 7009: revoking a refresh
+/// token ends the grant). Returns whether the token was known.
+pub fn revoke_refresh(
+    conn: &mut PgConnection,
+    config: &Config,
+    presented: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, AppError> {
+    let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented.trim()) else {
+        return Ok(false);
+    };
+    let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
+        return Ok(false);
+    };
+    conn.transaction(|conn| {
+        refresh_tokens::revoke_family(conn, row.family_id, now)?;
+        api_tokens::revoke_family(conn, row.family_id, now)?;
+        Ok::<_, AppError>(())
+    })?;
+    Ok(true)
+}

@@ -1,0 +1,180 @@
+//! RFC 7009 revocation and RFC 7662 introspection over every kind of token.
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+use serde_json::{json, Value};
+
+use crate::config::{Config, CLI_CLIENT_ID};
+use crate::db::models::{api_tokens, refresh_tokens, users};
+use crate::domain::PlainToken;
+use crate::error::AppError;
+use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::grants;
+
+/// Which kind of token to try first (RFC 7009 §2.1 `token_type_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// `access_token` (also long-lived API tokens).
+    Access,
+    /// `refresh_token`.
+    Refresh,
+}
+
+impl Hint {
+    /// Reads a hint; unknown values are ignored, as RFC 7009 allows.
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("refresh_token") => Self::Refresh,
+            _ => Self::Access,
+        }
+    }
+}
+
+fn order(hint: Hint) -> [Hint; 2] {
+    match hint {
+        Hint::Access => [Hint::Access, Hint::Refresh],
+        Hint::Refresh => [Hint::Refresh, Hint::Access],
+    }
+}
+
+/// Revokes `presented` if it is a token issued to `client_id`. Unknown
+/// tokens, and tokens of other clients, are left alone without saying so
+/// (RFC 7009 answers 200 either way, so nothing can be probed).
+pub fn revoke(
+    conn: &mut PgConnection,
+    config: &Config,
+    client_id: &str,
+    presented: &str,
+    hint: Hint,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    for kind in order(hint) {
+        match kind {
+            Hint::Access => {
+                let Some(token) = PlainToken::parse(&config.api_token_prefix, presented) else {
+                    continue;
+                };
+                let Some((row, _)) = api_tokens::find_by_digest(conn, &token.digest())? else {
+                    continue;
+                };
+                if row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID) != client_id {
+                    return Ok(());
+                }
+                if let Some(revoked) = api_tokens::revoke(conn, row.id, now)? {
+                    if let Some(family) = revoked.family_id {
+                        refresh_tokens::revoke_family(conn, family, now)?;
+                        api_tokens::revoke_family(conn, family, now)?;
+                    }
+                    events::record(
+                        conn,
+                        Event::new(
+                            EventKind::CliTokenRevoked,
+                            Severity::Medium,
+                            Some(client_ip),
+                        )
+                        .user(revoked.user_id)
+                        .token(revoked.id)
+                        .details(json!({ "token_name": revoked.name, "via": "oauth_revoke" })),
+                    )?;
+                }
+                return Ok(());
+            }
+            Hint::Refresh => {
+                let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
+                    continue;
+                };
+                let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
+                    continue;
+                };
+                if row.client_id != client_id {
+                    return Ok(());
+                }
+                grants::revoke_refresh(conn, config, presented, now)?;
+                events::record(
+                    conn,
+                    Event::new(
+                        EventKind::CliTokenRevoked,
+                        Severity::Medium,
+                        Some(client_ip),
+                    )
+                    .user(row.user_id)
+                    .details(json!({ "family_id": row.family_id, "via": "oauth_revoke" })),
+                )?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7662 introspection: the token's claims if it is live, else
+/// `{"active": false}`.
+pub fn introspect(
+    conn: &mut PgConnection,
+    config: &Config,
+    presented: &str,
+    hint: Hint,
+    now: DateTime<Utc>,
+) -> Result<Value, AppError> {
+    let inactive = json!({ "active": false });
+    for kind in order(hint) {
+        match kind {
+            Hint::Access => {
+                let Some(token) = PlainToken::parse(&config.api_token_prefix, presented) else {
+                    continue;
+                };
+                let Some((row, user)) = api_tokens::find_by_digest(conn, &token.digest())? else {
+                    continue;
+                };
+                if !row.is_active(now) || user.disabled_at.is_some() {
+                    return Ok(inactive);
+                }
+                let mut claims = json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": row.scopes.join(" "),
+                    "client_id": row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID),
+                    "username": user.email,
+                    "sub": user.id,
+                    "iat": row.created_at.timestamp(),
+                    "jti": row.id,
+                    "iss": config.app_base(),
+                });
+                if let Some(exp) = row.expires_at {
+                    claims["exp"] = json!(exp.timestamp());
+                }
+                return Ok(claims);
+            }
+            Hint::Refresh => {
+                let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
+                    continue;
+                };
+                let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
+                    continue;
+                };
+                let user = users::find(conn, row.user_id)?;
+                let live = row.used_at.is_none()
+                    && row.revoked_at.is_none()
+                    && now < row.idle_expires_at
+                    && now < row.family_expires_at
+                    && user.as_ref().is_some_and(|u| u.disabled_at.is_none());
+                let Some(user) = user.filter(|_| live) else {
+                    return Ok(inactive);
+                };
+                return Ok(json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "scope": row.scopes.join(" "),
+                    "client_id": row.client_id,
+                    "username": user.email,
+                    "sub": user.id,
+                    "iat": row.created_at.timestamp(),
+                    "exp": row.idle_expires_at.min(row.family_expires_at).timestamp(),
+                    "iss": config.app_base(),
+                }));
+            }
+        }
+    }
+    Ok(inactive)
+}
