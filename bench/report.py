@@ -2,7 +2,7 @@
 """Renders bench/run's results (JSON lines) as the Markdown table it prints.
 
     report.py RESULTS_JSONL LOGS_DIR MODE DURATION CONNECTIONS THREADS
-              POLL_SESSIONS SIGNIN_LOOPS "LEVELS"
+              POLL_SESSIONS SIGNIN_LOOPS "LEVELS" BASE_USERS
 """
 import json
 import os
@@ -41,7 +41,8 @@ def level_name(n):
 
 
 def main():
-    (path, logs, mode, duration, conns, threads, poll_sessions, loops, levels) = sys.argv[1:10]
+    (path, logs, mode, duration, conns, threads, poll_sessions, loops, levels,
+     base_users) = sys.argv[1:11]
     rows = [json.loads(line) for line in open(path) if line.strip()]
     levels = [int(x) for x in levels.split()]
     base = levels[0]
@@ -76,6 +77,10 @@ def main():
     p(f"- software: {sh('ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1')}/postgres "
       f"({sh('$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres --version')}), "
       f"{sh('wrk -v 2>&1 | head -n1')}, server at `{sh('git -C ' + os.path.dirname(os.path.abspath(__file__)) + ' describe --always --dirty')}`")
+    load = get("load")
+    if load:
+        p(f"- load average (1/5/15 min) at start {load['start']}, at end {load['end']}: "
+          "anything else running on the machine shares the same cores")
     p(f"- command: `bench/run{' --quick' if mode == 'quick' else ''}`; load: `wrk -c {conns} -t {threads} "
       f"-d {duration}s` on loopback; ceilings: `pgbench -c {conns} -j {threads} -T {duration}` "
       "on the same cluster, just before the figure")
@@ -129,9 +134,13 @@ def main():
           f"{r['server_cpu_s'] / w['requests'] * 1e6:.0f} | {r['pg_cpu_s'] / w['requests'] * 1e6:.0f} |")
     slowed = get("poll_slowed", "poll", base)
     p("")
-    p(f"Poll rotates round-robin over {poll_sessions} seeded pending sessions (each wrk thread "
-      f"over its own half) with a 1-s interval; non-2xx on poll are `slow_down` 429s; "
-      f"sessions that got one: {slowed['sessions'] if slowed else '?'}.")
+    p(f"Each run follows a 2-s warm-up of the same load. whoami rotates over {base_users} seeded "
+      "tokens (the warm-up set their `last_used_at`, so the run sees the steady state: one write per "
+      f"token per minute). Poll rotates round-robin over {poll_sessions} seeded pending sessions "
+      "(each wrk thread over its own half) with DEVICE_CODE_INTERVAL_SEC=1, reset before the run, "
+      "so no session is polled sooner than its interval; a `slow_down` 429 would show as non-2xx. "
+      f"Sessions that got one: {slowed['sessions'] if slowed else '?'}. "
+      "Socket errors are wrk's connect, read, write and timeout errors.")
     p("")
 
     p("## Other figures")

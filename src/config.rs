@@ -159,6 +159,9 @@ pub struct Config {
     /// Registered clients: `envshield-cli` (policy from `CLI_TOKEN_POLICY`)
     /// first, then `OAUTH_CLIENTS` (JSON array).
     pub clients: Vec<OAuthClient>,
+    /// `CLI_OAUTH_TOKEN_POLICY` (default `access_refresh`): what
+    /// `envshield-cli` gets over `/oauth/*` (its `token_policy` applies to v1).
+    pub cli_oauth_token_policy: TokenPolicy,
     /// `ACCESS_TOKEN_TTL_MIN` (default 60).
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_IDLE_DAYS` (default 30): a refresh token unused this long expires.
@@ -289,15 +292,14 @@ impl Config {
                 "CLI_TOKEN_ROLES: `{bad}` is not a role (user, admin)"
             )));
         }
-        let cli_policy = match get("CLI_TOKEN_POLICY").unwrap_or("api_token") {
-            "api_token" => TokenPolicy::ApiToken,
-            "access_refresh" => TokenPolicy::AccessRefresh,
-            other => {
-                return Err(err(format!(
-                    "CLI_TOKEN_POLICY must be `api_token` or `access_refresh`, not `{other}`"
-                )))
-            }
-        };
+        let cli_policy = parse_policy(
+            "CLI_TOKEN_POLICY",
+            get("CLI_TOKEN_POLICY").unwrap_or("api_token"),
+        )?;
+        let cli_oauth_token_policy = parse_policy(
+            "CLI_OAUTH_TOKEN_POLICY",
+            get("CLI_OAUTH_TOKEN_POLICY").unwrap_or("access_refresh"),
+        )?;
         let mut clients = vec![OAuthClient {
             client_id: CLI_CLIENT_ID.to_owned(),
             grants: vec![DEVICE_CODE_GRANT.to_owned(), REFRESH_TOKEN_GRANT.to_owned()],
@@ -394,6 +396,7 @@ impl Config {
             ),
             refresh_token_prefix,
             device_confirmation,
+            cli_oauth_token_policy,
             max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
             rate_limits: RateLimits {
                 start_per_min: num("RATE_LIMIT_START_PER_MIN", 30, 0, 1_000_000)?,
@@ -423,6 +426,16 @@ impl Config {
     /// The registered client with this id.
     pub fn client(&self, client_id: &str) -> Option<&OAuthClient> {
         self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    /// The token policy for a session of `client` started through `flow`
+    /// (`v1` or `oauth`).
+    pub fn token_policy(&self, client: &OAuthClient, flow: &str) -> TokenPolicy {
+        if flow == "oauth" && client.client_id == CLI_CLIENT_ID {
+            self.cli_oauth_token_policy
+        } else {
+            client.token_policy
+        }
     }
 
     /// The description of a scope, if any.
@@ -469,6 +482,16 @@ fn parse_app_url(raw: &str) -> Result<url::Url, ConfigError> {
         return Err(err("APP_URL must not carry a query or fragment"));
     }
     Ok(url)
+}
+
+fn parse_policy(name: &str, value: &str) -> Result<TokenPolicy, ConfigError> {
+    match value {
+        "api_token" => Ok(TokenPolicy::ApiToken),
+        "access_refresh" => Ok(TokenPolicy::AccessRefresh),
+        other => Err(err(format!(
+            "{name} must be `api_token` or `access_refresh`, not `{other}`"
+        ))),
+    }
 }
 
 fn valid_prefix(p: &str) -> bool {

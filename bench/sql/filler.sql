@@ -58,3 +58,5 @@ SELECT md5('bench-filler-session-' || i)::uuid,
 VACUUM ANALYZE users;
 VACUUM ANALYZE api_tokens;
 VACUUM ANALYZE cli_device_sessions;
+-- Write the fill out now, not during the next measurement.
+CHECKPOINT;

@@ -41,6 +41,7 @@ diesel::table! {
         confirmation -> Text,
         confirmation_code_hash -> Nullable<Bytea>,
         confirmation_failures -> Int4,
+        flow -> Text,
     }
 }
 

@@ -268,6 +268,7 @@ pub async fn device_authorization(
             .map(str::to_owned),
         client_id: client.client_id.clone(),
         confirmation: ConfirmationMode::Poll,
+        flow: "oauth",
     };
     let config = state.config.clone();
     let started = match db::run(&state.pool, move |conn| {

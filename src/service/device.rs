@@ -46,6 +46,8 @@ pub struct StartInput {
     pub client_id: String,
     /// How the token will be collected.
     pub confirmation: ConfirmationMode,
+    /// `v1` or `oauth`: which API is starting it.
+    pub flow: &'static str,
 }
 
 /// A started session: the codes are handed out once, here.
@@ -141,6 +143,7 @@ pub fn start(
                 poll_interval_sec: interval,
                 client_id: &client.client_id,
                 confirmation: confirmation_str(input.confirmation),
+                flow: input.flow,
             },
         );
         match inserted {
@@ -497,10 +500,14 @@ fn approve(
         ));
     }
 
+    let client = config
+        .client(&session.client_id)
+        .ok_or_else(|| AppError::internal("session of an unregistered client"))?;
     let issued = grants::issue(
         conn,
         config,
         &grants::Grant {
+            policy: config.token_policy(client, &session.flow),
             client_id: &session.client_id,
             user_id: approver.id,
             name: &session.token_name,

@@ -46,6 +46,8 @@ pub struct Grant<'a> {
     pub family: Option<(Uuid, DateTime<Utc>)>,
     /// `device` or `oauth`.
     pub source: &'a str,
+    /// What to issue.
+    pub policy: TokenPolicy,
 }
 
 fn duration(d: std::time::Duration) -> Result<Duration, AppError> {
@@ -59,12 +61,9 @@ pub fn issue(
     grant: &Grant<'_>,
     now: DateTime<Utc>,
 ) -> Result<Issued, AppError> {
-    let client = config
-        .client(grant.client_id)
-        .ok_or_else(|| AppError::internal("grant for an unregistered client"))?;
     let access = PlainToken::generate(&config.api_token_prefix);
     let access_id = Uuid::new_v4();
-    let (expires_at, family) = match client.token_policy {
+    let (expires_at, family) = match grant.policy {
         TokenPolicy::ApiToken => (grant.api_token_expires_at, None),
         TokenPolicy::AccessRefresh => {
             let family = grant.family.unwrap_or((
@@ -219,13 +218,8 @@ pub fn refresh(
         if user.as_ref().is_none_or(|u| u.disabled_at.is_some()) {
             return Ok(Err(invalid_grant("The account is disabled.")));
         }
-        let Some(client) = config.client(&row.client_id) else {
+        if config.client(&row.client_id).is_none() {
             return Ok(Err(invalid_grant("The client is no longer registered.")));
-        };
-        if client.token_policy != TokenPolicy::AccessRefresh {
-            return Ok(Err(invalid_grant(
-                "The client no longer uses refresh tokens.",
-            )));
         }
         let original =
             Scopes::parse(&row.scopes, &config.scope_catalogue).map_err(AppError::internal)?;
@@ -258,6 +252,7 @@ pub fn refresh(
                 api_token_expires_at: None,
                 family: Some((row.family_id, row.family_expires_at)),
                 source: "oauth",
+                policy: TokenPolicy::AccessRefresh,
             },
             now,
         )?;

@@ -185,12 +185,16 @@ async fn token_endpoint_walks_every_device_code_state() {
     let (s, body) = token(&app, code).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
-    assert!(body["expires_in"].as_i64().unwrap() > 364 * 86_400);
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    assert!(
+        (3500..=3600).contains(&expires_in),
+        "OAuth clients get short access tokens: {expires_in}"
+    );
     assert_eq!(
         body["scope"],
         "envs:read envs:write tokens:read tokens:write"
     );
-    assert!(body.get("refresh_token").is_none());
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("eshr_"));
     assert_eq!(
         app.whoami(body["access_token"].as_str().unwrap())
             .await
@@ -831,4 +835,22 @@ async fn a_third_party_oauth_client_completes_the_flow_from_discovery() {
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_oauth_policy_of_the_cli_client_is_configurable() {
+    let app = spawn_app_with(|c| c.cli_oauth_token_policy = TokenPolicy::ApiToken).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let auth = authorize(&app, None).await;
+    approve_code(&app, &b, auth["user_code"].as_str().unwrap()).await;
+    let (s, body) = token(&app, auth["device_code"].as_str().unwrap()).await;
+    assert_eq!(s, 200);
+    assert!(
+        body["expires_in"].as_i64().unwrap() > 364 * 86_400,
+        "long-lived API token"
+    );
+    assert!(body.get("refresh_token").is_none());
+    // The v1 flow keeps long-lived tokens by default.
+    let v1 = app.login_token(&b).await;
+    assert!(v1.get("refreshToken").is_none());
 }

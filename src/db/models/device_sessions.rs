@@ -54,6 +54,8 @@ pub struct DeviceSession {
     pub confirmation_code_hash: Option<Vec<u8>>,
     /// Wrong paste-back codes so far.
     pub confirmation_failures: i32,
+    /// `v1` or `oauth`: which API started it.
+    pub flow: String,
 }
 
 impl std::fmt::Debug for DeviceSession {
@@ -101,6 +103,8 @@ pub struct NewDeviceSession<'a> {
     pub client_id: &'a str,
     /// `poll` or `paste`.
     pub confirmation: &'a str,
+    /// `v1` or `oauth`.
+    pub flow: &'a str,
 }
 
 /// Inserts a new PENDING session.

@@ -53,6 +53,7 @@ pub async fn start_device_session(
         scopes: body.scopes,
         client_id: body.client_id.unwrap_or_else(|| CLI_CLIENT_ID.to_owned()),
         confirmation,
+        flow: "v1",
         client_ip: ip.to_string(),
         user_agent: req
             .headers()
