@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod notify;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;

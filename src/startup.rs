@@ -42,6 +42,8 @@ pub struct AppState {
     /// bcrypt hash of a random password at the configured cost, so unknown
     /// emails cost the same as wrong passwords.
     pub dummy_hash: String,
+    /// Polls waiting for device-session changes.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// A bound, ready-to-run server.
@@ -49,6 +51,7 @@ pub struct Application {
     port: u16,
     server: Server,
     purge: tokio::task::JoinHandle<()>,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -96,13 +99,19 @@ impl Application {
             config: Arc::new(config),
             pool,
             dummy_hash,
+            notifier: Arc::new(crate::notify::Notifier::default()),
         });
         let purge = tokio::spawn(purge_loop(state.clone()));
+        let listener_task = tokio::spawn(crate::notify::listen(
+            database_url.expose_secret().to_owned(),
+            state.notifier.clone(),
+        ));
         let server = server(state, listener)?;
         Ok(Self {
             port,
             server,
             purge,
+            listener: listener_task,
         })
     }
 
@@ -120,6 +129,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.purge.abort();
+        self.listener.abort();
         result
     }
 }

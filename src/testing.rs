@@ -105,6 +105,8 @@ pub struct TestDatabase {
     pub name: String,
     /// Connection URL.
     pub url: String,
+    /// Whether dropping this value drops the database.
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -122,7 +124,11 @@ impl TestDatabase {
         ))
         .execute(&mut admin)?;
         let url = cluster._pg.url(&name);
-        Ok(Self { name, url })
+        Ok(Self {
+            name,
+            url,
+            owned: true,
+        })
     }
 
     /// A direct connection, for arranging and inspecting rows.
@@ -136,6 +142,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Ok(cluster) = cluster() {
             if let Ok(mut admin) = PgConnection::establish(&cluster.admin_url) {
                 let _ = diesel::sql_query(format!(
@@ -194,11 +203,32 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with [`test_config`], adjusted by `customize`.
     pub fn spawn(customize: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::spawn_on(TestDatabase::create()?, customize, None)
+    }
+
+    /// A second instance on `first`'s database and keys, as behind a load
+    /// balancer. Drop it before `first`, which owns the database.
+    pub fn spawn_sharing(first: &TestServer) -> anyhow::Result<Self> {
+        let db = TestDatabase {
+            name: first.db.name.clone(),
+            url: first.db.url.clone(),
+            owned: false,
+        };
+        Self::spawn_on(db, |_| {}, Some(first.config.keys.clone()))
+    }
+
+    fn spawn_on(
+        db: TestDatabase,
+        customize: impl FnOnce(&mut Config),
+        keys: Option<crate::config::Keys>,
+    ) -> anyhow::Result<Self> {
         crate::telemetry::init_test_subscriber();
-        let db = TestDatabase::create()?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let mut config = test_config(port);
+        if let Some(keys) = keys {
+            config.keys = keys;
+        }
         customize(&mut config);
         let config = Arc::new(config);
         let url = SecretString::from(db.url.clone());

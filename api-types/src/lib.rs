@@ -70,6 +70,10 @@ pub struct StartDeviceResponse {
 pub struct PollDeviceRequest {
     /// The device code from `start`.
     pub device_code: String,
+    /// Long-poll: hold the request up to this many seconds (at most 30)
+    /// until the session changes, then answer as a normal poll would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<u32>,
 }
 
 /// Every answer of `poll`, told apart by `status`.

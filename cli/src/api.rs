@@ -394,11 +394,18 @@ impl ApiClient {
     }
 
     /// `POST /cli/auth/device/poll`. Pending, approved, slow_down, denied and
-    /// expired all come back as `Ok`; anything else is an error.
-    pub fn poll_device(&self, device_code: &str) -> Result<PollDeviceResponse, ApiError> {
+    /// expired all come back as `Ok`; anything else is an error. With
+    /// `wait`, the server holds the request until the session changes (or
+    /// `wait` seconds pass), so an approval arrives at once.
+    pub fn poll_device(
+        &self,
+        device_code: &str,
+        wait: Option<u32>,
+    ) -> Result<PollDeviceResponse, ApiError> {
         const PATH: &str = "/cli/auth/device/poll";
         let body = PollDeviceRequest {
             device_code: device_code.to_string(),
+            wait,
         };
         let raw = self.execute(self.http.post(self.url(PATH)).json(&body))?;
         if matches!(raw.status.as_u16(), 200 | 403 | 410 | 429) {
@@ -965,22 +972,22 @@ pub(crate) mod tests {
         ]);
         let client = ApiClient::new(&base).unwrap();
         assert_eq!(
-            client.poll_device("dc").unwrap(),
+            client.poll_device("dc", None).unwrap(),
             PollDeviceResponse::Pending { poll_interval: 5 }
         );
         assert!(matches!(
-            client.poll_device("dc").unwrap(),
+            client.poll_device("dc", None).unwrap(),
             PollDeviceResponse::SlowDown {
                 poll_interval: 10,
                 ..
             }
         ));
         assert!(matches!(
-            client.poll_device("dc").unwrap(),
+            client.poll_device("dc", None).unwrap(),
             PollDeviceResponse::Denied { .. }
         ));
         assert!(matches!(
-            client.poll_device("dc").unwrap(),
+            client.poll_device("dc", None).unwrap(),
             PollDeviceResponse::Expired { .. }
         ));
         let requests = server.join().unwrap();

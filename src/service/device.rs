@@ -222,6 +222,20 @@ pub fn poll(
     client_ip: &str,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
+    poll_session(conn, config, device_code, client_id, client_ip, now, true)
+}
+
+/// A poll; `counted` is false for the re-read after a long-poll wake-up,
+/// which is the server's doing, not the client polling early.
+pub fn poll_session(
+    conn: &mut PgConnection,
+    config: &Config,
+    device_code: &DeviceCode,
+    client_id: Option<&str>,
+    client_ip: &str,
+    now: DateTime<Utc>,
+    counted: bool,
+) -> Result<PollOutcome, AppError> {
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
     let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
         return Ok(PollOutcome::Unknown);
@@ -236,6 +250,9 @@ pub fn poll(
         return Ok(PollOutcome::Expired);
     }
     match status {
+        SessionStatus::Pending if !counted => Ok(PollOutcome::Pending {
+            interval_secs: u32::try_from(session.poll_interval_sec).unwrap_or(1),
+        }),
         SessionStatus::Pending => poll_pending(conn, &session, now),
         SessionStatus::Approved if session.confirmation == "paste" => {
             Ok(PollOutcome::ConfirmationRequired)
@@ -410,6 +427,7 @@ pub fn complete(
         }
         if !input.approve {
             device_sessions::deny(conn, session.id, approver.id)?;
+            crate::notify::notify_change(conn, &session.device_code_hash)?;
             events::record(
                 conn,
                 Event::new(EventKind::CliDeviceDenied, Severity::Medium, Some(&input.client_ip))
@@ -538,6 +556,7 @@ fn approve(
     {
         return Err(expired_request());
     }
+    crate::notify::notify_change(conn, &session.device_code_hash)?;
     events::record(
         conn,
         Event::new(
@@ -687,6 +706,7 @@ pub fn cancel(
         let Some(session) = device_sessions::cancel(conn, &hash)? else {
             return Ok(false);
         };
+        crate::notify::notify_change(conn, &hash)?;
         if let Some(token_id) = session.token_id {
             revoke_with_family(conn, token_id, now)?;
         }

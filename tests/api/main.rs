@@ -6,6 +6,7 @@ mod device;
 mod errors;
 mod helpers;
 mod login;
+mod longpoll;
 mod oauth;
 mod pages_admin;
 mod pages_cli;

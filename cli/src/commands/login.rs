@@ -755,12 +755,15 @@ pub fn wait_for_approval(
     let deadline = Instant::now() + options.hard_timeout;
     let mut interval = Duration::from_secs(start.poll_interval).max(options.min_interval);
     let mut failures = 0u32;
-    // The first poll waits one interval too: nobody approves in 0 s.
-    let mut next_wait = interval;
+    // Long-poll: the server holds each poll for up to one interval and
+    // answers the moment the request is approved or denied.
+    let mut next_wait = Duration::ZERO;
 
     loop {
         pause(next_wait, deadline, options.slice, interrupted)?;
-        match client.poll_device(&start.device_code) {
+        let asked_at = Instant::now();
+        let hold = u32::try_from(interval.as_secs().min(30)).unwrap_or(30);
+        match client.poll_device(&start.device_code, Some(hold)) {
             Ok(answer) => {
                 if failures > 0 {
                     failures = 0;
@@ -769,6 +772,10 @@ pub fn wait_for_approval(
                 match answer {
                     PollDeviceResponse::Pending { poll_interval } => {
                         interval = Duration::from_secs(poll_interval).max(options.min_interval);
+                        // The server may have held the request that long
+                        // already; wait only for what is left.
+                        next_wait = interval.saturating_sub(asked_at.elapsed());
+                        continue;
                     }
                     PollDeviceResponse::SlowDown { poll_interval, .. } => {
                         interval = Duration::from_secs(poll_interval)
@@ -1193,7 +1200,9 @@ mod tests {
         )
         .unwrap();
         server.join().unwrap();
-        assert!(began.elapsed() >= Duration::from_secs(3));
+        // The first poll goes at once (the server holds it); after
+        // slow_down the client waits the longer interval.
+        assert!(began.elapsed() >= Duration::from_secs(2));
         assert_eq!(
             seen,
             vec![Progress::SlowDown {

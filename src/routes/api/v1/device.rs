@@ -2,12 +2,15 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::time::Duration;
+
 use chrono::Utc;
 use envshield_api_types::{
     CancelDeviceRequest, CompleteDeviceRequest, ConfirmationMode, Decision, ErrorBody,
     ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse,
     StartDeviceRequest, StartDeviceResponse, StatusMessage,
 };
+use secrecy::ExposeSecret;
 
 use crate::auth::extractors::{require_same_origin, SignedInUser};
 use crate::config::CLI_CLIENT_ID;
@@ -21,6 +24,9 @@ use crate::service::device::{
 };
 use crate::service::grants;
 use crate::startup::AppState;
+
+/// Longest long-poll wait, in seconds.
+pub const MAX_WAIT_SECS: u32 = 30;
 
 fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
     DeviceCode::parse(raw.trim()).ok_or_else(|| {
@@ -112,12 +118,54 @@ async fn poll(
     let ip = client_ip(&req, &state.config.trusted_proxies);
     enforce_limit(&state, Limit::Poll, ip).await?;
     let code = parse_device_code(&body.device_code)?;
+    let wait = match body.wait {
+        Some(w) if w > MAX_WAIT_SECS => {
+            return Err(AppError::bad_request(
+                "invalid_wait",
+                format!("wait is at most {MAX_WAIT_SECS} seconds."),
+            ))
+        }
+        Some(w) if w > 0 && state.notifier.is_listening() => {
+            Some(Duration::from_secs(u64::from(w)))
+        }
+        // Without a listener there is nothing to wake the request: answer
+        // at once and let the client poll (graceful degradation).
+        _ => None,
+    };
+    // Subscribe before reading, so a change committed between the read and
+    // the wait still wakes this request.
+    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
+    let subscription = wait.map(|_| state.notifier.subscribe(&hash));
+    let woken = subscription.as_ref().map(|s| s.notify.notified());
+    tokio::pin!(woken);
+    if let Some(w) = woken.as_mut().as_pin_mut() {
+        w.enable();
+    }
+
     let config = state.config.clone();
+    let first_code = code.clone();
+    let ip_text = ip.to_string();
     let outcome = db::run(&state.pool, move |conn| {
-        device::poll(conn, &config, &code, None, &ip.to_string(), Utc::now())
+        device::poll(conn, &config, &first_code, None, &ip_text, Utc::now())
     })
     .await?;
-    Ok(poll_response(outcome))
+    let (Some(wait), PollOutcome::Pending { .. }) = (wait, &outcome) else {
+        return Ok(poll_response(outcome));
+    };
+    let Some(woken) = woken.as_pin_mut() else {
+        return Ok(poll_response(outcome));
+    };
+    // Holds no database connection while waiting.
+    if tokio::time::timeout(wait, woken).await.is_err() {
+        return Ok(poll_response(outcome));
+    }
+    let config = state.config.clone();
+    let ip_text = ip.to_string();
+    let changed = db::run(&state.pool, move |conn| {
+        device::poll_session(conn, &config, &code, None, &ip_text, Utc::now(), false)
+    })
+    .await?;
+    Ok(poll_response(changed))
 }
 
 /// The HTTP answer for a poll outcome, per DESIGN.md's table.

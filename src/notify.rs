@@ -1,0 +1,182 @@
+//! Instant delivery of device-session changes to waiting polls, across
+//! instances, through PostgreSQL `LISTEN/NOTIFY`.
+//!
+//! Every state change sends `NOTIFY envshield_device, '<device-code hash>'`
+//! in the same transaction. Each instance keeps one listening connection and
+//! wakes the polls waiting on that hash. Waiting polls hold no database
+//! connection. If the listener is down, polls do not wait (plain polling)
+//! until it reconnects.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::{PgConnection, RunQueryDsl};
+use tokio::sync::Notify;
+
+/// The PostgreSQL channel.
+pub const CHANNEL: &str = "envshield_device";
+
+/// Sends the change notification for a session; delivered at commit.
+pub fn notify_change(conn: &mut PgConnection, device_code_hash: &[u8]) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(hex::encode(device_code_hash))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Polls waiting for a change, keyed by device-code hash (hex).
+#[derive(Default)]
+pub struct Notifier {
+    waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    listening: AtomicBool,
+}
+
+/// A registered interest in one session; unregisters on drop.
+pub struct Subscription {
+    notifier: Arc<Notifier>,
+    key: String,
+    /// Woken on every change of the session.
+    pub notify: Arc<Notify>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.notifier.waiters.lock() {
+            if let Some(entry) = map.get_mut(&self.key) {
+                entry.1 = entry.1.saturating_sub(1);
+                if entry.1 == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+impl Notifier {
+    /// Whether the listener is connected, so waiting is worth it.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Registers interest in the session with this device-code hash.
+    pub fn subscribe(self: &Arc<Self>, device_code_hash: &[u8]) -> Subscription {
+        let key = hex::encode(device_code_hash);
+        let notify = match self.waiters.lock() {
+            Ok(mut map) => {
+                let entry = map
+                    .entry(key.clone())
+                    .or_insert_with(|| (Arc::new(Notify::new()), 0));
+                entry.1 += 1;
+                entry.0.clone()
+            }
+            // A poisoned map only loses wake-ups: the poll times out and the
+            // client polls again.
+            Err(_) => Arc::new(Notify::new()),
+        };
+        Subscription {
+            notifier: self.clone(),
+            key,
+            notify,
+        }
+    }
+
+    /// Wakes every poll waiting on `key`.
+    pub fn wake(&self, key: &str) {
+        if let Ok(map) = self.waiters.lock() {
+            if let Some((notify, _)) = map.get(key) {
+                notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Polls currently waiting (for metrics and tests).
+    pub fn waiting(&self) -> usize {
+        self.waiters
+            .lock()
+            .map(|m| m.values().map(|(_, n)| n).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Keeps one `LISTEN` connection open, reconnecting with backoff, and
+/// forwards notifications to the notifier. Runs until aborted.
+pub async fn listen(database_url: String, notifier: Arc<Notifier>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match listen_once(&database_url, &notifier).await {
+            Ok(()) => tracing::warn!("notification listener disconnected; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "notification listener failed; reconnecting"),
+        }
+        notifier.listening.store(false, Ordering::Release);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn listen_once(
+    database_url: &str,
+    notifier: &Arc<Notifier>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) =
+        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // The connection yields notifications only while it is polled.
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "notification connection error");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    notifier.listening.store(true, Ordering::Release);
+    tracing::info!("listening for device-session changes");
+    while let Some(key) = rx.recv().await {
+        notifier.wake(&key);
+    }
+    driver.abort();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wakes_only_subscribers_of_the_key_and_forgets_them() {
+        let n = Arc::new(Notifier::default());
+        let a = n.subscribe(b"a");
+        let b = n.subscribe(b"b");
+        assert_eq!(n.waiting(), 2);
+        {
+            let woken_a = a.notify.notified();
+            let woken_b = b.notify.notified();
+            tokio::pin!(woken_a, woken_b);
+            woken_a.as_mut().enable();
+            woken_b.as_mut().enable();
+            n.wake(&hex::encode(b"a"));
+            tokio::time::timeout(Duration::from_secs(1), woken_a)
+                .await
+                .unwrap();
+            assert!(tokio::time::timeout(Duration::from_millis(50), woken_b)
+                .await
+                .is_err());
+        }
+        drop(a);
+        drop(b);
+        assert_eq!(n.waiting(), 0);
+    }
+}

@@ -1,0 +1,124 @@
+//! Long-poll delivery through LISTEN/NOTIFY, within and across instances.
+
+use envshield_server::testing::TestServer;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+/// Sends a waiting poll and returns once the server has started waiting on
+/// it (its first read recorded the poll), handing back the pending request.
+async fn held_poll(
+    app: &TestApp,
+    poll_base: &str,
+    device_code: &str,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let client = app.cli.clone();
+    let url = format!("{poll_base}/api/v1/cli/auth/device/poll");
+    let body = json!({ "deviceCode": device_code, "wait": 20 });
+    let handle = tokio::spawn(async move {
+        let r = client.post(url).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    });
+    // Bounded wait for the server to have read the session (and so be
+    // holding the request).
+    for _ in 0..200 {
+        if app
+            .count("cli_device_sessions", "last_polled_at IS NOT NULL")
+            .await
+            == 1
+        {
+            return handle;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the poll never reached the database");
+}
+
+#[tokio::test]
+async fn a_waiting_poll_gets_the_token_as_soon_as_it_is_approved() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    let poll = held_poll(&app, &app.server.address, &s.device_code).await;
+    assert!(!poll.is_finished(), "still held: nothing changed yet");
+    assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
+    let (status, body) = poll.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["status"], "approved",
+        "woken by the approval, not the 20-s timeout: {body}"
+    );
+    assert!(body["token"].as_str().unwrap().starts_with("esh_"));
+}
+
+#[tokio::test]
+async fn a_waiting_poll_hears_a_denial_and_wait_is_bounded() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    let poll = held_poll(&app, &app.server.address, &s.device_code).await;
+    let r = app
+        .complete(&b, json!({ "userCode": s.user_code, "decision": "deny" }))
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, body) = poll.await.unwrap();
+    assert_eq!((status, body["status"].as_str().unwrap()), (403, "denied"));
+
+    let other = app.start_ok().await;
+    let r = app
+        .cli
+        .post(app.url("/api/v1/cli/auth/device/poll"))
+        .json(&json!({ "deviceCode": other.device_code, "wait": 31 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_wait");
+}
+
+#[tokio::test]
+async fn approval_on_one_instance_wakes_a_poll_on_another_and_revocation_is_shared() {
+    let app = spawn_app().await;
+    let first = &app.server;
+    // Blocking is fine here: nothing else runs on this test's runtime yet.
+    let second = TestServer::spawn_sharing(first).unwrap();
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    // The CLI waits on the second instance; the browser approves on the first.
+    let poll = held_poll(&app, &second.address, &s.device_code).await;
+    assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
+    let (status, body) = poll.await.unwrap();
+    assert_eq!(
+        (status, body["status"].as_str().unwrap()),
+        (200, "approved"),
+        "{body}"
+    );
+    let token = body["token"].as_str().unwrap().to_owned();
+
+    // Revoked on the first instance, refused on the second at once.
+    let whoami_second = |t: String| {
+        let url = format!("{}/api/v1/cli/whoami", second.address);
+        let client = app.cli.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(whoami_second(token.clone()).await, 200);
+    let r = app
+        .cli
+        .post(app.url("/api/v1/cli/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(whoami_second(token).await, 401);
+    drop(second);
+}
