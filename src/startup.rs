@@ -44,6 +44,9 @@ pub struct AppState {
     pub dummy_hash: String,
     /// Polls waiting for device-session changes.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// Caps concurrent bcrypt work at half the cores, so a burst of
+    /// sign-ins cannot take every core from polls and token checks.
+    pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound, ready-to-run server.
@@ -100,6 +103,9 @@ impl Application {
             pool,
             dummy_hash,
             notifier: Arc::new(crate::notify::Notifier::default()),
+            bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            )),
         });
         let purge = tokio::spawn(purge_loop(state.clone()));
         let listener_task = tokio::spawn(crate::notify::listen(

@@ -110,9 +110,16 @@ pub async fn login(
     .await?;
     let dummy = state.dummy_hash.clone();
     let password = form.password;
-    let user = web::block(move || accounts::check_password(found, &password, &dummy))
-        .await
-        .map_err(AppError::from)?;
+    let user = {
+        let _slot = state
+            .bcrypt_slots
+            .acquire()
+            .await
+            .map_err(AppError::internal)?;
+        web::block(move || accounts::check_password(found, &password, &dummy))
+            .await
+            .map_err(AppError::from)?
+    };
 
     let ip_text = ip.to_string();
     let Some(user) = user else {
@@ -285,9 +292,16 @@ pub async fn signup(
     }
     let cost = state.config.bcrypt_cost;
     let password = form.password;
-    let hashed = web::block(move || accounts::hash_new_password(&password, cost))
-        .await
-        .map_err(AppError::from)?;
+    let hashed = {
+        let _slot = state
+            .bcrypt_slots
+            .acquire()
+            .await
+            .map_err(AppError::internal)?;
+        web::block(move || accounts::hash_new_password(&password, cost))
+            .await
+            .map_err(AppError::from)?
+    };
     let hash = match hashed {
         Ok(h) => h,
         Err(e @ AppError::BadRequest { .. }) => return again(e.public_message()),
