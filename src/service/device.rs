@@ -292,10 +292,7 @@ fn poll_pending(
     };
     // Poll bookkeeping is advisory: losing the last few on a crash is fine,
     // so it does not wait for a synchronous WAL flush.
-    conn.transaction(|conn| {
-        diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(conn)?;
-        device_sessions::record_poll(conn, session.id, now, next)
-    })?;
+    device_sessions::record_poll(conn, session.id, now, next)?;
     let interval_secs = u32::try_from(next).unwrap_or(1);
     Ok(if too_fast {
         PollOutcome::SlowDown { interval_secs }

@@ -160,22 +160,32 @@ pub fn lock_live_by_user_hash(
 }
 
 /// Records a poll of a pending session and the interval the CLI must keep.
+///
+/// Poll bookkeeping is advisory (losing the last few on a crash is
+/// harmless), so it commits without waiting for a WAL flush, and the whole
+/// transaction goes to the server as one simple-query round trip instead of
+/// four. Every value is typed (uuid, timestamp, integer), so the literals
+/// cannot inject anything.
 pub fn record_poll(
     conn: &mut PgConnection,
     id: Uuid,
     now: DateTime<Utc>,
     interval_secs: i32,
-) -> QueryResult<usize> {
-    diesel::update(
-        ds::table
-            .filter(ds::id.eq(id))
-            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
-    )
-    .set((
-        ds::last_polled_at.eq(now),
-        ds::poll_interval_sec.eq(interval_secs),
-    ))
-    .execute(conn)
+) -> QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit TO OFF; \
+         UPDATE cli_device_sessions SET last_polled_at = '{}', poll_interval_sec = {interval_secs} \
+         WHERE id = '{id}' AND status = 'PENDING'; COMMIT;",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    let result = conn.batch_execute(&sql);
+    if result.is_err() {
+        // A failed statement leaves the explicit transaction open and
+        // aborted; end it so the pooled connection stays usable.
+        let _ = conn.batch_execute("ROLLBACK");
+    }
+    result
 }
 
 /// APPROVED → CONSUMED, wiping the sealed token, returning the row as it was
