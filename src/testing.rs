@@ -64,8 +64,16 @@ fn start_cluster() -> anyhow::Result<Cluster> {
 
 /// A migrated template database named after the schema, built once.
 fn ensure_template(admin_url: &str, pg: &LocalPostgres) -> anyhow::Result<String> {
-    let schema = include_str!("db/schema.rs");
-    let digest = hex::encode(&crypto::sha256(schema.as_bytes())[..6]);
+    // Named after the schema and the migration list, so a new migration
+    // (even one that changes no column) builds a new template.
+    use diesel::migration::MigrationSource;
+    let mut fingerprint = include_str!("db/schema.rs").to_owned();
+    let migrations = MigrationSource::<diesel::pg::Pg>::migrations(&db::MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("reading embedded migrations: {e}"))?;
+    for m in migrations {
+        fingerprint.push_str(&m.name().to_string());
+    }
+    let digest = hex::encode(&crypto::sha256(fingerprint.as_bytes())[..6]);
     let name = format!("envshield_tmpl_{digest}");
     let mut admin = PgConnection::establish(admin_url).context("connect to test cluster")?;
     #[derive(diesel::QueryableByName)]
