@@ -116,6 +116,22 @@ impl AppError {
         Self::Internal(anyhow::anyhow!("{cause}"))
     }
 
+    /// The answer for a form body that could not be read (shared by the
+    /// JSON API and the pages, which render it differently).
+    pub fn from_form_error(err: &actix_web::error::UrlencodedError, limit: usize) -> Self {
+        use actix_web::error::UrlencodedError;
+        match err {
+            UrlencodedError::ContentType => Self::UnsupportedMediaType {
+                expected: "a form (application/x-www-form-urlencoded)",
+            },
+            UrlencodedError::Overflow { .. } => Self::PayloadTooLarge { limit },
+            _ => Self::bad_request(
+                "invalid_form",
+                "The form could not be read. Reload the page and try again.",
+            ),
+        }
+    }
+
     /// The stable error code clients match on.
     pub fn code(&self) -> &'static str {
         match self {

@@ -78,19 +78,7 @@ fn page_form_config() -> web::FormConfig {
     web::FormConfig::default()
         .limit(MAX_BODY_BYTES)
         .error_handler(|err, _req| {
-            use actix_web::error::UrlencodedError;
-            let app_err = match &err {
-                UrlencodedError::ContentType => AppError::UnsupportedMediaType {
-                    expected: "a form (application/x-www-form-urlencoded)",
-                },
-                UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                },
-                _ => AppError::bad_request(
-                    "invalid_form",
-                    "The form could not be read. Reload the page and try again.",
-                ),
-            };
+            let app_err = AppError::from_form_error(&err, MAX_BODY_BYTES);
             InternalError::from_response(err, PageError(app_err).error_response()).into()
         })
 }
