@@ -47,6 +47,8 @@ pub struct AppState {
     /// Caps concurrent bcrypt work at half the cores, so a burst of
     /// sign-ins cannot take every core from polls and token checks.
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
+    /// When each pending session was last polled on this instance.
+    pub pacer: Arc<crate::service::pacing::PollPacer>,
 }
 
 /// A bound, ready-to-run server.
@@ -55,6 +57,7 @@ pub struct Application {
     server: Server,
     purge: tokio::task::JoinHandle<()>,
     listener: tokio::task::JoinHandle<()>,
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Application {
@@ -106,15 +109,18 @@ impl Application {
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
+            pacer: Arc::default(),
         });
         let purge = tokio::spawn(purge_loop(state.clone()));
         let listener_task = tokio::spawn(crate::notify::listen(
             database_url.expose_secret().to_owned(),
             state.notifier.clone(),
         ));
+        let notifier = state.notifier.clone();
         let server = server(state, listener)?;
         Ok(Self {
             port,
+            notifier,
             server,
             purge,
             listener: listener_task,
@@ -124,6 +130,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The polls waiting on this instance.
+    pub fn notifier(&self) -> Arc<crate::notify::Notifier> {
+        self.notifier.clone()
     }
 
     /// A handle to stop the server gracefully.
@@ -227,6 +238,7 @@ async fn purge_loop(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         state.limiters.retain_recent();
+        state.pacer.forget_idle(std::time::Instant::now());
         let result = db::run(&state.pool, |conn| {
             crate::service::device::purge(conn, chrono::Utc::now(), KEEP_ENDED_SESSIONS)
         })

@@ -203,6 +203,7 @@ pub struct TestServer {
     /// The configuration it runs with.
     pub config: Arc<Config>,
     handle: actix_web::dev::ServerHandle,
+    notifier: Arc<crate::notify::Notifier>,
     thread: Option<JoinHandle<()>>,
     /// Its database (dropped after the server stops).
     pub db: TestDatabase,
@@ -247,7 +248,7 @@ impl TestServer {
             system.block_on(async move {
                 match Application::build_on(cfg, url, listener).await {
                     Ok(app) => {
-                        let _ = tx.send(Ok(app.handle()));
+                        let _ = tx.send(Ok((app.handle(), app.notifier())));
                         if let Err(e) = app.run_until_stopped().await {
                             tracing::error!(error = %e, "test server failed");
                         }
@@ -258,15 +259,21 @@ impl TestServer {
                 }
             });
         });
-        let handle = rx.recv().context("test server thread died")??;
+        let (handle, notifier) = rx.recv().context("test server thread died")??;
         Ok(Self {
             address: format!("http://127.0.0.1:{port}"),
             port,
             config,
             handle,
+            notifier,
             thread: Some(thread),
             db,
         })
+    }
+
+    /// Long-polls waiting on this instance right now.
+    pub fn waiting_polls(&self) -> usize {
+        self.notifier.waiting()
     }
 
     /// Base URL of the v1 API.

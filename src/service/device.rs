@@ -18,14 +18,9 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants;
+use crate::service::pacing::PollPacer;
 use envshield_api_types::ConfirmationMode;
 
-/// Seconds added to the interval each time a client polls too fast (RFC 8628 §3.5).
-pub const SLOW_DOWN_STEP_SECS: i32 = 5;
-/// The interval never grows past this.
-pub const MAX_POLL_INTERVAL_SECS: i32 = 60;
-/// A poll this much earlier than the interval is still accepted (network jitter).
-const POLL_GRACE: Duration = Duration::milliseconds(500);
 /// Longest user agent kept.
 const MAX_USER_AGENT_CHARS: usize = 256;
 /// Attempts to draw a user code that is not already taken.
@@ -216,29 +211,33 @@ pub enum PollOutcome {
     Unknown,
 }
 
-/// One poll: one indexed lookup, then at most one conditional UPDATE.
+/// Who is polling, and whether the poll counts toward pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct Poller<'a> {
+    /// The client the device code must belong to (OAuth), if checked.
+    pub client_id: Option<&'a str>,
+    /// Client IP, for audit events.
+    pub client_ip: &'a str,
+    /// False for the re-read after a long-poll wake-up, which is the
+    /// server's doing, not the client polling early.
+    pub counted: bool,
+}
+
+/// One poll. A pending session costs one indexed lookup and no write
+/// (pacing is in memory; only a grown interval is stored).
 pub fn poll(
     conn: &mut PgConnection,
     config: &Config,
+    pacer: &PollPacer,
     device_code: &DeviceCode,
-    client_id: Option<&str>,
-    client_ip: &str,
+    poller: Poller<'_>,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
-    poll_session(conn, config, device_code, client_id, client_ip, now, true)
-}
-
-/// A poll; `counted` is false for the re-read after a long-poll wake-up,
-/// which is the server's doing, not the client polling early.
-pub fn poll_session(
-    conn: &mut PgConnection,
-    config: &Config,
-    device_code: &DeviceCode,
-    client_id: Option<&str>,
-    client_ip: &str,
-    now: DateTime<Utc>,
-    counted: bool,
-) -> Result<PollOutcome, AppError> {
+    let Poller {
+        client_id,
+        client_ip,
+        counted,
+    } = poller;
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
     let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
         return Ok(PollOutcome::Unknown);
@@ -252,23 +251,39 @@ pub fn poll_session(
     if status.is_live() && session.expires_at <= now {
         return Ok(PollOutcome::Expired);
     }
-    match status {
-        SessionStatus::Pending if !counted => Ok(PollOutcome::Pending {
+    if status == SessionStatus::Pending && counted {
+        return poll_pending(conn, pacer, &session, now);
+    }
+    if status != SessionStatus::Pending {
+        pacer.forget(session.id);
+    }
+    settled(conn, config, &session, client_ip, now)
+}
+
+/// The answer for a session that is no longer pending.
+fn settled(
+    conn: &mut PgConnection,
+    config: &Config,
+    session: &device_sessions::DeviceSession,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, AppError> {
+    match session.status() {
+        SessionStatus::Pending => Ok(PollOutcome::Pending {
             interval_secs: u32::try_from(session.poll_interval_sec).unwrap_or(1),
         }),
-        SessionStatus::Pending => poll_pending(conn, &session, now),
         SessionStatus::Approved if session.confirmation == "paste" => {
             Ok(PollOutcome::ConfirmationRequired)
         }
         SessionStatus::Approved => match device_sessions::consume(conn, session.id, now, "poll")? {
             Some((sealed, token_id)) => deliver(conn, config, session.id, &sealed, token_id),
             None => {
-                record_reuse(conn, &session, client_ip)?;
+                record_reuse(conn, session, client_ip)?;
                 Ok(PollOutcome::Expired)
             }
         },
         SessionStatus::Consumed => {
-            record_reuse(conn, &session, client_ip)?;
+            record_reuse(conn, session, client_ip)?;
             Ok(PollOutcome::Expired)
         }
         SessionStatus::Denied => Ok(PollOutcome::Denied),
@@ -278,22 +293,22 @@ pub fn poll_session(
 
 fn poll_pending(
     conn: &mut PgConnection,
+    pacer: &PollPacer,
     session: &device_sessions::DeviceSession,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
-    let interval = session.poll_interval_sec;
-    let too_fast = session
-        .last_polled_at
-        .is_some_and(|last| now - last + POLL_GRACE < Duration::seconds(i64::from(interval)));
-    let next = if too_fast {
-        (interval + SLOW_DOWN_STEP_SECS).min(MAX_POLL_INTERVAL_SECS)
-    } else {
-        interval
-    };
-    // Poll bookkeeping is advisory: losing the last few on a crash is fine,
-    // so it does not wait for a synchronous WAL flush.
-    device_sessions::record_poll(conn, session.id, now, next)?;
-    let interval_secs = u32::try_from(next).unwrap_or(1);
+    let pace = pacer.poll(
+        session.id,
+        session.poll_interval_sec,
+        std::time::Instant::now(),
+    );
+    let too_fast = pace.too_fast;
+    if pace.interval_secs > session.poll_interval_sec {
+        // Other instances and the OAuth endpoint must keep the grown
+        // interval too; it grows at most a dozen times per session.
+        device_sessions::raise_interval(conn, session.id, now, pace.interval_secs)?;
+    }
+    let interval_secs = u32::try_from(pace.interval_secs).unwrap_or(1);
     Ok(if too_fast {
         PollOutcome::SlowDown { interval_secs }
     } else {

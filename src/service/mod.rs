@@ -7,4 +7,5 @@ pub mod device;
 pub mod events;
 pub mod grants;
 pub mod oauth;
+pub mod pacing;
 pub mod tokens;

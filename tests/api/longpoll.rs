@@ -5,33 +5,29 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
-/// Sends a waiting poll and returns once the server has started waiting on
-/// it (its first read recorded the poll), handing back the pending request.
+/// Sends a waiting poll to `instance` and returns once that instance holds
+/// it (subscribed to the session's changes), handing back the pending
+/// request.
 async fn held_poll(
     app: &TestApp,
-    poll_base: &str,
+    instance: &TestServer,
     device_code: &str,
 ) -> tokio::task::JoinHandle<(u16, Value)> {
     let client = app.cli.clone();
-    let url = format!("{poll_base}/api/v1/cli/auth/device/poll");
+    let url = format!("{}/api/v1/cli/auth/device/poll", instance.address);
     let body = json!({ "deviceCode": device_code, "wait": 20 });
     let handle = tokio::spawn(async move {
         let r = client.post(url).json(&body).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     });
-    // Bounded wait for the server to have read the session (and so be
-    // holding the request).
-    for _ in 0..200 {
-        if app
-            .count("cli_device_sessions", "last_polled_at IS NOT NULL")
-            .await
-            == 1
-        {
+    // Bounded wait for the instance to be holding the request.
+    for _ in 0..500 {
+        if instance.waiting_polls() == 1 {
             return handle;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("the poll never reached the database");
+    panic!("the poll was never held");
 }
 
 #[tokio::test]
@@ -39,7 +35,7 @@ async fn a_waiting_poll_gets_the_token_as_soon_as_it_is_approved() {
     let app = spawn_app().await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     let s = app.start_ok().await;
-    let poll = held_poll(&app, &app.server.address, &s.device_code).await;
+    let poll = held_poll(&app, &app.server, &s.device_code).await;
     assert!(!poll.is_finished(), "still held: nothing changed yet");
     assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
     let (status, body) = poll.await.unwrap();
@@ -56,7 +52,7 @@ async fn a_waiting_poll_hears_a_denial_and_wait_is_bounded() {
     let app = spawn_app().await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     let s = app.start_ok().await;
-    let poll = held_poll(&app, &app.server.address, &s.device_code).await;
+    let poll = held_poll(&app, &app.server, &s.device_code).await;
     let r = app
         .complete(&b, json!({ "userCode": s.user_code, "decision": "deny" }))
         .await;
@@ -85,7 +81,7 @@ async fn approval_on_one_instance_wakes_a_poll_on_another_and_revocation_is_shar
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     let s = app.start_ok().await;
     // The CLI waits on the second instance; the browser approves on the first.
-    let poll = held_poll(&app, &second.address, &s.device_code).await;
+    let poll = held_poll(&app, &second, &s.device_code).await;
     assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
     let (status, body) = poll.await.unwrap();
     assert_eq!(
@@ -120,5 +116,29 @@ async fn approval_on_one_instance_wakes_a_poll_on_another_and_revocation_is_shar
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(whoami_second(token).await, 401);
+    drop(second);
+}
+
+#[tokio::test]
+async fn an_interval_grown_on_one_instance_holds_on_another() {
+    let app = spawn_app().await;
+    let second = TestServer::spawn_sharing(&app.server).unwrap();
+    let s = app.start_ok().await;
+    assert_eq!(app.poll(&s.device_code).await.status(), 200);
+    let r = app.poll(&s.device_code).await;
+    assert_eq!(r.status(), 429, "too fast on the first instance");
+    let r = app
+        .cli
+        .post(format!("{}/api/v1/cli/auth/device/poll", second.address))
+        .json(&json!({ "deviceCode": s.device_code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({ "status": "pending", "pollInterval": 10 }),
+        "the second instance keeps the grown interval"
+    );
     drop(second);
 }

@@ -159,14 +159,14 @@ pub fn lock_live_by_user_hash(
         .optional()
 }
 
-/// Records a poll of a pending session and the interval the CLI must keep.
+/// Stores a grown poll interval (after `slow_down`) and when it grew, so
+/// every instance keeps it. Never lowers it.
 ///
-/// Poll bookkeeping is advisory (losing the last few on a crash is
-/// harmless), so it commits without waiting for a WAL flush, and the whole
-/// transaction goes to the server as one simple-query round trip instead of
-/// four. Every value is typed (uuid, timestamp, integer), so the literals
+/// Pacing is advisory (losing the last change on a crash is harmless), so
+/// it commits without waiting for a WAL flush, in one simple-query round
+/// trip. Every value is typed (uuid, timestamp, integer), so the literals
 /// cannot inject anything.
-pub fn record_poll(
+pub fn raise_interval(
     conn: &mut PgConnection,
     id: Uuid,
     now: DateTime<Utc>,
@@ -175,7 +175,8 @@ pub fn record_poll(
     use diesel::connection::SimpleConnection;
     let sql = format!(
         "BEGIN; SET LOCAL synchronous_commit TO OFF; \
-         UPDATE cli_device_sessions SET last_polled_at = '{}', poll_interval_sec = {interval_secs} \
+         UPDATE cli_device_sessions SET last_polled_at = '{}', \
+         poll_interval_sec = GREATEST(poll_interval_sec, {interval_secs}) \
          WHERE id = '{id}' AND status = 'PENDING'; COMMIT;",
         now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     );

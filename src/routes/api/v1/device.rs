@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
 use crate::routes::enforce_limit;
 use crate::service::device::{
-    self, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
+    self, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, Poller, StartInput,
 };
 use crate::service::grants;
 use crate::startup::AppState;
@@ -145,8 +145,14 @@ async fn poll(
     let config = state.config.clone();
     let first_code = code.clone();
     let ip_text = ip.to_string();
+    let pacer = state.pacer.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        device::poll(conn, &config, &first_code, None, &ip_text, Utc::now())
+        let poller = Poller {
+            client_id: None,
+            client_ip: &ip_text,
+            counted: true,
+        };
+        device::poll(conn, &config, &pacer, &first_code, poller, Utc::now())
     })
     .await?;
     let (Some(wait), PollOutcome::Pending { .. }) = (wait, &outcome) else {
@@ -161,8 +167,14 @@ async fn poll(
     }
     let config = state.config.clone();
     let ip_text = ip.to_string();
+    let pacer = state.pacer.clone();
     let changed = db::run(&state.pool, move |conn| {
-        device::poll_session(conn, &config, &code, None, &ip_text, Utc::now(), false)
+        let poller = Poller {
+            client_id: None,
+            client_ip: &ip_text,
+            counted: false,
+        };
+        device::poll(conn, &config, &pacer, &code, poller, Utc::now())
     })
     .await?;
     Ok(poll_response(changed))
