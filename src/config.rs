@@ -141,6 +141,9 @@ pub struct Config {
     pub device_code_ttl: Duration,
     /// `DEVICE_CODE_INTERVAL_SEC` (default 5).
     pub device_code_interval_secs: u32,
+    /// `POLL_CACHE_SEC` (default 30; 0 turns it off): how long a session read
+    /// as pending may answer polls from memory.
+    pub poll_cache: Duration,
     /// `API_TOKEN_TTL_DAYS` (default 365; empty means tokens never expire).
     pub api_token_ttl_days: Option<u32>,
     /// `API_TOKEN_PREFIX` (default `esh_`).
@@ -377,6 +380,7 @@ impl Config {
                 u64::from(num("DEVICE_CODE_TTL_MIN", 10, 1, 60)?) * 60,
             ),
             device_code_interval_secs: num("DEVICE_CODE_INTERVAL_SEC", 5, 1, 60)?,
+            poll_cache: Duration::from_secs(u64::from(num("POLL_CACHE_SEC", 30, 0, 300)?)),
             api_token_ttl_days,
             api_token_prefix,
             scope_catalogue,

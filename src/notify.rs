@@ -15,6 +15,8 @@ use std::time::Duration;
 use diesel::{PgConnection, RunQueryDsl};
 use tokio::sync::Notify;
 
+use crate::service::pacing::PendingCache;
+
 /// The PostgreSQL channel.
 pub const CHANNEL: &str = "envshield_device";
 
@@ -27,11 +29,20 @@ pub fn notify_change(conn: &mut PgConnection, device_code_hash: &[u8]) -> diesel
         .map(|_| ())
 }
 
-/// Polls waiting for a change, keyed by device-code hash (hex).
-#[derive(Default)]
+/// Polls waiting for a change, keyed by device-code hash (hex), and the
+/// pending sessions known from the notifications.
 pub struct Notifier {
     waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
     listening: AtomicBool,
+    /// Sessions read as pending; each notification evicts its session.
+    pub pending: PendingCache,
+}
+
+impl Default for Notifier {
+    /// No pending cache.
+    fn default() -> Self {
+        Self::new(Duration::ZERO)
+    }
 }
 
 /// A registered interest in one session; unregisters on drop.
@@ -56,6 +67,26 @@ impl Drop for Subscription {
 }
 
 impl Notifier {
+    /// A notifier whose pending cache keeps entries `cache_ttl`.
+    pub fn new(cache_ttl: Duration) -> Self {
+        Self {
+            waiters: Mutex::default(),
+            listening: AtomicBool::new(false),
+            pending: PendingCache::new(cache_ttl),
+        }
+    }
+
+    fn set_listening(&self, on: bool) {
+        if on {
+            // Whatever was cached may have changed while nobody listened.
+            self.pending.set_enabled(true);
+            self.listening.store(true, Ordering::Release);
+        } else {
+            self.listening.store(false, Ordering::Release);
+            self.pending.set_enabled(false);
+        }
+    }
+
     /// Whether the listener is connected, so waiting is worth it.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
@@ -83,8 +114,12 @@ impl Notifier {
         }
     }
 
-    /// Wakes every poll waiting on `key`.
+    /// Wakes every poll waiting on `key` and forgets the cached session.
     pub fn wake(&self, key: &str) {
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(key, &mut hash).is_ok() {
+            self.pending.evict(&hash);
+        }
         if let Ok(map) = self.waiters.lock() {
             if let Some((notify, _)) = map.get(key) {
                 notify.notify_waiters();
@@ -110,7 +145,7 @@ pub async fn listen(database_url: String, notifier: Arc<Notifier>) {
             Ok(()) => tracing::warn!("notification listener disconnected; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "notification listener failed; reconnecting"),
         }
-        notifier.listening.store(false, Ordering::Release);
+        notifier.set_listening(false);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
@@ -120,8 +155,16 @@ async fn listen_once(
     database_url: &str,
     notifier: &Arc<Notifier>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) =
-        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    // A connection that died without a word (a network partition) is
+    // noticed within about a minute, which bounds how long the pending
+    // cache can miss notifications before it is switched off.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // The connection yields notifications only while it is polled.
     let driver = tokio::spawn(async move {
@@ -142,7 +185,7 @@ async fn listen_once(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    notifier.listening.store(true, Ordering::Release);
+    notifier.set_listening(true);
     tracing::info!("listening for device-session changes");
     while let Some(key) = rx.recv().await {
         notifier.wake(&key);

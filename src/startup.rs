@@ -100,12 +100,13 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let port = listener.local_addr()?.port();
+        let poll_cache = config.poll_cache;
         let state = web::Data::new(AppState {
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
             pool,
             dummy_hash,
-            notifier: Arc::new(crate::notify::Notifier::default()),
+            notifier: Arc::new(crate::notify::Notifier::new(poll_cache)),
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
@@ -239,6 +240,10 @@ async fn purge_loop(state: web::Data<AppState>) {
         tick.tick().await;
         state.limiters.retain_recent();
         state.pacer.forget_idle(std::time::Instant::now());
+        state
+            .notifier
+            .pending
+            .forget_stale(std::time::Instant::now());
         let result = db::run(&state.pool, |conn| {
             crate::service::device::purge(conn, chrono::Utc::now(), KEEP_ENDED_SESSIONS)
         })

@@ -260,6 +260,17 @@ impl TestServer {
             });
         });
         let (handle, notifier) = rx.recv().context("test server thread died")??;
+        // Tests start once the instance hears notifications, as a running
+        // server does moments after start-up (bounded: a listener that
+        // cannot connect fails the test here, with a reason).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !notifier.is_listening() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the test server's notification listener did not connect"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         Ok(Self {
             address: format!("http://127.0.0.1:{port}"),
             port,

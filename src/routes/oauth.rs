@@ -347,15 +347,12 @@ pub async fn token(
     let Some(code) = DeviceCode::parse(raw) else {
         return Ok(bad("invalid_grant", "The device_code is not valid.").into_response());
     };
-    let pacer = state.pacer.clone();
-    let outcome = db::run(&state.pool, move |conn| {
-        let poller = device::Poller {
-            client_id: Some(&client.client_id),
-            client_ip: &ip_text,
-            counted: true,
-        };
-        device::poll(conn, &config, &pacer, &code, poller, Utc::now())
-    })
+    let outcome = crate::routes::api::v1::device::counted_poll(
+        &state,
+        code,
+        Some(client.client_id.clone()),
+        ip_text,
+    )
     .await?;
     let refused = match outcome {
         PollOutcome::Pending { .. } | PollOutcome::ConfirmationRequired => bad(

@@ -18,7 +18,7 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants;
-use crate::service::pacing::PollPacer;
+use crate::service::pacing::{PendingCache, PendingRow, PollPacer};
 use envshield_api_types::ConfirmationMode;
 
 /// Longest user agent kept.
@@ -223,12 +223,50 @@ pub struct Poller<'a> {
     pub counted: bool,
 }
 
+/// A poll answered from memory: the session was read as pending moments ago
+/// and no change was notified since.
+#[derive(Debug)]
+pub struct CachedPoll {
+    /// Pending or slow_down.
+    pub outcome: PollOutcome,
+    /// A grown interval to store: `(session id, seconds)`.
+    pub raise: Option<(Uuid, i32)>,
+}
+
+/// Answers a counted poll of a cached pending session without the
+/// database, or `None` when only PostgreSQL can answer.
+pub fn poll_cached(
+    cache: &PendingCache,
+    pacer: &PollPacer,
+    device_code_hash: &[u8; 32],
+    client_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<CachedPoll> {
+    let row = cache.get(device_code_hash, std::time::Instant::now())?;
+    if row.expires_at <= now || client_id.is_some_and(|c| c != row.client_id) {
+        return None;
+    }
+    let pace = pacer.poll(row.session_id, row.interval_secs, std::time::Instant::now());
+    let interval_secs = u32::try_from(pace.interval_secs).unwrap_or(1);
+    Some(CachedPoll {
+        outcome: if pace.too_fast {
+            PollOutcome::SlowDown { interval_secs }
+        } else {
+            PollOutcome::Pending { interval_secs }
+        },
+        raise: (pace.interval_secs > row.interval_secs)
+            .then_some((row.session_id, pace.interval_secs)),
+    })
+}
+
 /// One poll. A pending session costs one indexed lookup and no write
-/// (pacing is in memory; only a grown interval is stored).
+/// (pacing is in memory; only a grown interval is stored), and is cached
+/// for the next polls.
 pub fn poll(
     conn: &mut PgConnection,
     config: &Config,
     pacer: &PollPacer,
+    cache: &PendingCache,
     device_code: &DeviceCode,
     poller: Poller<'_>,
     now: DateTime<Utc>,
@@ -239,6 +277,7 @@ pub fn poll(
         counted,
     } = poller;
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
+    let ticket = cache.ticket(&hash);
     let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
         return Ok(PollOutcome::Unknown);
     };
@@ -250,6 +289,17 @@ pub fn poll(
     let status = session.status();
     if status.is_live() && session.expires_at <= now {
         return Ok(PollOutcome::Expired);
+    }
+    if status == SessionStatus::Pending {
+        if let Some(ticket) = ticket {
+            let row = PendingRow {
+                session_id: session.id,
+                client_id: session.client_id.clone(),
+                expires_at: session.expires_at,
+                interval_secs: session.poll_interval_sec,
+            };
+            cache.insert(hash, ticket, row, std::time::Instant::now());
+        }
     }
     if status == SessionStatus::Pending && counted {
         return poll_pending(conn, pacer, &session, now);
@@ -289,6 +339,17 @@ fn settled(
         SessionStatus::Denied => Ok(PollOutcome::Denied),
         SessionStatus::Cancelled | SessionStatus::Expired => Ok(PollOutcome::Expired),
     }
+}
+
+/// Stores an interval grown by a poll answered from the cache.
+pub fn store_interval(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    interval_secs: i32,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    device_sessions::raise_interval(conn, session_id, now, interval_secs)?;
+    Ok(())
 }
 
 fn poll_pending(
@@ -411,15 +472,18 @@ pub fn expired_request() -> AppError {
 pub fn complete(
     conn: &mut PgConnection,
     config: &Config,
+    cache: &PendingCache,
     input: CompleteInput,
     now: DateTime<Utc>,
 ) -> Result<CompleteOutcome, AppError> {
     let hash = input
         .user_code
         .keyed_hash(config.keys.code_hmac.expose_secret());
-    conn.transaction(|conn| {
+    let mut decided: Option<Vec<u8>> = None;
+    let outcome = conn.transaction(|conn| {
         let session = device_sessions::lock_live_by_user_hash(conn, &hash, now)?
             .ok_or_else(expired_request)?;
+        decided = Some(session.device_code_hash.clone());
         let approver = &input.approver;
         if session.status() == SessionStatus::Approved {
             return match (session.user_id, session.token_id) {
@@ -452,7 +516,16 @@ pub fn complete(
             return Ok(CompleteOutcome::Denied);
         }
         approve(conn, config, &session, &input, now)
-    })
+    });
+    // Committed (or rolled back): this instance's polls read it again at
+    // once; the NOTIFY tells the other instances.
+    if let Some(key) = decided
+        .as_deref()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+    {
+        cache.evict(&key);
+    }
+    outcome
 }
 
 fn approve(
@@ -712,12 +785,13 @@ pub fn exchange(
 pub fn cancel(
     conn: &mut PgConnection,
     config: &Config,
+    cache: &PendingCache,
     device_code: &DeviceCode,
     client_ip: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, AppError> {
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
-    conn.transaction(|conn| {
+    let cancelled = conn.transaction(|conn| {
         let Some(session) = device_sessions::cancel(conn, &hash)? else {
             return Ok(false);
         };
@@ -735,7 +809,9 @@ pub fn cancel(
         event.token_id = session.token_id;
         events::record(conn, event)?;
         Ok(true)
-    })
+    });
+    cache.evict(&hash);
+    cancelled
 }
 
 /// What the approval page shows about a request.

@@ -3,7 +3,7 @@
 use envshield_server::testing::TestServer;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 /// Sends a waiting poll to `instance` and returns once that instance holds
 /// it (subscribed to the session's changes), handing back the pending
@@ -141,4 +141,78 @@ async fn an_interval_grown_on_one_instance_holds_on_another() {
         "the second instance keeps the grown interval"
     );
     drop(second);
+}
+
+/// Marks every session denied by hand, without the notification the
+/// server's own state changes send.
+const DENY_UNNOTIFIED: &str = "UPDATE cli_device_sessions SET status = 'DENIED'";
+
+#[tokio::test]
+async fn a_pending_session_answers_from_memory_until_a_notification_evicts_it() {
+    let app = spawn_app().await;
+    let s = app.start_ok().await;
+    assert_eq!(app.poll(&s.device_code).await.status(), 200);
+    app.sql(DENY_UNNOTIFIED).await;
+    let r = app.poll(&s.device_code).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "answered from the cached pending row (paced: too soon), not from the denied row"
+    );
+    app.sql("SELECT pg_notify('envshield_device', encode(device_code_hash, 'hex')) FROM cli_device_sessions")
+        .await;
+    // The notification reaches the listener asynchronously: bounded wait.
+    for _ in 0..200 {
+        if app.poll(&s.device_code).await.status() == 403 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the notification never evicted the cached session");
+}
+
+#[tokio::test]
+async fn without_the_cache_every_poll_reads_postgresql() {
+    let app = spawn_app_with(|c| c.poll_cache = std::time::Duration::ZERO).await;
+    let s = app.start_ok().await;
+    assert_eq!(app.poll(&s.device_code).await.status(), 200);
+    app.sql(DENY_UNNOTIFIED).await;
+    assert_eq!(app.poll(&s.device_code).await.status(), 403);
+}
+
+#[tokio::test]
+async fn a_decision_on_another_instance_reaches_a_cached_poll() {
+    let app = spawn_app().await;
+    let second = TestServer::spawn_sharing(&app.server).unwrap();
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    let poll_second = || {
+        let client = app.cli.clone();
+        let url = format!("{}/api/v1/cli/auth/device/poll", second.address);
+        let body = json!({ "deviceCode": s.device_code });
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        poll_second().await.0,
+        200,
+        "cached as pending on the second"
+    );
+    assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
+    for _ in 0..200 {
+        let (status, body) = poll_second().await;
+        if body["status"] == "approved" {
+            assert_eq!(status, 200);
+            drop(second);
+            return;
+        }
+        assert_eq!(
+            status, 429,
+            "only pacing answers until the approval is heard: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the approval never reached the second instance's cache");
 }

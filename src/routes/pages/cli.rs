@@ -360,8 +360,9 @@ pub async fn decide(
     let outcome = match complete_input(&form, &code, &viewer, ip) {
         Ok(input) => {
             let config = state.config.clone();
+            let notifier = state.notifier.clone();
             db::run(&state.pool, move |conn| {
-                device::complete(conn, &config, input, Utc::now())
+                device::complete(conn, &config, &notifier.pending, input, Utc::now())
             })
             .await
         }

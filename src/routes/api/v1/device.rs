@@ -142,19 +142,7 @@ async fn poll(
         w.enable();
     }
 
-    let config = state.config.clone();
-    let first_code = code.clone();
-    let ip_text = ip.to_string();
-    let pacer = state.pacer.clone();
-    let outcome = db::run(&state.pool, move |conn| {
-        let poller = Poller {
-            client_id: None,
-            client_ip: &ip_text,
-            counted: true,
-        };
-        device::poll(conn, &config, &pacer, &first_code, poller, Utc::now())
-    })
-    .await?;
+    let outcome = counted_poll(&state, code.clone(), None, ip.to_string()).await?;
     let (Some(wait), PollOutcome::Pending { .. }) = (wait, &outcome) else {
         return Ok(poll_response(outcome));
     };
@@ -168,16 +156,65 @@ async fn poll(
     let config = state.config.clone();
     let ip_text = ip.to_string();
     let pacer = state.pacer.clone();
+    let notifier = state.notifier.clone();
     let changed = db::run(&state.pool, move |conn| {
         let poller = Poller {
             client_id: None,
             client_ip: &ip_text,
             counted: false,
         };
-        device::poll(conn, &config, &pacer, &code, poller, Utc::now())
+        device::poll(
+            conn,
+            &config,
+            &pacer,
+            &notifier.pending,
+            &code,
+            poller,
+            Utc::now(),
+        )
     })
     .await?;
     Ok(poll_response(changed))
+}
+
+/// A poll by the client (v1 or OAuth): answered from the pending cache when
+/// it can, with no blocking work; from PostgreSQL otherwise.
+pub async fn counted_poll(
+    state: &AppState,
+    code: DeviceCode,
+    client_id: Option<String>,
+    client_ip: String,
+) -> Result<PollOutcome, AppError> {
+    let now = Utc::now();
+    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
+    let cached = device::poll_cached(
+        &state.notifier.pending,
+        &state.pacer,
+        &hash,
+        client_id.as_deref(),
+        now,
+    );
+    if let Some(cached) = cached {
+        if let Some((session_id, secs)) = cached.raise {
+            db::run(&state.pool, move |conn| {
+                device::store_interval(conn, session_id, secs, now)
+            })
+            .await?;
+        }
+        return Ok(cached.outcome);
+    }
+    let config = state.config.clone();
+    let pacer = state.pacer.clone();
+    let notifier = state.notifier.clone();
+    db::run(&state.pool, move |conn| {
+        let poller = Poller {
+            client_id: client_id.as_deref(),
+            client_ip: &client_ip,
+            counted: true,
+        };
+        device::poll(conn, &config, &pacer, &notifier.pending, &code, poller, now)
+    })
+    .await
 }
 
 /// The HTTP answer for a poll outcome, per DESIGN.md's table.
@@ -271,8 +308,9 @@ pub async fn complete_device_session(
         client_ip: ip.to_string(),
     };
     let config = state.config.clone();
+    let notifier = state.notifier.clone();
     let outcome = db::run(&state.pool, move |conn| {
-        device::complete(conn, &config, input, Utc::now())
+        device::complete(conn, &config, &notifier.pending, input, Utc::now())
     })
     .await?;
     let (message, confirmation_code) = match outcome {
@@ -313,8 +351,10 @@ pub async fn cancel_device_session(
     enforce_limit(&state, Limit::Complete, ip).await?;
     let code = parse_device_code(&body.device_code)?;
     let config = state.config.clone();
+    let notifier = state.notifier.clone();
     let cancelled = db::run(&state.pool, move |conn| {
-        device::cancel(conn, &config, &code, &ip.to_string(), Utc::now())
+        let ip = ip.to_string();
+        device::cancel(conn, &config, &notifier.pending, &code, &ip, Utc::now())
     })
     .await?;
     if cancelled {
