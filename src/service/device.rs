@@ -123,36 +123,34 @@ pub fn start(
         let id = Uuid::new_v4();
         let device_code = DeviceCode::generate();
         let user_code = UserCode::generate();
-        // The session and its audit event commit together: one WAL flush.
-        let inserted = conn.transaction(|conn| {
-            device_sessions::insert(
-                conn,
-                &device_sessions::NewDeviceSession {
-                    id,
-                    device_code_hash: &device_code.keyed_hash(key),
-                    user_code_hash: &user_code.keyed_hash(key),
-                    token_name: token_name.as_str(),
-                    scopes: scopes.as_slice(),
-                    created_at: now,
-                    expires_at,
-                    client_ip: Some(&input.client_ip),
-                    user_agent: user_agent.as_deref(),
-                    poll_interval_sec: interval,
-                    client_id: &client.client_id,
-                    confirmation: confirmation_str(input.confirmation),
-                    flow: input.flow,
-                },
-            )?;
-            events::record(
-                conn,
-                Event::new(
-                    EventKind::CliDeviceStart,
-                    Severity::Low,
-                    Some(&input.client_ip),
-                )
-                .details(json!({ "session_id": id, "token_name": token_name.as_str() })),
+        // The session and its audit event: one statement, one commit.
+        let event = events::logged(
+            Event::new(
+                EventKind::CliDeviceStart,
+                Severity::Low,
+                Some(&input.client_ip),
             )
-        });
+            .details(json!({ "session_id": id, "token_name": token_name.as_str() })),
+        );
+        let inserted = device_sessions::insert_with_event(
+            conn,
+            &device_sessions::NewDeviceSession {
+                id,
+                device_code_hash: &device_code.keyed_hash(key),
+                user_code_hash: &user_code.keyed_hash(key),
+                token_name: token_name.as_str(),
+                scopes: scopes.as_slice(),
+                created_at: now,
+                expires_at,
+                client_ip: Some(&input.client_ip),
+                user_agent: user_agent.as_deref(),
+                poll_interval_sec: interval,
+                client_id: &client.client_id,
+                confirmation: confirmation_str(input.confirmation),
+                flow: input.flow,
+            },
+            &event,
+        );
         match inserted {
             Ok(()) => {
                 return Ok(Started {

@@ -130,6 +130,12 @@ impl<'a> Event<'a> {
 
 /// Writes the event to the audit table and the log.
 pub fn record(conn: &mut PgConnection, event: Event<'_>) -> diesel::QueryResult<()> {
+    security_events::insert(conn, &logged(event))
+}
+
+/// Logs an event and returns the row to store, for callers that store it
+/// in the same statement as their own change.
+pub fn logged(event: Event<'_>) -> NewSecurityEvent<'_> {
     tracing::info!(
         target: "security",
         kind = event.kind.as_str(),
@@ -140,15 +146,12 @@ pub fn record(conn: &mut PgConnection, event: Event<'_>) -> diesel::QueryResult<
         details = %event.details,
         "security event"
     );
-    security_events::insert(
-        conn,
-        &NewSecurityEvent {
-            kind: event.kind.as_str(),
-            severity: event.severity.as_str(),
-            user_id: event.user_id,
-            token_id: event.token_id,
-            ip: event.ip,
-            details: event.details,
-        },
-    )
+    NewSecurityEvent {
+        kind: event.kind.as_str(),
+        severity: event.severity.as_str(),
+        user_id: event.user_id,
+        token_id: event.token_id,
+        ip: event.ip,
+        details: event.details,
+    }
 }

@@ -107,12 +107,46 @@ pub struct NewDeviceSession<'a> {
     pub flow: &'a str,
 }
 
-/// Inserts a new PENDING session.
-pub fn insert(conn: &mut PgConnection, new: &NewDeviceSession<'_>) -> QueryResult<()> {
-    diesel::insert_into(ds::table)
-        .values(new)
-        .execute(conn)
-        .map(|_| ())
+/// Inserts a session and its audit event in one statement: one round trip
+/// and one commit.
+pub fn insert_with_event(
+    conn: &mut PgConnection,
+    new: &NewDeviceSession<'_>,
+    event: &super::security_events::NewSecurityEvent<'_>,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz};
+    diesel::sql_query(
+        "WITH s AS (
+           INSERT INTO cli_device_sessions
+             (id, device_code_hash, user_code_hash, token_name, scopes, created_at,
+              expires_at, client_ip, user_agent, poll_interval_sec, client_id,
+              confirmation, flow)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           RETURNING id)
+         INSERT INTO security_events (kind, severity, user_id, token_id, ip, details)
+         SELECT $14, $15, $16, $17, $18, $19 FROM s",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(new.id)
+    .bind::<Bytea, _>(new.device_code_hash)
+    .bind::<Bytea, _>(new.user_code_hash)
+    .bind::<Text, _>(new.token_name)
+    .bind::<Array<Text>, _>(new.scopes)
+    .bind::<Timestamptz, _>(new.created_at)
+    .bind::<Timestamptz, _>(new.expires_at)
+    .bind::<Nullable<Text>, _>(new.client_ip)
+    .bind::<Nullable<Text>, _>(new.user_agent)
+    .bind::<Int4, _>(new.poll_interval_sec)
+    .bind::<Text, _>(new.client_id)
+    .bind::<Text, _>(new.confirmation)
+    .bind::<Text, _>(new.flow)
+    .bind::<Text, _>(event.kind)
+    .bind::<Text, _>(event.severity)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(event.user_id)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(event.token_id)
+    .bind::<Nullable<Text>, _>(event.ip)
+    .bind::<Jsonb, _>(&event.details)
+    .execute(conn)
+    .map(|_| ())
 }
 
 /// The session with this device-code hash (one unique-index lookup).
