@@ -144,6 +144,9 @@ pub struct Config {
     /// `POLL_CACHE_SEC` (default 30; 0 turns it off): how long a session read
     /// as pending may answer polls from memory.
     pub poll_cache: Duration,
+    /// `BEARER_CACHE_MS` (default 1000, at most 1000; 0 turns it off): how
+    /// long an authenticated Bearer token may be served from memory.
+    pub bearer_cache: Duration,
     /// `API_TOKEN_TTL_DAYS` (default 365; empty means tokens never expire).
     pub api_token_ttl_days: Option<u32>,
     /// `API_TOKEN_PREFIX` (default `esh_`).
@@ -381,6 +384,7 @@ impl Config {
             ),
             device_code_interval_secs: num("DEVICE_CODE_INTERVAL_SEC", 5, 1, 60)?,
             poll_cache: Duration::from_secs(u64::from(num("POLL_CACHE_SEC", 30, 0, 300)?)),
+            bearer_cache: Duration::from_millis(u64::from(num("BEARER_CACHE_MS", 1000, 0, 1000)?)),
             api_token_ttl_days,
             api_token_prefix,
             scope_catalogue,

@@ -8,7 +8,7 @@
 //! until it reconnects.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,9 +16,13 @@ use diesel::{PgConnection, RunQueryDsl};
 use tokio::sync::Notify;
 
 use crate::service::pacing::PendingCache;
+use crate::service::token_cache::TokenCache;
 
-/// The PostgreSQL channel.
+/// The channel of device-session changes (payload: device-code hash, hex).
 pub const CHANNEL: &str = "envshield_device";
+/// The channel of token and account changes, sent by database triggers
+/// (payload: token digest, hex, or `account`).
+pub const TOKENS_CHANNEL: &str = "envshield_tokens";
 
 /// Sends the change notification for a session; delivered at commit.
 pub fn notify_change(conn: &mut PgConnection, device_code_hash: &[u8]) -> diesel::QueryResult<()> {
@@ -36,12 +40,14 @@ pub struct Notifier {
     listening: AtomicBool,
     /// Sessions read as pending; each notification evicts its session.
     pub pending: PendingCache,
+    /// Authenticated Bearer tokens; every token notification empties it.
+    pub tokens: TokenCache,
 }
 
 impl Default for Notifier {
-    /// No pending cache.
+    /// No caches.
     fn default() -> Self {
-        Self::new(Duration::ZERO)
+        Self::new(Duration::ZERO, Duration::ZERO, Arc::default())
     }
 }
 
@@ -67,12 +73,15 @@ impl Drop for Subscription {
 }
 
 impl Notifier {
-    /// A notifier whose pending cache keeps entries `cache_ttl`.
-    pub fn new(cache_ttl: Duration) -> Self {
+    /// A notifier whose pending cache keeps entries `pending_ttl` and whose
+    /// token cache keeps them `token_ttl`, invalidated whenever
+    /// `revocations` moves (see [`crate::db::DbPool::revocations`]).
+    pub fn new(pending_ttl: Duration, token_ttl: Duration, revocations: Arc<AtomicU64>) -> Self {
         Self {
             waiters: Mutex::default(),
             listening: AtomicBool::new(false),
-            pending: PendingCache::new(cache_ttl),
+            pending: PendingCache::new(pending_ttl),
+            tokens: TokenCache::new(token_ttl, revocations),
         }
     }
 
@@ -80,10 +89,21 @@ impl Notifier {
         if on {
             // Whatever was cached may have changed while nobody listened.
             self.pending.set_enabled(true);
+            self.tokens.set_enabled(true);
             self.listening.store(true, Ordering::Release);
         } else {
             self.listening.store(false, Ordering::Release);
             self.pending.set_enabled(false);
+            self.tokens.set_enabled(false);
+        }
+    }
+
+    /// Handles one notification.
+    pub fn received(&self, channel: &str, payload: &str) {
+        if channel == TOKENS_CHANNEL {
+            self.tokens.invalidate_all();
+        } else {
+            self.wake(payload);
         }
     }
 
@@ -165,13 +185,16 @@ async fn listen_once(
         .keepalives_interval(Duration::from_secs(10))
         .keepalives_retries(3);
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     // The connection yields notifications only while it is polled.
     let driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
+                    if tx
+                        .send((n.channel().to_owned(), n.payload().to_owned()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -184,11 +207,13 @@ async fn listen_once(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {TOKENS_CHANNEL}"))
+        .await?;
     notifier.set_listening(true);
     tracing::info!("listening for device-session changes");
-    while let Some(key) = rx.recv().await {
-        notifier.wake(&key);
+    while let Some((channel, payload)) = rx.recv().await {
+        notifier.received(&channel, &payload);
     }
     driver.abort();
     Ok(())

@@ -100,13 +100,17 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let port = listener.local_addr()?.port();
-        let poll_cache = config.poll_cache;
+        let notifier = Arc::new(crate::notify::Notifier::new(
+            config.poll_cache,
+            config.bearer_cache,
+            pool.revocations(),
+        ));
         let state = web::Data::new(AppState {
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
             pool,
             dummy_hash,
-            notifier: Arc::new(crate::notify::Notifier::new(poll_cache)),
+            notifier,
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
@@ -243,6 +247,10 @@ async fn purge_loop(state: web::Data<AppState>) {
         state
             .notifier
             .pending
+            .forget_stale(std::time::Instant::now());
+        state
+            .notifier
+            .tokens
             .forget_stale(std::time::Instant::now());
         let result = db::run(&state.pool, |conn| {
             crate::service::device::purge(conn, chrono::Utc::now(), KEEP_ENDED_SESSIONS)

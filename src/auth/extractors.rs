@@ -88,12 +88,24 @@ impl FromRequest for BearerAuth {
                 .ok_or_else(|| {
                     invalid_token("The token is malformed. Check that it was copied whole.")
                 })?;
+            let digest = token.digest();
+            let cache = &state.notifier.tokens;
+            let now = Utc::now();
+            if let Some(hit) = cache.get(&digest, std::time::Instant::now()) {
+                if tokens::still_fresh(&hit, now) {
+                    return Ok(BearerAuth(hit));
+                }
+            }
+            let generation = cache.generation();
             let found = db::run(&state.pool, move |conn| {
-                tokens::authenticate(conn, &token, Utc::now())
+                tokens::authenticate(conn, &token, now)
             })
             .await?;
             match found {
-                Authentication::Valid(a) => Ok(BearerAuth(*a)),
+                Authentication::Valid(a) => {
+                    cache.insert(digest, generation, (*a).clone(), std::time::Instant::now());
+                    Ok(BearerAuth(*a))
+                }
                 Authentication::Expired => Err(AppError::Unauthorized {
                     code: "token_expired",
                     message: "The token has expired. Refresh it, or run `envshield login` again.".to_owned(),

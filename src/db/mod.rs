@@ -5,6 +5,8 @@ pub mod local_pg;
 pub mod models;
 pub mod schema;
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +33,28 @@ pub struct DbPool {
     pool: Pool<ConnectionManager<PgConnection>>,
     gate: Arc<Semaphore>,
     timeout: Duration,
+    revocations: Arc<AtomicU64>,
+}
+
+thread_local! {
+    /// Set by the queries that revoke tokens, read by [`run`] once the
+    /// work (and its transaction) is over.
+    static REVOKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called by every query that revokes tokens: once the surrounding work
+/// has committed, this instance's token cache is invalidated.
+pub fn note_revocation() {
+    REVOKED.with(|r| r.set(true));
 }
 
 impl DbPool {
+    /// Moves on after every committed revocation made through this pool;
+    /// the token cache serves only entries of the current value.
+    pub fn revocations(&self) -> Arc<AtomicU64> {
+        self.revocations.clone()
+    }
+
     /// A connection, waiting at most the pool's timeout (outside the gate:
     /// for start-up work, not for requests).
     pub fn get(
@@ -58,6 +79,7 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         pool,
         gate: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1))),
         timeout,
+        revocations: Arc::default(),
     }
 }
 
@@ -83,13 +105,22 @@ where
         .map_err(|_| AppError::Unavailable("timed out waiting for a database connection".into()))?
         .map_err(|_| AppError::Unavailable("the database pool is closed".into()))?;
     let inner = pool.pool.clone();
+    let revocations = pool.revocations.clone();
     let left = pool.timeout.saturating_sub(started.elapsed());
     let span = tracing::Span::current();
     actix_web::web::block(move || {
         let _entered = span.enter();
         let _turn = turn;
-        let mut conn = inner.get_timeout(left.max(Duration::from_millis(1)))?;
-        f(&mut conn)
+        REVOKED.with(|r| r.set(false));
+        let result = inner
+            .get_timeout(left.max(Duration::from_millis(1)))
+            .map_err(AppError::from)
+            .and_then(|mut conn| f(&mut conn));
+        // After the commit (or rollback): cached authentications end here.
+        if REVOKED.with(|r| r.replace(false)) {
+            revocations.fetch_add(1, Ordering::AcqRel);
+        }
+        result
     })
     .instrument(tracing::Span::current())
     .await?

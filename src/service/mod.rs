@@ -8,4 +8,5 @@ pub mod events;
 pub mod grants;
 pub mod oauth;
 pub mod pacing;
+pub mod token_cache;
 pub mod tokens;

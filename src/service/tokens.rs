@@ -34,6 +34,16 @@ pub enum Authentication {
     Invalid,
 }
 
+/// Whether a cached authentication may still be served at `now`: the token
+/// has not expired and its `last_used_at` needs no refresh yet.
+pub fn still_fresh(auth: &Authenticated, now: DateTime<Utc>) -> bool {
+    auth.token.expires_at.is_none_or(|e| e > now)
+        && auth
+            .token
+            .last_used_at
+            .is_some_and(|t| now - t < api_tokens::LAST_USED_GRANULARITY)
+}
+
 /// Looks the token up by digest (one indexed query) and refreshes
 /// `last_used_at` at most once a minute. Only a failed lookup pays for a
 /// second query, to tell an expired token apart.

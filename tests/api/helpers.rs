@@ -171,6 +171,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// whoami until it answers `status`: for changes made behind the
+    /// server's back (SQL), which reach its token cache by notification.
+    /// Fails if that takes a second or more (the documented bound).
+    pub async fn whoami_settles(&self, token: &str, status: u16) -> Response {
+        let since = std::time::Instant::now();
+        loop {
+            let r = self.whoami(token).await;
+            if r.status().as_u16() == status {
+                return r;
+            }
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(1),
+                "whoami still answered {} after a second",
+                r.status()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Runs SQL against the test database.
     pub async fn sql(&self, sql: &str) {
         let url = self.server.db.url.clone();

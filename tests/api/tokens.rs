@@ -4,7 +4,7 @@ use envshield_api_types::{ErrorBody, TokenListResponse, WhoamiResponse};
 use envshield_server::domain::PlainToken;
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 fn assert_bearer_challenge(r: &reqwest::Response) {
     let challenge = r.headers()["www-authenticate"].to_str().unwrap();
@@ -83,8 +83,7 @@ async fn whoami_rejects_missing_malformed_unknown_revoked_and_expired_tokens() {
         expired["tokenId"].as_str().unwrap()
     ))
     .await;
-    let r = app.whoami(token).await;
-    assert_eq!(r.status(), 401);
+    let r = app.whoami_settles(token, 401).await;
     assert_bearer_challenge(&r);
 
     let disabled = app.login_token(&b).await;
@@ -99,7 +98,8 @@ async fn whoami_rejects_missing_malformed_unknown_revoked_and_expired_tokens() {
 
 #[tokio::test]
 async fn last_used_at_is_written_at_most_once_a_minute() {
-    let app = spawn_app().await;
+    // The minute is faked in SQL, which a cached token would not see.
+    let app = spawn_app_with(|c| c.bearer_cache = std::time::Duration::ZERO).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     let p = app.login_token(&b).await;
     let token = p["token"].as_str().unwrap();
@@ -283,4 +283,68 @@ async fn logout_revokes_the_presented_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn a_revocation_made_in_sql_reaches_a_cached_token_within_a_second() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let p = app.login_token(&b).await;
+    let token = p["token"].as_str().unwrap();
+    assert_eq!(app.whoami(token).await.status(), 200);
+    assert_eq!(
+        app.whoami(token).await.status(),
+        200,
+        "served from the cache"
+    );
+    app.sql("UPDATE api_tokens SET revoked_at = now()").await;
+    app.whoami_settles(token, 401).await;
+    // Disabling the account is heard the same way.
+    let other = app.login_token(&b).await;
+    let other = other["token"].as_str().unwrap();
+    assert_eq!(app.whoami(other).await.status(), 200);
+    app.sql("UPDATE users SET disabled_at = now()").await;
+    app.whoami_settles(other, 401).await;
+}
+
+#[tokio::test]
+async fn without_notifications_a_cached_token_still_ends_within_its_lifetime() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let p = app.login_token(&b).await;
+    let token = p["token"].as_str().unwrap();
+    app.sql("ALTER TABLE api_tokens DISABLE TRIGGER api_tokens_notify_change")
+        .await;
+    assert_eq!(app.whoami(token).await.status(), 200);
+    app.sql("UPDATE api_tokens SET revoked_at = now()").await;
+    assert_eq!(
+        app.whoami(token).await.status(),
+        200,
+        "nothing told the server: the cached answer stands"
+    );
+    app.whoami_settles(token, 401).await;
+}
+
+#[tokio::test]
+async fn a_revocation_through_the_server_takes_effect_at_once() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let p = app.login_token(&b).await;
+    let token = p["token"].as_str().unwrap();
+    app.sql("ALTER TABLE api_tokens DISABLE TRIGGER api_tokens_notify_change")
+        .await;
+    assert_eq!(app.whoami(token).await.status(), 200);
+    let r = app
+        .cli
+        .post(app.url("/api/v1/cli/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.whoami(token).await.status(),
+        401,
+        "the revoking instance forgets cached tokens right after its commit"
+    );
 }

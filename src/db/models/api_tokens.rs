@@ -127,6 +127,7 @@ pub fn revoke_family(
     family_id: Uuid,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
+    crate::db::note_revocation();
     diesel::update(
         api_tokens::table
             .filter(api_tokens::family_id.eq(family_id))
@@ -205,6 +206,7 @@ pub fn revoke(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<ApiToken>> {
+    crate::db::note_revocation();
     diesel::update(
         api_tokens::table
             .filter(api_tokens::id.eq(id))

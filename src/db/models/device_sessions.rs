@@ -352,6 +352,7 @@ pub fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<us
             .filter(ds::expires_at.le(now))
             .filter(ds::token_id.is_not_null())
             .select(ds::token_id.assume_not_null());
+        crate::db::note_revocation();
         diesel::update(
             api_tokens::table
                 .filter(api_tokens::id.eq_any(orphaned))

@@ -1,0 +1,134 @@
+//! A short-lived cache of authenticated Bearer tokens, per instance.
+//!
+//! An entry lives at most `BEARER_CACHE_MS` (one second at most), so a
+//! revocation takes effect everywhere within a second even if a
+//! notification were lost. Sooner in practice:
+//! - a revocation made by this instance invalidates the whole cache right
+//!   after its commit (`db::run` bumps the generation), so the next request
+//!   here reads PostgreSQL;
+//! - a database trigger sends `NOTIFY envshield_tokens` for every change
+//!   that can end a token's validity, made anywhere; the listener bumps
+//!   the generation on every instance;
+//! - the cache is off while the listener is down.
+//!
+//! Every entry carries the generation read before its database lookup, and
+//! only entries of the current generation are served, so a lookup that
+//! raced a revocation is never served afterwards.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::service::tokens::Authenticated;
+
+const SHARDS: usize = 16;
+const MAX_ENTRIES_PER_SHARD: usize = 100_000 / SHARDS;
+
+type Shard = HashMap<[u8; 32], (Authenticated, Instant, u64)>;
+
+/// Authenticated tokens by digest.
+pub struct TokenCache {
+    generation: Arc<AtomicU64>,
+    shards: Vec<Mutex<Shard>>,
+    ttl: Duration,
+    enabled: AtomicBool,
+}
+
+impl TokenCache {
+    /// A cache whose entries live `ttl` (zero: never caches), invalidated
+    /// whenever `generation` moves. Starts off until the listener is up.
+    pub fn new(ttl: Duration, generation: Arc<AtomicU64>) -> Self {
+        Self {
+            generation,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            ttl,
+            enabled: AtomicBool::new(false),
+        }
+    }
+
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<Shard> {
+        &self.shards[usize::from(digest[0]) % SHARDS]
+    }
+
+    fn active(&self) -> bool {
+        !self.ttl.is_zero() && self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Read before a database lookup; hand it to [`TokenCache::insert`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached authentication for `digest`, if fresh and current.
+    pub fn get(&self, digest: &[u8; 32], now: Instant) -> Option<Authenticated> {
+        if !self.active() {
+            return None;
+        }
+        let current = self.generation();
+        let mut shard = self.shard(digest).lock().ok()?;
+        match shard.get(digest) {
+            Some((auth, at, generation))
+                if *generation == current && now.saturating_duration_since(*at) < self.ttl =>
+            {
+                Some(auth.clone())
+            }
+            Some(_) => {
+                shard.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Caches a successful lookup that began at `generation`.
+    pub fn insert(&self, digest: [u8; 32], generation: u64, auth: Authenticated, now: Instant) {
+        if !self.active() || generation != self.generation() {
+            return;
+        }
+        if let Ok(mut shard) = self.shard(&digest).lock() {
+            if shard.len() < MAX_ENTRIES_PER_SHARD {
+                shard.insert(digest, (auth, now, generation));
+            }
+        }
+    }
+
+    /// Something that may end a token's validity happened: forget all.
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                shard.clear();
+            }
+        }
+    }
+
+    /// On while the listener is connected; emptied on every switch.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(false, Ordering::Release);
+        self.invalidate_all();
+        self.enabled.store(on, Ordering::Release);
+    }
+
+    /// Drops entries past their lifetime.
+    pub fn forget_stale(&self, now: Instant) {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                shard.retain(|_, (_, at, _)| now.saturating_duration_since(*at) < self.ttl);
+            }
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
