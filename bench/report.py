@@ -36,6 +36,15 @@ def errors(w):
     return f"{sock} / {w['status']}"
 
 
+def f2(v):
+    return "—" if v is None else f"{v:.2f}"
+
+
+def kinds(r):
+    k = r.get("error_kinds") or {}
+    return " (" + ", ".join(f"{n} × {v}" for v, n in sorted(k.items())) + ")" if k else ""
+
+
 def level_name(n):
     return f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
 
@@ -162,9 +171,65 @@ def main():
           f"without = **{ratio:.2f}×** ({rate(w1):.0f} req/s, p50 {ms(w1['p50_us'])} ms, "
           f"non-2xx {w1['status']}; sign-in answers {s['counts'] if s else '?'}) | ≤ 2× | "
           f"{'yes' if ratio <= 2 else '**no**'} |")
-    p("| approval → waiting CLI gets the token, 1,000 CLIs waiting | **not measured yet**: poll has no `wait` parameter | p50 ≤ 20 ms, p99 ≤ 100 ms | — |")
-    p("| 10,000 concurrent waiting polls | **not measured yet**: poll has no `wait` parameter | RSS ≤ 200 MB, 0 errors, pool not exhausted | — |")
+    lat, hold = get("longpoll_latency"), get("longpoll_hold")
+    if lat:
+        a, b = lat["sent_to_token_ms"], lat["ok_to_token_ms"]
+        ok = lat["errors"] == 0 and a["p50"] is not None and a["p50"] <= 20 and a["p99"] <= 100
+        p(f"| approval → waiting CLI gets the token, {lat['clis']:,} CLIs waiting | "
+          f"approval sent → token p50 **{f2(a['p50'])} ms**, p99 **{f2(a['p99'])} ms** (max {f2(a['max'])}); "
+          f"approval's 200 → token p50 {f2(b['p50'])}, p99 {f2(b['p99'])} ms; "
+          f"{lat['delivered']:,} tokens delivered, errors {lat['errors']}{kinds(lat)} | "
+          f"p50 ≤ 20 ms, p99 ≤ 100 ms | {'yes' if ok else '**no**'} |")
+    else:
+        p("| approval → waiting CLI gets the token, 1,000 CLIs waiting | not run | p50 ≤ 20 ms, p99 ≤ 100 ms | — |")
+    if hold:
+        pool = hold["pool_size"]
+        busy = hold["db_busy_max_hold"]
+        ok_rss = hold["rss_max_kb"] <= 200 * 1000
+        ok_pool = busy is not None and busy < pool
+        ok = ok_rss and hold["errors"] == 0 and ok_pool and hold["peak_open"] == hold["polls"]
+        misses = [m for m, bad in (("RSS", not ok_rss), ("errors", hold["errors"]),
+                                   ("pool", not ok_pool),
+                                   ("not all open at once", hold["peak_open"] != hold["polls"])) if bad]
+        p(f"| {hold['polls']:,} concurrent waiting polls | {hold['peak_open']:,} open at once; "
+          f"server RSS peak **{mib(hold['rss_max_kb'])}** (before {mib(hold['rss_idle_kb'])}, "
+          f"1 s after the last answer {mib(hold.get('rss_after_kb', 0))}); "
+          f"errors **{hold['errors']}**{kinds(hold)}, {hold['answers']:,} answers, each {f2(hold['answer_lag_ms']['p50'])} ms "
+          f"(max {f2(hold['answer_lag_ms']['max'])} ms) after its {hold['wait_s']} s wait; "
+          f"DB connections during the {hold['hold_s']:.0f}-s hold: busy max **{busy}** of {pool} + 1 LISTEN, "
+          f"total {hold['db_total_min']}–{hold['db_total_max']} (busy max {hold['db_busy_max_ramp']} while opening) | "
+          f"RSS ≤ 200 MB, 0 errors, pool not exhausted | "
+          f"{'yes' if ok else '**no** (' + ', '.join(misses) + ')'} |")
+    else:
+        p("| 10,000 concurrent waiting polls | not run | RSS ≤ 200 MB, 0 errors, pool not exhausted | — |")
     p("")
+    if lat or hold:
+        ctx = get("longpoll_context") or {}
+        p("Long-poll (`bench/longpoll.py`, once, after the load runs; raw HTTP/1.1, one connection per "
+          "waiting poll): **approval → token**: starts "
+          f"{lat['clis'] if lat else 1000:,} sessions through the API, holds one `wait=30` poll per "
+          "session, allows 1 s for the server to pick them all up (there is no public count of held "
+          "polls), then one signed-in browser session approves them one after another through "
+          "`POST .../device/complete` on one keep-alive connection (one account holds all the tokens: "
+          "the bench sets MAX_API_TOKENS_PER_USER=10000). The figure is the time from writing an approval to reading the "
+          "waiting poll's approved answer; from the approval's 200 instead it can be negative, since "
+          "the NOTIFY goes out at commit, before the approval answers"
+          + (f" (approvals took {lat['approvals_s']:.1f} s in all, p50 {f2(lat['approve_ms']['p50'])} ms each)" if lat else "")
+          + ". **Concurrent waiting polls**: distinct seeded pending sessions, connections opened "
+          "500 at a time"
+          + (f" ({hold['ramp_s']:.1f} s to open all)" if hold else "")
+          + ", then held until the server answers `pending` after the wait. Sessions still at the 1-s "
+          "poll interval go first (a session the load runs pushed to a longer interval would rightly "
+          "answer `slow_down`"
+          + (f"; {hold['grown_interval_sessions_used']} such used" if hold else "")
+          + "). An error is a failed "
+          "connection, any answer but 200 `pending`, or one before the wait was up. Server VmRSS and "
+          "`pg_stat_activity` (the server's database, state ≠ idle = busy) are sampled every 0.25 s; "
+          "the hold is from the last poll's start to the first answer. "
+          f"Database afterwards: {ctx.get('api_tokens', 0):,} api_tokens, {ctx.get('cli_device_sessions', 0):,} "
+          f"cli_device_sessions. Open-file limit {ctx.get('nofile', '?')}; server WARN/ERROR log lines during the step: "
+          f"{ctx.get('server_warnings', '?')}.")
+        p("")
 
     p("## Row scaling")
     p("")
