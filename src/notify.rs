@@ -33,10 +33,13 @@ pub fn notify_change(conn: &mut PgConnection, device_code_hash: &[u8]) -> diesel
         .map(|_| ())
 }
 
-/// Polls waiting for a change, keyed by device-code hash (hex), and the
+/// Per device-code hash: the wake-up and how many polls wait on it.
+type Waiters = HashMap<[u8; 32], (Arc<Notify>, usize)>;
+
+/// Polls waiting for a change, keyed by device-code hash, and the
 /// pending sessions known from the notifications.
 pub struct Notifier {
-    waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    waiters: Mutex<Waiters>,
     listening: AtomicBool,
     /// Sessions read as pending; each notification evicts its session.
     pub pending: PendingCache,
@@ -54,7 +57,7 @@ impl Default for Notifier {
 /// A registered interest in one session; unregisters on drop.
 pub struct Subscription {
     notifier: Arc<Notifier>,
-    key: String,
+    key: [u8; 32],
     /// Woken on every change of the session.
     pub notify: Arc<Notify>,
 }
@@ -113,12 +116,12 @@ impl Notifier {
     }
 
     /// Registers interest in the session with this device-code hash.
-    pub fn subscribe(self: &Arc<Self>, device_code_hash: &[u8]) -> Subscription {
-        let key = hex::encode(device_code_hash);
+    pub fn subscribe(self: &Arc<Self>, device_code_hash: &[u8; 32]) -> Subscription {
+        let key = *device_code_hash;
         let notify = match self.waiters.lock() {
             Ok(mut map) => {
                 let entry = map
-                    .entry(key.clone())
+                    .entry(key)
                     .or_insert_with(|| (Arc::new(Notify::new()), 0));
                 entry.1 += 1;
                 entry.0.clone()
@@ -134,14 +137,16 @@ impl Notifier {
         }
     }
 
-    /// Wakes every poll waiting on `key` and forgets the cached session.
+    /// Wakes every poll waiting on the session whose device-code hash is
+    /// `key` (hex) and forgets the cached session.
     pub fn wake(&self, key: &str) {
         let mut hash = [0u8; 32];
-        if hex::decode_to_slice(key, &mut hash).is_ok() {
-            self.pending.evict(&hash);
+        if hex::decode_to_slice(key, &mut hash).is_err() {
+            return;
         }
+        self.pending.evict(&hash);
         if let Ok(map) = self.waiters.lock() {
-            if let Some((notify, _)) = map.get(key) {
+            if let Some((notify, _)) = map.get(&hash) {
                 notify.notify_waiters();
             }
         }
@@ -226,8 +231,8 @@ mod tests {
     #[tokio::test]
     async fn wakes_only_subscribers_of_the_key_and_forgets_them() {
         let n = Arc::new(Notifier::default());
-        let a = n.subscribe(b"a");
-        let b = n.subscribe(b"b");
+        let a = n.subscribe(&[0xa; 32]);
+        let b = n.subscribe(&[0xb; 32]);
         assert_eq!(n.waiting(), 2);
         {
             let woken_a = a.notify.notified();
@@ -235,7 +240,7 @@ mod tests {
             tokio::pin!(woken_a, woken_b);
             woken_a.as_mut().enable();
             woken_b.as_mut().enable();
-            n.wake(&hex::encode(b"a"));
+            n.wake(&hex::encode([0xa; 32]));
             tokio::time::timeout(Duration::from_secs(1), woken_a)
                 .await
                 .unwrap();

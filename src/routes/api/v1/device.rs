@@ -142,7 +142,9 @@ async fn poll(
         w.enable();
     }
 
-    let outcome = counted_poll(&state, code.clone(), None, ip.to_string()).await?;
+    // Boxed, so the state of the read is freed before the wait and a held
+    // poll keeps only what it needs (10,000 may be waiting at once).
+    let outcome = Box::pin(counted_poll(&state, code.clone(), None, ip.to_string())).await?;
     let (Some(wait), PollOutcome::Pending { .. }) = (wait, &outcome) else {
         return Ok(poll_response(outcome));
     };
@@ -157,7 +159,7 @@ async fn poll(
     let ip_text = ip.to_string();
     let pacer = state.pacer.clone();
     let notifier = state.notifier.clone();
-    let changed = db::run(&state.pool, move |conn| {
+    let changed = Box::pin(db::run(&state.pool, move |conn| {
         let poller = Poller {
             client_id: None,
             client_ip: &ip_text,
@@ -172,7 +174,7 @@ async fn poll(
             poller,
             Utc::now(),
         )
-    })
+    }))
     .await?;
     Ok(poll_response(changed))
 }
