@@ -97,6 +97,8 @@ def main():
     pool = os.environ.get("DATABASE_POOL_SIZE") or "default (10)"
     p(f"- server: release build, WORKERS {workers}, DATABASE_POOL_SIZE {pool}, rate limits off, "
       f"DEVICE_CODE_INTERVAL_SEC=1, BCRYPT_COST {os.environ.get('BCRYPT_COST') or 'default (12)'}, "
+      f"BEARER_CACHE_MS {os.environ.get('BEARER_CACHE_MS') or 'default (1000)'}, "
+      f"POLL_CACHE_SEC {os.environ.get('POLL_CACHE_SEC') or 'default (30)'}, "
       "LOG_FORMAT=json RUST_LOG=warn")
     p("")
 
@@ -143,11 +145,13 @@ def main():
           f"{r['server_cpu_s'] / w['requests'] * 1e6:.0f} | {r['pg_cpu_s'] / w['requests'] * 1e6:.0f} |")
     slowed = get("poll_slowed", "poll", base)
     p("")
-    p(f"Each run follows a 2-s warm-up of the same load. whoami rotates over {base_users} seeded "
+    p(f"Each run follows a warm-up of the same load (2 s; 6 s for poll). whoami rotates over {base_users} seeded "
       "tokens (the warm-up set their `last_used_at`, so the run sees the steady state: one write per "
       f"token per minute). Poll rotates round-robin over {poll_sessions} seeded pending sessions "
-      "(each wrk thread over its own half) with DEVICE_CODE_INTERVAL_SEC=1, reset before the run, "
-      "so no session is polled sooner than its interval; a `slow_down` 429 would show as non-2xx. "
+      "(each wrk thread over its own half) with DEVICE_CODE_INTERVAL_SEC=1; the warm-up polls every "
+      "session at least once (steady state: sessions already read as pending), then the interval is "
+      "reset and the run starts 1 s later, so no session is polled sooner than its interval; a "
+      "`slow_down` 429 would show as non-2xx. "
       f"Sessions that got one: {slowed['sessions'] if slowed else '?'}. "
       "Socket errors are wrk's connect, read, write and timeout errors.")
     p("")

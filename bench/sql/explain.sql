@@ -17,10 +17,11 @@ PREPARE poll_find(bytea) AS
   SELECT * FROM cli_device_sessions WHERE device_code_hash = $1 LIMIT 1;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE poll_find(:'dhash');
 
-\echo '--- Poll bookkeeping: UPDATE by id (rolled back)'
+\echo '--- Interval growth after slow_down (the only write a pending poll can make): UPDATE by id (rolled back)'
 BEGIN;
 PREPARE poll_update(uuid, timestamptz, integer) AS
-  UPDATE cli_device_sessions SET last_polled_at = $2, poll_interval_sec = $3
+  UPDATE cli_device_sessions SET last_polled_at = $2,
+         poll_interval_sec = GREATEST(poll_interval_sec, $3)
    WHERE id = $1 AND status = 'PENDING';
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE poll_update(:'sid', now(), 1);
 ROLLBACK;
