@@ -90,7 +90,7 @@ def main():
     if load:
         p(f"- load average (1/5/15 min) at start {load['start']}, at end {load['end']}: "
           "anything else running on the machine shares the same cores")
-    p(f"- command: `bench/run{' --quick' if mode == 'quick' else ''}`; load: `wrk -c {conns} -t {threads} "
+    p(f"- command: `bench/run{'' if mode == 'full' else ' --' + mode}`; load: `wrk -c {conns} -t {threads} "
       f"-d {duration}s` on loopback; ceilings: `pgbench -c {conns} -j {threads} -T {duration}` "
       "on the same cluster, just before the figure")
     workers = os.environ.get("WORKERS") or f"default ({os.cpu_count()}, one per core)"
@@ -252,11 +252,13 @@ def main():
           f"{rate(a):.0f} | {ms(a['p50_us'])} | {ms(a['p99_us'])} | {rate(a) / c:.2f} | "
           f"{rate(b):.0f} | {ms(b['p50_us'])} | {ms(b['p99_us'])} | {rate(b) / c:.2f} | {mib(rss)} |")
     p("")
-    p(f"### EXPLAIN (ANALYZE, BUFFERS) at {level_name(levels[-1])} rows (generic plans, as a pooled connection runs them)")
-    p("")
-    p("```")
-    p(open(os.path.join(logs, f"explain-{levels[-1]}.txt")).read().rstrip())
-    p("```")
+    explain = os.path.join(logs, f"explain-{levels[-1]}.txt")
+    if os.path.exists(explain):
+        p(f"### EXPLAIN (ANALYZE, BUFFERS) at {level_name(levels[-1])} rows (generic plans, as a pooled connection runs them)")
+        p("")
+        p("```")
+        p(open(explain).read().rstrip())
+        p("```")
     warn = os.path.join(logs, "server-warnings.count")
     if os.path.exists(warn):
         p("")

@@ -117,8 +117,10 @@ async fn poll(
 ) -> Result<HttpResponse, AppError> {
     let ip = client_ip(&req, &state.config.trusted_proxies);
     enforce_limit(&state, Limit::Poll, ip).await?;
-    let code = parse_device_code(&body.device_code)?;
-    let wait = match body.wait {
+    let PollDeviceRequest { device_code, wait } = body;
+    let code = parse_device_code(&device_code)?;
+    drop(device_code);
+    let wait = match wait {
         Some(w) if w > MAX_WAIT_SECS => {
             return Err(AppError::bad_request(
                 "invalid_wait",
@@ -145,15 +147,17 @@ async fn poll(
     // Boxed, so the state of the read is freed before the wait and a held
     // poll keeps only what it needs (10,000 may be waiting at once).
     let outcome = Box::pin(counted_poll(&state, code.clone(), None, ip.to_string())).await?;
-    let (Some(wait), PollOutcome::Pending { .. }) = (wait, &outcome) else {
+    let (Some(wait), Some(woken), PollOutcome::Pending { interval_secs }) =
+        (wait, woken.as_pin_mut(), &outcome)
+    else {
         return Ok(poll_response(outcome));
     };
-    let Some(woken) = woken.as_pin_mut() else {
-        return Ok(poll_response(outcome));
-    };
+    // A held poll keeps only the interval of what it read.
+    let interval_secs = *interval_secs;
+    drop(outcome);
     // Holds no database connection while waiting.
     if tokio::time::timeout(wait, woken).await.is_err() {
-        return Ok(poll_response(outcome));
+        return Ok(poll_response(PollOutcome::Pending { interval_secs }));
     }
     let config = state.config.clone();
     let ip_text = ip.to_string();
