@@ -93,6 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            match envshield_server::startup::raise_open_file_limit() {
+                Ok(limit) => tracing::info!(limit, "open-file limit (one per held connection)"),
+                Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+            }
             let database = open_database(&config)?;
             serve(config, database.url.clone())
             // `database` drops here, stopping a local cluster we started.

@@ -265,3 +265,28 @@ async fn purge_loop(state: web::Data<AppState>) {
         }
     }
 }
+
+/// Raises this process's soft open-file limit to its hard limit and returns
+/// it. Every held long-poll is a connection and so a descriptor, and the
+/// usual soft default (1,024) would cap an instance at about a thousand
+/// waiting CLIs; the hard limit is the one an operator set.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        // One below the hard limit: something to raise, and still plenty
+        // for the tests running beside this one.
+        let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        rlimit::Resource::NOFILE.set(hard - 1, hard).unwrap();
+        let raised = raise_open_file_limit().unwrap();
+        let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!(soft, raised, "the answer is the limit now in force");
+        assert_eq!(soft, hard, "the soft limit stays below the hard one");
+    }
+}
