@@ -661,3 +661,76 @@ async fn purge_expires_sessions_wipes_sealed_tokens_and_revokes_orphans() {
     );
     assert_eq!(app.count("api_tokens", "revoked_at IS NOT NULL").await, 1);
 }
+
+/// `start`'s one statement is prepared once per connection and reused, and
+/// each call writes the session and its audit event.
+#[tokio::test]
+async fn start_statement_is_prepared_once_per_connection() {
+    use diesel::prelude::*;
+    use envshield_server::db::models::{device_sessions, security_events};
+
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    let app = spawn_app().await;
+    let url = app.server.db.url.clone();
+    let (prepared, events) = tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        let now = chrono::Utc::now();
+        let scopes = vec!["envs:read".to_owned()];
+        for i in 0u8..3 {
+            let id = uuid::Uuid::new_v4();
+            let details = json!({ "session_id": id });
+            device_sessions::insert_with_event(
+                &mut conn,
+                &device_sessions::NewDeviceSession {
+                    id,
+                    device_code_hash: &[i; 32],
+                    user_code_hash: &[i + 100; 32],
+                    token_name: "prepared",
+                    scopes: &scopes,
+                    created_at: now,
+                    expires_at: now + chrono::Duration::minutes(10),
+                    client_ip: Some("127.0.0.1"),
+                    user_agent: None,
+                    poll_interval_sec: 5,
+                    client_id: "envshield-cli",
+                    confirmation: "poll",
+                    flow: "v1",
+                },
+                &security_events::NewSecurityEvent {
+                    kind: "cli_device_start",
+                    severity: "low",
+                    user_id: None,
+                    token_id: None,
+                    ip: Some("127.0.0.1"),
+                    details,
+                },
+            )
+            .unwrap();
+        }
+        let prepared = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements \
+             WHERE statement LIKE 'WITH s AS (INSERT INTO cli_device_sessions%'",
+        )
+        .get_result::<N>(&mut conn)
+        .unwrap()
+        .n;
+        let events = diesel::sql_query(
+            "SELECT count(*) AS n FROM security_events e JOIN cli_device_sessions s \
+             ON e.details->>'session_id' = s.id::text \
+             WHERE s.token_name = 'prepared' AND e.kind = 'cli_device_start'",
+        )
+        .get_result::<N>(&mut conn)
+        .unwrap()
+        .n;
+        (prepared, events)
+    })
+    .await
+    .unwrap();
+    assert_eq!(prepared, 1, "one prepared statement, reused for every call");
+    assert_eq!(events, 3, "each session has its audit event");
+}

@@ -108,46 +108,92 @@ pub struct NewDeviceSession<'a> {
 }
 
 /// Inserts a session and its audit event in one statement: one round trip
-/// and one commit.
+/// and one commit, prepared once per pooled connection.
 pub fn insert_with_event(
     conn: &mut PgConnection,
     new: &NewDeviceSession<'_>,
     event: &super::security_events::NewSecurityEvent<'_>,
 ) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz};
-    diesel::sql_query(
-        "WITH s AS (
-           INSERT INTO cli_device_sessions
-             (id, device_code_hash, user_code_hash, token_name, scopes, created_at,
-              expires_at, client_ip, user_agent, poll_interval_sec, client_id,
-              confirmation, flow)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           RETURNING id)
-         INSERT INTO security_events (kind, severity, user_id, token_id, ip, details)
-         SELECT $14, $15, $16, $17, $18, $19 FROM s",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(new.id)
-    .bind::<Bytea, _>(new.device_code_hash)
-    .bind::<Bytea, _>(new.user_code_hash)
-    .bind::<Text, _>(new.token_name)
-    .bind::<Array<Text>, _>(new.scopes)
-    .bind::<Timestamptz, _>(new.created_at)
-    .bind::<Timestamptz, _>(new.expires_at)
-    .bind::<Nullable<Text>, _>(new.client_ip)
-    .bind::<Nullable<Text>, _>(new.user_agent)
-    .bind::<Int4, _>(new.poll_interval_sec)
-    .bind::<Text, _>(new.client_id)
-    .bind::<Text, _>(new.confirmation)
-    .bind::<Text, _>(new.flow)
-    .bind::<Text, _>(event.kind)
-    .bind::<Text, _>(event.severity)
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(event.user_id)
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(event.token_id)
-    .bind::<Nullable<Text>, _>(event.ip)
-    .bind::<Jsonb, _>(&event.details)
-    .execute(conn)
-    .map(|_| ())
+    InsertWithEvent { new, event }.execute(conn).map(|_| ())
 }
+
+/// The statement of [`insert_with_event`]. Diesel never caches a
+/// `sql_query`, and planning this CTE on every call cost PostgreSQL about
+/// as much as running it; with a static query id each connection prepares
+/// it once.
+struct InsertWithEvent<'q, 'a> {
+    new: &'q NewDeviceSession<'a>,
+    event: &'q super::security_events::NewSecurityEvent<'a>,
+}
+
+/// The prepared-statement cache key of [`InsertWithEvent`].
+struct InsertWithEventId;
+
+impl diesel::query_builder::QueryId for InsertWithEvent<'_, '_> {
+    type QueryId = InsertWithEventId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertWithEvent<'_, '_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz};
+        let (new, event) = (self.new, self.event);
+        out.push_sql(
+            "WITH s AS (INSERT INTO cli_device_sessions \
+             (id, device_code_hash, user_code_hash, token_name, scopes, created_at, \
+              expires_at, client_ip, user_agent, poll_interval_sec, client_id, \
+              confirmation, flow) VALUES (",
+        );
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&new.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&new.device_code_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&new.user_code_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.token_name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&new.scopes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&new.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&new.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&new.client_ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&new.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Int4, _>(&new.poll_interval_sec)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.client_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.confirmation)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.flow)?;
+        out.push_sql(
+            ") RETURNING id) \
+             INSERT INTO security_events (kind, severity, user_id, token_id, ip, details) \
+             SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&event.kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&event.severity)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&event.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&event.token_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&event.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(&event.details)?;
+        out.push_sql(" FROM s");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for InsertWithEvent<'_, '_> {}
 
 /// The session with this device-code hash (one unique-index lookup).
 pub fn find_by_device_hash(
