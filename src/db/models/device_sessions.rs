@@ -139,7 +139,19 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertWithEvent<'_
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz};
+        use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid};
+        /// Binds each value as its SQL type, separated by commas.
+        macro_rules! binds {
+            ($($ty:ty: $value:expr),+ $(,)?) => {{
+                let mut first = true;
+                $(
+                    if !std::mem::take(&mut first) {
+                        out.push_sql(", ");
+                    }
+                    out.push_bind_param::<$ty, _>($value)?;
+                )+
+            }};
+        }
         let (new, event) = (self.new, self.event);
         out.push_sql(
             "WITH s AS (INSERT INTO cli_device_sessions \
@@ -147,47 +159,34 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertWithEvent<'_
               expires_at, client_ip, user_agent, poll_interval_sec, client_id, \
               confirmation, flow) VALUES (",
         );
-        out.push_bind_param::<diesel::sql_types::Uuid, _>(&new.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Bytea, _>(&new.device_code_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Bytea, _>(&new.user_code_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&new.token_name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&new.scopes)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&new.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&new.expires_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&new.client_ip)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&new.user_agent)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Int4, _>(&new.poll_interval_sec)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&new.client_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&new.confirmation)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&new.flow)?;
+        binds!(
+            Uuid: &new.id,
+            Bytea: &new.device_code_hash,
+            Bytea: &new.user_code_hash,
+            Text: &new.token_name,
+            Array<Text>: &new.scopes,
+            Timestamptz: &new.created_at,
+            Timestamptz: &new.expires_at,
+            Nullable<Text>: &new.client_ip,
+            Nullable<Text>: &new.user_agent,
+            Int4: &new.poll_interval_sec,
+            Text: &new.client_id,
+            Text: &new.confirmation,
+            Text: &new.flow,
+        );
         out.push_sql(
             ") RETURNING id) \
              INSERT INTO security_events (kind, severity, user_id, token_id, ip, details) \
              SELECT ",
         );
-        out.push_bind_param::<Text, _>(&event.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&event.severity)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&event.user_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&event.token_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&event.ip)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Jsonb, _>(&event.details)?;
+        binds!(
+            Text: &event.kind,
+            Text: &event.severity,
+            Nullable<Uuid>: &event.user_id,
+            Nullable<Uuid>: &event.token_id,
+            Nullable<Text>: &event.ip,
+            Jsonb: &event.details,
+        );
         out.push_sql(" FROM s");
         Ok(())
     }
