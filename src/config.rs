@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, SealKey, SealKeyring};
+use crate::domain::{Flow, Role};
 
 /// Scopes a token can carry unless `API_TOKEN_SCOPES` says otherwise.
 pub const DEFAULT_SCOPE_CATALOGUE: &str =
@@ -159,9 +160,9 @@ pub struct Config {
     pub scope_descriptions: HashMap<String, String>,
     /// `API_TOKEN_SCOPE_ROLES` (`scope=role|role,...`): scopes only some roles
     /// may grant; default `tokens:introspect=admin`.
-    pub scope_roles: HashMap<String, Vec<String>>,
+    pub scope_roles: HashMap<String, Vec<Role>>,
     /// `CLI_TOKEN_ROLES` (default `user,admin`): roles that may mint tokens at all.
-    pub token_roles: Vec<String>,
+    pub token_roles: Vec<Role>,
     /// Registered clients: `envshield-cli` (policy from `CLI_TOKEN_POLICY`)
     /// first, then `OAUTH_CLIENTS` (JSON array).
     pub clients: Vec<OAuthClient>,
@@ -289,15 +290,10 @@ impl Config {
         let scope_descriptions = scope_descriptions(get("API_TOKEN_SCOPE_DESCRIPTIONS"))?;
         let scope_roles =
             scope_roles(get("API_TOKEN_SCOPE_ROLES").unwrap_or("tokens:introspect=admin"))?;
-        let token_roles = split_list(get("CLI_TOKEN_ROLES").unwrap_or("user,admin"));
-        if let Some(bad) = token_roles
+        let token_roles = split_list(get("CLI_TOKEN_ROLES").unwrap_or("user,admin"))
             .iter()
-            .find(|r| !matches!(r.as_str(), "user" | "admin"))
-        {
-            return Err(err(format!(
-                "CLI_TOKEN_ROLES: `{bad}` is not a role (user, admin)"
-            )));
-        }
+            .map(|r| parse_role("CLI_TOKEN_ROLES", r))
+            .collect::<Result<Vec<_>, _>>()?;
         let cli_policy = parse_policy(
             "CLI_TOKEN_POLICY",
             get("CLI_TOKEN_POLICY").unwrap_or("api_token"),
@@ -436,10 +432,9 @@ impl Config {
         self.clients.iter().find(|c| c.client_id == client_id)
     }
 
-    /// The token policy for a session of `client` started through `flow`
-    /// (`v1` or `oauth`).
-    pub fn token_policy(&self, client: &OAuthClient, flow: &str) -> TokenPolicy {
-        if flow == "oauth" && client.client_id == CLI_CLIENT_ID {
+    /// The token policy for a session of `client` started through `flow`.
+    pub fn token_policy(&self, client: &OAuthClient, flow: Flow) -> TokenPolicy {
+        if flow == Flow::OAuth && client.client_id == CLI_CLIENT_ID {
             self.cli_oauth_token_policy
         } else {
             client.token_policy
@@ -452,10 +447,15 @@ impl Config {
     }
 
     /// Whether an account with `role` may grant `scope`.
-    pub fn role_may_grant(&self, role: &str, scope: &str) -> bool {
+    pub fn role_may_grant(&self, role: Role, scope: &str) -> bool {
         self.scope_roles
             .get(scope)
-            .is_none_or(|roles| roles.iter().any(|r| r == role))
+            .is_none_or(|roles| roles.contains(&role))
+    }
+
+    /// Whether an account with `role` may create tokens at all.
+    pub fn role_may_create_tokens(&self, role: Role) -> bool {
+        self.token_roles.contains(&role)
     }
 
     /// Whether cookies must carry `Secure`: everywhere except plain-http localhost.
@@ -525,7 +525,7 @@ fn scope_descriptions(json: Option<&str>) -> Result<HashMap<String, String>, Con
 }
 
 /// `scope=role|role,scope=role` → which roles may grant each listed scope.
-fn scope_roles(spec: &str) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+fn scope_roles(spec: &str) -> Result<HashMap<String, Vec<Role>>, ConfigError> {
     let mut map = HashMap::new();
     for item in split_list(spec) {
         let Some((scope, roles)) = item.split_once('=') else {
@@ -533,18 +533,18 @@ fn scope_roles(spec: &str) -> Result<HashMap<String, Vec<String>>, ConfigError> 
                 "API_TOKEN_SCOPE_ROLES: `{item}` should look like `scope=role|role`"
             )));
         };
-        let roles: Vec<String> = roles.split('|').map(str::to_owned).collect();
-        if let Some(bad) = roles
-            .iter()
-            .find(|r| !matches!(r.as_str(), "user" | "admin"))
-        {
-            return Err(err(format!(
-                "API_TOKEN_SCOPE_ROLES: `{bad}` is not a role (user, admin)"
-            )));
-        }
+        let roles = roles
+            .split('|')
+            .map(|r| parse_role("API_TOKEN_SCOPE_ROLES", r))
+            .collect::<Result<Vec<_>, _>>()?;
         map.insert(scope.to_owned(), roles);
     }
     Ok(map)
+}
+
+/// A role named in variable `name`.
+fn parse_role(name: &str, text: &str) -> Result<Role, ConfigError> {
+    Role::parse(text).ok_or_else(|| err(format!("{name}: `{text}` is not a role (user, admin)")))
 }
 
 fn split_list(s: &str) -> Vec<String> {

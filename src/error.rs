@@ -40,6 +40,13 @@ pub enum AppError {
         /// `WWW-Authenticate` value (insufficient scope).
         challenge: Option<String>,
     },
+    /// A page needs a signed-in account: pages answer with a 303 to the
+    /// sign-in form that comes back to `back_to`; JSON calls with a 401.
+    #[error("sign-in required")]
+    SignInRequired {
+        /// The path (and query) on this site to come back to.
+        back_to: String,
+    },
     /// 404: nothing there.
     #[error("not found: {0}")]
     NotFound(String),
@@ -140,6 +147,7 @@ impl AppError {
             | Self::Forbidden { code, .. }
             | Self::Conflict { code, .. }
             | Self::Gone { code, .. } => code,
+            Self::SignInRequired { .. } => "not_signed_in",
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -157,6 +165,7 @@ impl AppError {
             | Self::Forbidden { message, .. }
             | Self::Conflict { message, .. }
             | Self::Gone { message, .. } => message.clone(),
+            Self::SignInRequired { .. } => "Sign in at /login first.".to_owned(),
             Self::NotFound(what) => format!("{what} was not found."),
             Self::PayloadTooLarge { limit } => {
                 format!("The request body is larger than {limit} bytes.")
@@ -191,7 +200,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized { .. } | Self::SignInRequired { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -280,9 +289,13 @@ impl From<diesel::r2d2::PoolError> for AppError {
     }
 }
 
+/// `web::block` fails only when the closure panicked (or the runtime is
+/// shutting down): a bug, not an outage.
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(err: actix_web::error::BlockingError) -> Self {
-        Self::Unavailable(err.to_string())
+        Self::Internal(anyhow::anyhow!(
+            "blocking work panicked or was cancelled (a bug): {err}"
+        ))
     }
 }
 
@@ -295,6 +308,16 @@ mod tests {
         let err = AppError::internal("relation \"users\" does not exist");
         assert!(!err.public_message().contains("users"));
         assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_blocking_closure_is_a_500_not_an_outage() {
+        let err = actix_web::web::block(|| -> u8 { panic!("a bug in a database closure") })
+            .await
+            .unwrap_err();
+        let err = AppError::from(err);
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code(), "internal_error");
     }
 
     #[test]

@@ -7,11 +7,12 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod notify;
 pub mod rate_limit;
+pub mod realtime;
 pub mod routes;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use envshield_server::config::Config;
 use envshield_server::db::{self, local_pg::LocalPostgres};
-use envshield_server::domain::Email;
+use envshield_server::domain::{Email, Role};
 use envshield_server::service::accounts;
 use envshield_server::startup::Application;
 use envshield_server::telemetry;
@@ -116,10 +116,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = open_database(&config)?;
             let mut conn = connect(&database.url)?;
             db::run_migrations(&mut conn)?;
-            let role = if admin { "admin" } else { "user" };
-            let user =
-                accounts::create_user(&mut conn, &email, &password, role, config.bcrypt_cost)
-                    .map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            let role = if admin { Role::Admin } else { Role::User };
+            let user = accounts::create_user(
+                &mut conn,
+                &email,
+                &password,
+                role.as_str(),
+                config.bcrypt_cost,
+            )
+            .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             println!("created {} account {} ({})", user.role, user.email, user.id);
             Ok(())
         }

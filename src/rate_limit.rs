@@ -13,26 +13,15 @@ use crate::config::RateLimits;
 /// The limited endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
-    /// `device/start`.
+    /// Starting a login: `device/start`, `/oauth/device_authorization`.
     Start,
-    /// `device/poll`.
+    /// Polling and refreshing: `device/poll`, `/oauth/token`, `auth/refresh`.
     Poll,
-    /// `device/complete`, `device/cancel`.
+    /// Anything that names a code or a token: `device/complete`, `cancel`,
+    /// `exchange`, the approval pages, code entry, `/oauth/revoke`.
     Complete,
-    /// `POST /login`.
+    /// Signing in and up.
     Login,
-}
-
-impl Limit {
-    /// Name used in logs and security events.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Self::Start => "/api/v1/cli/auth/device/start",
-            Self::Poll => "/api/v1/cli/auth/device/poll",
-            Self::Complete => "/api/v1/cli/auth/device/complete",
-            Self::Login => "/login",
-        }
-    }
 }
 
 /// One keyed limiter per endpoint (`None` when set to 0), plus a limiter

@@ -17,9 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
-use crate::db::{self, DbPool};
+use crate::db;
 use crate::error::AppError;
 use crate::rate_limit::RateLimiters;
+use crate::realtime::Realtime;
+use crate::state::AppState;
 use crate::telemetry::RedactedRootSpan;
 
 /// Largest request body accepted, in bytes.
@@ -31,33 +33,13 @@ const KEEP_ENDED_SESSIONS: chrono::Duration = chrono::Duration::days(7);
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "envshield_session";
 
-/// Shared by every handler.
-pub struct AppState {
-    /// Validated configuration.
-    pub config: Arc<Config>,
-    /// Database pool.
-    pub pool: DbPool,
-    /// Rate limiters.
-    pub limiters: RateLimiters,
-    /// bcrypt hash of a random password at the configured cost, so unknown
-    /// emails cost the same as wrong passwords.
-    pub dummy_hash: String,
-    /// Polls waiting for device-session changes.
-    pub notifier: Arc<crate::notify::Notifier>,
-    /// Caps concurrent bcrypt work at half the cores, so a burst of
-    /// sign-ins cannot take every core from polls and token checks.
-    pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
-    /// When each pending session was last polled on this instance.
-    pub pacer: Arc<crate::service::pacing::PollPacer>,
-}
-
 /// A bound, ready-to-run server.
 pub struct Application {
     port: u16,
     server: Server,
     purge: tokio::task::JoinHandle<()>,
     listener: tokio::task::JoinHandle<()>,
-    notifier: Arc<crate::notify::Notifier>,
+    realtime: Arc<Realtime>,
 }
 
 impl Application {
@@ -100,32 +82,27 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let port = listener.local_addr()?.port();
-        let notifier = Arc::new(crate::notify::Notifier::new(
-            config.poll_cache,
-            config.bearer_cache,
-            pool.revocations(),
-        ));
+        let realtime = Arc::new(Realtime::new(config.poll_cache, config.bearer_cache));
         let state = web::Data::new(AppState {
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
             pool,
             dummy_hash,
-            notifier,
+            realtime,
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
-            pacer: Arc::default(),
         });
         let purge = tokio::spawn(purge_loop(state.clone()));
-        let listener_task = tokio::spawn(crate::notify::listen(
+        let listener_task = tokio::spawn(crate::realtime::listen(
             database_url.expose_secret().to_owned(),
-            state.notifier.clone(),
+            state.realtime.clone(),
         ));
-        let notifier = state.notifier.clone();
+        let realtime = state.realtime.clone();
         let server = server(state, listener)?;
         Ok(Self {
             port,
-            notifier,
+            realtime,
             server,
             purge,
             listener: listener_task,
@@ -137,9 +114,9 @@ impl Application {
         self.port
     }
 
-    /// The polls waiting on this instance.
-    pub fn notifier(&self) -> Arc<crate::notify::Notifier> {
-        self.notifier.clone()
+    /// The realtime state of this instance (waiting polls, caches).
+    pub fn realtime(&self) -> Arc<Realtime> {
+        self.realtime.clone()
     }
 
     /// A handle to stop the server gracefully.
@@ -243,19 +220,9 @@ async fn purge_loop(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         state.limiters.retain_recent();
-        state.pacer.forget_idle(std::time::Instant::now());
-        state
-            .notifier
-            .pending
-            .forget_stale(std::time::Instant::now());
-        state
-            .notifier
-            .tokens
-            .forget_stale(std::time::Instant::now());
-        let result = db::run(&state.pool, |conn| {
-            crate::service::device::purge(conn, chrono::Utc::now(), KEEP_ENDED_SESSIONS)
-        })
-        .await;
+        state.realtime.forget_stale(std::time::Instant::now());
+        let result =
+            crate::service::device::purge(&state, chrono::Utc::now(), KEEP_ENDED_SESSIONS).await;
         match result {
             Ok((expired, deleted)) if expired + deleted > 0 => {
                 tracing::info!(expired, deleted, "purged device sessions");

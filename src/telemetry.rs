@@ -4,7 +4,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
-use tracing::Span;
+use tracing::{Instrument, Span};
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +53,21 @@ impl RootSpanBuilder for RedactedRootSpan {
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
+}
+
+/// Runs blocking work (Diesel, bcrypt) on the blocking thread pool, inside
+/// the caller's span, so its logs keep the request id. A panic in `f` is a
+/// bug: it answers 500 and is logged as one, never 503.
+pub async fn blocking<F, T>(f: F) -> Result<T, crate::error::AppError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let span = Span::current();
+    actix_web::web::block(move || span.in_scope(f))
+        .instrument(Span::current())
+        .await
+        .map_err(crate::error::AppError::from)
 }
 
 /// For tests: logs only when `TEST_LOG` is set, so runs stay quiet.

@@ -203,7 +203,7 @@ pub struct TestServer {
     /// The configuration it runs with.
     pub config: Arc<Config>,
     handle: actix_web::dev::ServerHandle,
-    notifier: Arc<crate::notify::Notifier>,
+    realtime: Arc<crate::realtime::Realtime>,
     thread: Option<JoinHandle<()>>,
     /// Its database (dropped after the server stops).
     pub db: TestDatabase,
@@ -248,7 +248,7 @@ impl TestServer {
             system.block_on(async move {
                 match Application::build_on(cfg, url, listener).await {
                     Ok(app) => {
-                        let _ = tx.send(Ok((app.handle(), app.notifier())));
+                        let _ = tx.send(Ok((app.handle(), app.realtime())));
                         if let Err(e) = app.run_until_stopped().await {
                             tracing::error!(error = %e, "test server failed");
                         }
@@ -259,12 +259,12 @@ impl TestServer {
                 }
             });
         });
-        let (handle, notifier) = rx.recv().context("test server thread died")??;
+        let (handle, realtime) = rx.recv().context("test server thread died")??;
         // Tests start once the instance hears notifications, as a running
         // server does moments after start-up (bounded: a listener that
         // cannot connect fails the test here, with a reason).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !notifier.is_listening() {
+        while !realtime.is_listening() {
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
                 "the test server's notification listener did not connect"
@@ -276,7 +276,7 @@ impl TestServer {
             port,
             config,
             handle,
-            notifier,
+            realtime,
             thread: Some(thread),
             db,
         })
@@ -284,7 +284,7 @@ impl TestServer {
 
     /// Long-polls waiting on this instance right now.
     pub fn waiting_polls(&self) -> usize {
-        self.notifier.waiting()
+        self.realtime.waiting()
     }
 
     /// Base URL of the v1 API.

@@ -1,7 +1,6 @@
-//! Who is calling: passwords, browser sessions, CSRF, and the extractors
-//! handlers use (Bearer token, signed-in browser user).
+//! Credentials: password hashing, the typed browser session, CSRF tokens.
+//! (The extractors that check them on a request are in `routes::extract`.)
 
 pub mod csrf;
-pub mod extractors;
 pub mod password;
 pub mod session;

@@ -13,10 +13,13 @@ const CSRF_KEY: &str = "csrf";
 /// Typed access to the session cookie's contents.
 pub struct TypedSession(pub Session);
 
+/// The session cookie could not be written: the cause goes to the log,
+/// the person gets what to do.
 fn session_err(e: impl std::fmt::Display) -> AppError {
+    tracing::warn!(error = %e, "browser session could not be written");
     AppError::bad_request(
         "invalid_session",
-        format!("Your browser session could not be read ({e}). Sign in again."),
+        "Your browser session could not be read. Sign in again.",
     )
 }
 

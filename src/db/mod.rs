@@ -4,9 +4,8 @@
 pub mod local_pg;
 pub mod models;
 pub mod schema;
+mod unit;
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,9 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use crate::error::AppError;
+pub use unit::Db;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -33,28 +32,9 @@ pub struct DbPool {
     pool: Pool<ConnectionManager<PgConnection>>,
     gate: Arc<Semaphore>,
     timeout: Duration,
-    revocations: Arc<AtomicU64>,
-}
-
-thread_local! {
-    /// Set by the queries that revoke tokens, read by [`run`] once the
-    /// work (and its transaction) is over.
-    static REVOKED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Called by every query that revokes tokens: once the surrounding work
-/// has committed, this instance's token cache is invalidated.
-pub fn note_revocation() {
-    REVOKED.with(|r| r.set(true));
 }
 
 impl DbPool {
-    /// Moves on after every committed revocation made through this pool;
-    /// the token cache serves only entries of the current value.
-    pub fn revocations(&self) -> Arc<AtomicU64> {
-        self.revocations.clone()
-    }
-
     /// A connection, waiting at most the pool's timeout (outside the gate:
     /// for start-up work, not for requests).
     pub fn get(
@@ -79,8 +59,13 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         pool,
         gate: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1))),
         timeout,
-        revocations: Arc::default(),
     }
+}
+
+/// One round trip that needs nothing but a working connection.
+pub fn ping(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
 }
 
 /// Applies pending migrations; returns how many ran.
@@ -92,11 +77,13 @@ pub fn run_migrations(conn: &mut PgConnection) -> anyhow::Result<usize> {
 }
 
 /// Runs `f` with a pooled connection on the blocking thread pool, inside the
-/// caller's tracing span. Waiting longer than the pool timeout for a turn,
-/// pool exhaustion and outages become 503.
+/// caller's tracing span. `f` gets the connection as a [`Db`], whose
+/// `transaction` runs what was registered with [`Db::after_commit`] once
+/// the changes are committed. Waiting longer than the pool timeout for a
+/// turn, pool exhaustion and outages become 503.
 pub async fn run<F, T>(pool: &DbPool, f: F) -> Result<T, AppError>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
+    F: FnOnce(&mut Db<'_>) -> Result<T, AppError> + Send + 'static,
     T: Send + 'static,
 {
     let started = tokio::time::Instant::now();
@@ -105,23 +92,11 @@ where
         .map_err(|_| AppError::Unavailable("timed out waiting for a database connection".into()))?
         .map_err(|_| AppError::Unavailable("the database pool is closed".into()))?;
     let inner = pool.pool.clone();
-    let revocations = pool.revocations.clone();
     let left = pool.timeout.saturating_sub(started.elapsed());
-    let span = tracing::Span::current();
-    actix_web::web::block(move || {
-        let _entered = span.enter();
+    crate::telemetry::blocking(move || {
         let _turn = turn;
-        REVOKED.with(|r| r.set(false));
-        let result = inner
-            .get_timeout(left.max(Duration::from_millis(1)))
-            .map_err(AppError::from)
-            .and_then(|mut conn| f(&mut conn));
-        // After the commit (or rollback): cached authentications end here.
-        if REVOKED.with(|r| r.replace(false)) {
-            revocations.fetch_add(1, Ordering::AcqRel);
-        }
-        result
+        let mut conn = inner.get_timeout(left.max(Duration::from_millis(1)))?;
+        f(&mut Db::new(&mut conn))
     })
-    .instrument(tracing::Span::current())
     .await?
 }

@@ -4,6 +4,8 @@ mod codes;
 mod email;
 mod scopes;
 mod session_status;
+mod states;
+mod text_enum;
 mod token;
 mod token_name;
 
@@ -11,5 +13,6 @@ pub use codes::{ConfirmationCode, DeviceCode, UserCode, USER_CODE_ALPHABET, USER
 pub use email::Email;
 pub use scopes::Scopes;
 pub use session_status::SessionStatus;
+pub use states::{Confirmation, Flow, Role, TokenSource};
 pub use token::{PlainToken, TOKEN_BODY_LEN};
 pub use token_name::TokenName;

@@ -1,12 +1,11 @@
 //! Liveness and readiness probes.
 
 use actix_web::{web, HttpResponse};
-use diesel::RunQueryDsl;
 use serde_json::json;
 
 use crate::db;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /health`: the process is up.
 pub async fn health() -> HttpResponse {
@@ -15,10 +14,6 @@ pub async fn health() -> HttpResponse {
 
 /// `GET /health/ready`: the database answers (503 otherwise).
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    db::run(&state.pool, |conn| {
-        diesel::sql_query("SELECT 1").execute(conn)?;
-        Ok(())
-    })
-    .await?;
+    db::run(&state.pool, |conn| Ok(db::ping(conn)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })))
 }

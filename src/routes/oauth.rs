@@ -9,30 +9,31 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::auth::extractors::BearerAuth;
 use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
-use crate::db;
-use crate::domain::DeviceCode;
+use crate::domain::{DeviceCode, Flow};
 use crate::error::AppError;
-use crate::rate_limit::{client_ip, Limit};
-use crate::routes::enforce_limit;
+use crate::rate_limit::Limit;
+use crate::routes::api::v1::device::user_agent;
+use crate::routes::extract::{BearerAuth, ClientIp};
+use crate::routes::limit::RateLimit;
 use crate::service::device::{self, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
-use crate::startup::AppState;
+use crate::state::AppState;
 use envshield_api_types::ConfirmationMode;
 
-/// Routes of the OAuth surface.
+/// Routes of the OAuth surface, with their rate limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let limited = |path: &str, limit: Limit| web::resource(path).wrap(RateLimit::api(limit));
     cfg.route(
         "/.well-known/oauth-authorization-server",
         web::get().to(discovery),
     )
-    .route(
-        "/oauth/device_authorization",
-        web::post().to(device_authorization),
+    .service(
+        limited("/oauth/device_authorization", Limit::Start)
+            .route(web::post().to(device_authorization)),
     )
-    .route("/oauth/token", web::post().to(token))
-    .route("/oauth/revoke", web::post().to(revoke))
+    .service(limited("/oauth/token", Limit::Poll).route(web::post().to(token)))
+    .service(limited("/oauth/revoke", Limit::Complete).route(web::post().to(revoke)))
     .route("/oauth/introspect", web::post().to(introspect));
 }
 
@@ -242,11 +243,10 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 /// `POST /oauth/device_authorization` (RFC 8628 §3.1–3.2).
 pub async fn device_authorization(
     req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Start, ip).await?;
     let params = try_response!(form(&req, &body));
     let client = try_response!(client(&req, &state, &params));
     if !client.allows_grant(DEVICE_CODE_GRANT) {
@@ -261,21 +261,12 @@ pub async fn device_authorization(
         token_name: Some(format!("{} - {}", client.client_id, now.format("%Y-%m-%d"))),
         scopes: scopes(&params),
         client_ip: ip.to_string(),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        user_agent: user_agent(&req),
         client_id: client.client_id.clone(),
         confirmation: ConfirmationMode::Poll,
-        flow: "oauth",
+        flow: Flow::OAuth,
     };
-    let config = state.config.clone();
-    let started = match db::run(&state.pool, move |conn| {
-        device::start(conn, &config, input, now)
-    })
-    .await
-    {
+    let started = match device::start_session(&state, input, now).await {
         Ok(s) => s,
         Err(e) => return service_error(e),
     };
@@ -295,11 +286,10 @@ pub async fn device_authorization(
 /// refresh grant (RFC 6749 §6).
 pub async fn token(
     req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Poll, ip).await?;
     let params = try_response!(form(&req, &body));
     let grant_type = try_response!(required(&params, "grant_type")).to_owned();
     if grant_type != DEVICE_CODE_GRANT && grant_type != REFRESH_TOKEN_GRANT {
@@ -316,23 +306,13 @@ pub async fn token(
         )
         .into_response());
     }
-    let config = state.config.clone();
     let ip_text = ip.to_string();
     if grant_type == REFRESH_TOKEN_GRANT {
         let presented = try_response!(required(&params, "refresh_token")).to_owned();
         let asked = scopes(&params);
-        let result = db::run(&state.pool, move |conn| {
-            grants::refresh(
-                conn,
-                &config,
-                Some(&client.client_id),
-                &presented,
-                asked,
-                &ip_text,
-                Utc::now(),
-            )
-        })
-        .await?;
+        let result =
+            grants::refresh_grant(&state, Some(client.client_id), presented, asked, ip_text)
+                .await?;
         return Ok(match result {
             Ok(issued) => token_response(
                 &issued.access,
@@ -347,13 +327,7 @@ pub async fn token(
     let Some(code) = DeviceCode::parse(raw) else {
         return Ok(bad("invalid_grant", "The device_code is not valid.").into_response());
     };
-    let outcome = crate::routes::api::v1::device::counted_poll(
-        &state,
-        code,
-        Some(client.client_id.clone()),
-        ip_text,
-    )
-    .await?;
+    let outcome = device::counted_poll(&state, code, Some(client.client_id), ip_text).await?;
     let refused = match outcome {
         PollOutcome::Pending { .. } | PollOutcome::ConfirmationRequired => bad(
             "authorization_pending",
@@ -413,30 +387,17 @@ fn token_response(
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
 pub async fn revoke(
     req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
     let params = try_response!(form(&req, &body));
     let client = try_response!(client(&req, &state, &params))
         .client_id
         .clone();
     let presented = try_response!(required(&params, "token")).trim().to_owned();
     let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
-    let config = state.config.clone();
-    db::run(&state.pool, move |conn| {
-        oauth::revoke(
-            conn,
-            &config,
-            &client,
-            &presented,
-            hint,
-            &ip.to_string(),
-            Utc::now(),
-        )
-    })
-    .await?;
+    oauth::revoke_presented(&state, client, presented, hint, ip.to_string()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -455,10 +416,6 @@ pub async fn introspect(
     let params = try_response!(form(&req, &body));
     let presented = try_response!(required(&params, "token")).trim().to_owned();
     let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
-    let config = state.config.clone();
-    let claims = db::run(&state.pool, move |conn| {
-        oauth::introspect(conn, &config, &presented, hint, Utc::now())
-    })
-    .await?;
+    let claims = oauth::introspect_presented(&state, presented, hint).await?;
     Ok(no_store(claims))
 }

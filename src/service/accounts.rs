@@ -1,18 +1,22 @@
-//! Accounts: creation and password sign-in.
+//! Accounts: creation, sign-up, and password sign-in.
 
 use diesel::PgConnection;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::password;
-use crate::db::models::users::{self, NewUser, User};
-use crate::domain::Email;
+use crate::db::{
+    self,
+    models::users::{self, NewUser, User},
+};
+use crate::domain::{Email, Role};
 use crate::error::AppError;
+use crate::service::events::{self, Event, EventKind, Severity};
+use crate::state::AppState;
 
-/// Roles an account can have.
-pub const ROLES: [&str; 2] = ["user", "admin"];
-
-/// Creates an account; the password is hashed here, so call off the async workers.
+/// Creates an account with the role spelled `role` (`user` or `admin`);
+/// the password is hashed here, so call off the async workers.
 pub fn create_user(
     conn: &mut PgConnection,
     email: &Email,
@@ -20,6 +24,9 @@ pub fn create_user(
     role: &str,
     bcrypt_cost: u32,
 ) -> Result<User, AppError> {
+    let role = Role::parse(role).ok_or_else(|| {
+        AppError::bad_request("invalid_role", "The role must be `user` or `admin`.")
+    })?;
     let hash = hash_new_password(password, bcrypt_cost)?;
     insert_user(conn, email, &hash, role)
 }
@@ -37,14 +44,8 @@ pub fn insert_user(
     conn: &mut PgConnection,
     email: &Email,
     hash: &str,
-    role: &str,
+    role: Role,
 ) -> Result<User, AppError> {
-    if !ROLES.contains(&role) {
-        return Err(AppError::bad_request(
-            "invalid_role",
-            "The role must be `user` or `admin`.",
-        ));
-    }
     users::insert(
         conn,
         &NewUser {
@@ -77,4 +78,105 @@ pub fn check_password(
         .map_or(dummy_hash, |u| u.password_hash.as_str());
     let ok = password::verify_password(password, hash);
     user.filter(|u| ok && u.disabled_at.is_none())
+}
+
+/// The enabled account with this id (a browser session's), if any.
+pub async fn find_enabled(state: &AppState, user_id: Uuid) -> Result<Option<User>, AppError> {
+    let user = db::run(&state.pool, move |conn| Ok(users::find(conn, user_id)?)).await?;
+    Ok(user.filter(|u| u.disabled_at.is_none()))
+}
+
+/// Runs bcrypt work off the async workers, at most half the cores at once,
+/// so a burst of sign-ins cannot take every core from polls and Bearer
+/// checks.
+async fn bcrypt<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let _slot = state
+        .bcrypt_slots
+        .acquire()
+        .await
+        .map_err(AppError::internal)?;
+    crate::telemetry::blocking(work).await
+}
+
+/// A browser sign-in attempt: the account, or `None` for a wrong email or
+/// password (the same answer, in the same time). Attempts per account are
+/// limited across all addresses; every outcome is an audit event.
+pub async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: SecretString,
+    client_ip: String,
+) -> Result<Option<User>, AppError> {
+    if let Err(retry_after_secs) = state.limiters.check_login_account(email) {
+        tracing::warn!("sign-in attempts for one account over the limit");
+        return Err(AppError::RateLimited { retry_after_secs });
+    }
+    let lookup = email.trim().to_owned();
+    let found = db::run(&state.pool, move |conn| {
+        Ok(users::find_by_email(conn, &lookup)?)
+    })
+    .await?;
+    let dummy = state.dummy_hash.clone();
+    let user = bcrypt(state, move || check_password(found, &password, &dummy)).await?;
+    let signed_in = user.as_ref().map(|u| u.id);
+    db::run(&state.pool, move |conn| {
+        let ip = Some(client_ip.as_str());
+        let event = match signed_in {
+            Some(id) => Event::new(EventKind::LoginSucceeded, Severity::Low, ip).user(id),
+            None => Event::new(EventKind::LoginFailed, Severity::Low, ip)
+                .details(json!({ "reason": "bad_credentials" })),
+        };
+        events::record(conn, event)?;
+        Ok(())
+    })
+    .await?;
+    Ok(user)
+}
+
+/// Why a sign-up was refused, for the person to fix on the form.
+#[derive(Debug)]
+pub enum SignUpRefused {
+    /// The email, or a password rule, with the sentence to show.
+    Invalid(String),
+    /// An account with this email exists.
+    Taken(String),
+}
+
+/// Creates a `user` account from the sign-up form.
+pub async fn sign_up(
+    state: &AppState,
+    email: &str,
+    password: SecretString,
+    password_again: &SecretString,
+) -> Result<Result<User, SignUpRefused>, AppError> {
+    let email = match Email::parse(email) {
+        Ok(e) => e,
+        Err(message) => return Ok(Err(SignUpRefused::Invalid(message))),
+    };
+    // Both are the person's own input: nothing secret to time.
+    if password.expose_secret() != password_again.expose_secret() {
+        return Ok(Err(SignUpRefused::Invalid(
+            "The two passwords do not match.".to_owned(),
+        )));
+    }
+    let cost = state.config.bcrypt_cost;
+    let hash = match bcrypt(state, move || hash_new_password(&password, cost)).await? {
+        Ok(h) => h,
+        Err(e @ AppError::BadRequest { .. }) => {
+            return Ok(Err(SignUpRefused::Invalid(e.public_message())))
+        }
+        Err(e) => return Err(e),
+    };
+    let created = db::run(&state.pool, move |conn| {
+        insert_user(conn, &email, &hash, Role::User)
+    })
+    .await;
+    match created {
+        Ok(u) => Ok(Ok(u)),
+        Err(e @ AppError::Conflict { .. }) => Ok(Err(SignUpRefused::Taken(e.public_message()))),
+        Err(e) => Err(e),
+    }
 }

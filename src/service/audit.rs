@@ -2,8 +2,10 @@
 //! security event log for admins.
 
 use chrono::{DateTime, Utc};
-use diesel::PgConnection;
 use uuid::Uuid;
+
+use crate::db;
+use crate::state::AppState;
 
 use crate::db::models::security_events::{self, SecurityEvent};
 use crate::error::AppError;
@@ -26,39 +28,51 @@ pub struct NewTokenAlert {
 }
 
 /// Unseen `cli_token_created` events of `user_id`, newest first.
-pub fn new_token_alerts(
-    conn: &mut PgConnection,
+pub async fn new_token_alerts(
+    state: &AppState,
     user_id: Uuid,
 ) -> Result<Vec<NewTokenAlert>, AppError> {
     let kind = EventKind::CliTokenCreated.as_str();
-    Ok(
-        security_events::unseen_for_user(conn, user_id, kind, MAX_ALERTS)?
-            .into_iter()
-            .map(|e| NewTokenAlert {
-                id: e.id,
-                token_name: e
-                    .details
-                    .get("token_name")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("(unnamed)")
-                    .to_owned(),
-                created_at: e.created_at,
-                ip: e.ip,
-            })
-            .collect(),
-    )
+    let rows = db::run(&state.pool, move |conn| {
+        Ok(security_events::unseen_for_user(
+            conn, user_id, kind, MAX_ALERTS,
+        )?)
+    })
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|e| NewTokenAlert {
+            id: e.id,
+            token_name: e
+                .details
+                .get("token_name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("(unnamed)")
+                .to_owned(),
+            created_at: e.created_at,
+            ip: e.ip,
+        })
+        .collect())
 }
 
 /// Dismisses the account's new-token alerts up to event id `up_to`;
 /// returns how many.
-pub fn dismiss_new_token_alerts(
-    conn: &mut PgConnection,
+pub async fn dismiss_new_token_alerts(
+    state: &AppState,
     user_id: Uuid,
     up_to: i64,
-    now: DateTime<Utc>,
 ) -> Result<usize, AppError> {
     let kind = EventKind::CliTokenCreated.as_str();
-    Ok(security_events::mark_seen(conn, user_id, kind, up_to, now)?)
+    db::run(&state.pool, move |conn| {
+        Ok(security_events::mark_seen(
+            conn,
+            user_id,
+            kind,
+            up_to,
+            Utc::now(),
+        )?)
+    })
+    .await
 }
 
 /// A logged event with the email of the account it concerns.
@@ -71,12 +85,16 @@ pub struct LoggedEvent {
 }
 
 /// `limit` events from `offset`, newest first.
-pub fn list_events(
-    conn: &mut PgConnection,
+pub async fn list_events(
+    state: &AppState,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<LoggedEvent>, AppError> {
-    Ok(security_events::list_with_email(conn, offset, limit)?
+    let rows = db::run(&state.pool, move |conn| {
+        Ok(security_events::list_with_email(conn, offset, limit)?)
+    })
+    .await?;
+    Ok(rows
         .into_iter()
         .map(|(event, user_email)| LoggedEvent { event, user_email })
         .collect())

@@ -1,10 +1,10 @@
 //! Security events: a row in `security_events` and a tracing event, never a secret.
 
-use diesel::PgConnection;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::models::security_events::{self, NewSecurityEvent};
+use crate::db::Db;
 
 /// How serious an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,13 @@ impl<'a> Event<'a> {
         self
     }
 
+    /// Sets the account and token, when known.
+    pub fn about(mut self, user_id: Option<Uuid>, token_id: Option<Uuid>) -> Self {
+        self.user_id = user_id;
+        self.token_id = token_id;
+        self
+    }
+
     /// Sets the details.
     pub fn details(mut self, details: Value) -> Self {
         self.details = details;
@@ -128,30 +135,44 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Writes the event to the audit table and the log.
-pub fn record(conn: &mut PgConnection, event: Event<'_>) -> diesel::QueryResult<()> {
-    security_events::insert(conn, &logged(event))
+/// Writes the event to the audit table, and to the log once it is
+/// committed (an event rolled back with its transaction is never logged).
+pub fn record(conn: &mut Db<'_>, event: Event<'_>) -> diesel::QueryResult<()> {
+    security_events::insert(conn, &row(&event))?;
+    committed(conn, &event);
+    Ok(())
 }
 
-/// Logs an event and returns the row to store, for callers that store it
-/// in the same statement as their own change.
-pub fn logged(event: Event<'_>) -> NewSecurityEvent<'_> {
-    tracing::info!(
-        target: "security",
-        kind = event.kind.as_str(),
-        severity = event.severity.as_str(),
-        user_id = ?event.user_id,
-        token_id = ?event.token_id,
-        ip = event.ip,
-        details = %event.details,
-        "security event"
-    );
+/// The row to store, for callers that store it in the same statement as
+/// their own change; they call [`committed`] once that statement succeeds.
+pub fn row<'a>(event: &'a Event<'a>) -> NewSecurityEvent<'a> {
     NewSecurityEvent {
         kind: event.kind.as_str(),
         severity: event.severity.as_str(),
         user_id: event.user_id,
         token_id: event.token_id,
         ip: event.ip,
-        details: event.details,
+        details: event.details.clone(),
     }
+}
+
+/// Logs the event once the change that stored it is committed.
+pub fn committed(conn: &mut Db<'_>, event: &Event<'_>) {
+    let kind = event.kind.as_str();
+    let severity = event.severity.as_str();
+    let (user_id, token_id) = (event.user_id, event.token_id);
+    let ip = event.ip.map(str::to_owned);
+    let details = event.details.to_string();
+    conn.after_commit(move || {
+        tracing::info!(
+            target: "security",
+            kind,
+            severity,
+            user_id = ?user_id,
+            token_id = ?token_id,
+            ip = ip.as_deref(),
+            details = %details,
+            "security event"
+        );
+    });
 }

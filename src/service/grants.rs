@@ -2,16 +2,23 @@
 //! one long-lived API token, or a short-lived access token with a rotating
 //! refresh token (RFC 6749 §6, RFC 9700 §4.14 reuse detection).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
-use diesel::prelude::*;
+use diesel::PgConnection;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::{Config, TokenPolicy};
+use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, refresh_tokens, users};
-use crate::domain::{PlainToken, Scopes};
+use crate::db::{self, Db};
+use crate::domain::{PlainToken, Scopes, TokenSource};
 use crate::error::AppError;
+use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::tokens;
+use crate::state::AppState;
 
 /// Tokens just minted; the plaintexts leave the process once.
 #[derive(Debug)]
@@ -44,8 +51,8 @@ pub struct Grant<'a> {
     pub api_token_expires_at: Option<DateTime<Utc>>,
     /// An existing refresh family (rotation) with its absolute end.
     pub family: Option<(Uuid, DateTime<Utc>)>,
-    /// `device` or `oauth`.
-    pub source: &'a str,
+    /// How the token is minted.
+    pub source: TokenSource,
     /// What to issue.
     pub policy: TokenPolicy,
 }
@@ -157,12 +164,40 @@ fn invalid_grant(message: &str) -> GrantError {
     }
 }
 
+/// Rotates a refresh token for `client_id` (any client when `None`, the v1
+/// API): see [`refresh`].
+pub async fn refresh_grant(
+    state: &AppState,
+    client_id: Option<String>,
+    presented: String,
+    scope: Option<Vec<String>>,
+    client_ip: String,
+) -> Result<Result<Issued, GrantError>, AppError> {
+    let config = state.config.clone();
+    let realtime = state.realtime.clone();
+    db::run(&state.pool, move |conn| {
+        refresh(
+            conn,
+            &config,
+            &realtime,
+            client_id.as_deref(),
+            &presented,
+            scope,
+            &client_ip,
+            Utc::now(),
+        )
+    })
+    .await
+}
+
 /// Rotates a refresh token: the presented one is spent, a new access token
 /// and refresh token are issued in the same family. Presenting a spent token
 /// again revokes the whole family and records a high-severity event.
+#[expect(clippy::too_many_arguments, reason = "one per fact of the request")]
 pub fn refresh(
-    conn: &mut PgConnection,
+    conn: &mut Db<'_>,
     config: &Config,
+    realtime: &Arc<Realtime>,
     client_id: Option<&str>,
     presented: &str,
     scope: Option<Vec<String>>,
@@ -189,8 +224,7 @@ pub fn refresh(
             )));
         }
         if row.used_at.is_some() {
-            refresh_tokens::revoke_family(conn, row.family_id, now)?;
-            api_tokens::revoke_family(conn, row.family_id, now)?;
+            tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
             events::record(
                 conn,
                 Event::new(
@@ -251,33 +285,11 @@ pub fn refresh(
                 scopes: scopes.as_slice(),
                 api_token_expires_at: None,
                 family: Some((row.family_id, row.family_expires_at)),
-                source: "oauth",
+                source: TokenSource::OAuth,
                 policy: TokenPolicy::AccessRefresh,
             },
             now,
         )?;
         Ok(Ok(issued))
     })
-}
-
-/// Revokes a refresh token's whole family (RFC 7009: revoking a refresh
-/// token ends the grant). Returns whether the token was known.
-pub fn revoke_refresh(
-    conn: &mut PgConnection,
-    config: &Config,
-    presented: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, AppError> {
-    let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented.trim()) else {
-        return Ok(false);
-    };
-    let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
-        return Ok(false);
-    };
-    conn.transaction(|conn| {
-        refresh_tokens::revoke_family(conn, row.family_id, now)?;
-        api_tokens::revoke_family(conn, row.family_id, now)?;
-        Ok::<_, AppError>(())
-    })?;
-    Ok(true)
 }

@@ -1,5 +1,7 @@
-//! The operations behind every route, shared by the JSON API and the pages.
-//! Each runs synchronously on a connection; callers wrap it in `db::run`.
+//! The operations behind every route, shared by the JSON API, the pages and
+//! the OAuth endpoints. A handler makes one call here: an `async fn` taking
+//! the `AppState`, which runs the synchronous work on a connection through
+//! `db::run` and tells the realtime caches what changed once it committed.
 
 pub mod accounts;
 pub mod audit;
@@ -7,6 +9,4 @@ pub mod device;
 pub mod events;
 pub mod grants;
 pub mod oauth;
-pub mod pacing;
-pub mod token_cache;
 pub mod tokens;

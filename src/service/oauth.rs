@@ -1,15 +1,21 @@
 //! RFC 7009 revocation and RFC 7662 introspection over every kind of token.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 use serde_json::{json, Value};
 
 use crate::config::{Config, CLI_CLIENT_ID};
+use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, refresh_tokens, users};
+use crate::db::{self, Db};
 use crate::domain::PlainToken;
 use crate::error::AppError;
+use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::grants;
+use crate::service::tokens;
+use crate::state::AppState;
 
 /// Which kind of token to try first (RFC 7009 §2.1 `token_type_hint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +43,39 @@ fn order(hint: Hint) -> [Hint; 2] {
     }
 }
 
+/// RFC 7009: revokes `presented` if it is a token issued to `client_id`.
+pub async fn revoke_presented(
+    state: &AppState,
+    client_id: String,
+    presented: String,
+    hint: Hint,
+    client_ip: String,
+) -> Result<(), AppError> {
+    let config = state.config.clone();
+    let realtime = state.realtime.clone();
+    db::run(&state.pool, move |conn| {
+        revoke(
+            conn,
+            &config,
+            &realtime,
+            &client_id,
+            &presented,
+            hint,
+            &client_ip,
+            Utc::now(),
+        )
+    })
+    .await
+}
+
 /// Revokes `presented` if it is a token issued to `client_id`. Unknown
 /// tokens, and tokens of other clients, are left alone without saying so
 /// (RFC 7009 answers 200 either way, so nothing can be probed).
+#[expect(clippy::too_many_arguments, reason = "one per fact of the request")]
 pub fn revoke(
-    conn: &mut PgConnection,
+    conn: &mut Db<'_>,
     config: &Config,
+    realtime: &Arc<Realtime>,
     client_id: &str,
     presented: &str,
     hint: Hint,
@@ -61,24 +94,15 @@ pub fn revoke(
                 if row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID) != client_id {
                     return Ok(());
                 }
-                if let Some(revoked) = api_tokens::revoke(conn, row.id, now)? {
-                    if let Some(family) = revoked.family_id {
-                        refresh_tokens::revoke_family(conn, family, now)?;
-                        api_tokens::revoke_family(conn, family, now)?;
+                return conn.transaction(|conn| {
+                    let revoked =
+                        tokens::revoke_tokens(conn, realtime, Target::Tokens(&[row.id]), now)?;
+                    if let Some(token) = revoked.token(row.id) {
+                        let details = json!({ "token_name": token.name, "via": "oauth_revoke" });
+                        tokens::record_revoked(conn, token, client_ip, details)?;
                     }
-                    events::record(
-                        conn,
-                        Event::new(
-                            EventKind::CliTokenRevoked,
-                            Severity::Medium,
-                            Some(client_ip),
-                        )
-                        .user(revoked.user_id)
-                        .token(revoked.id)
-                        .details(json!({ "token_name": revoked.name, "via": "oauth_revoke" })),
-                    )?;
-                }
-                return Ok(());
+                    Ok(())
+                });
             }
             Hint::Refresh => {
                 let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
@@ -90,22 +114,37 @@ pub fn revoke(
                 if row.client_id != client_id {
                     return Ok(());
                 }
-                grants::revoke_refresh(conn, config, presented, now)?;
-                events::record(
-                    conn,
-                    Event::new(
-                        EventKind::CliTokenRevoked,
-                        Severity::Medium,
-                        Some(client_ip),
-                    )
-                    .user(row.user_id)
-                    .details(json!({ "family_id": row.family_id, "via": "oauth_revoke" })),
-                )?;
-                return Ok(());
+                return conn.transaction(|conn| {
+                    tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
+                    events::record(
+                        conn,
+                        Event::new(
+                            EventKind::CliTokenRevoked,
+                            Severity::Medium,
+                            Some(client_ip),
+                        )
+                        .user(row.user_id)
+                        .details(json!({ "family_id": row.family_id, "via": "oauth_revoke" })),
+                    )?;
+                    Ok(())
+                });
             }
         }
     }
     Ok(())
+}
+
+/// RFC 7662: the claims of `presented` if it is live.
+pub async fn introspect_presented(
+    state: &AppState,
+    presented: String,
+    hint: Hint,
+) -> Result<Value, AppError> {
+    let config = state.config.clone();
+    db::run(&state.pool, move |conn| {
+        introspect(conn, &config, &presented, hint, Utc::now())
+    })
+    .await
 }
 
 /// RFC 7662 introspection: the token's claims if it is live, else

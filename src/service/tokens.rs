@@ -1,4 +1,7 @@
-//! API tokens: authenticating a Bearer token, listing and revoking.
+//! API tokens: deciding whether a Bearer token is live, listing and
+//! revoking.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::PgConnection;
@@ -6,21 +9,68 @@ use envshield_api_types::{TokenStatus, TokenSummary};
 use serde_json::json;
 use uuid::Uuid;
 
-pub use crate::db::models::api_tokens::TokenFilter;
 use crate::db::models::api_tokens::{self, ApiToken};
-use crate::db::models::refresh_tokens;
+pub use crate::db::models::api_tokens::{Authenticated, TokenFilter};
+use crate::db::models::revocation::{self, Revoked, Target};
 use crate::db::models::users::User;
+use crate::db::{self, Db};
 use crate::domain::PlainToken;
 use crate::error::AppError;
+use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::state::AppState;
 
-/// A request authenticated by a Bearer token.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    /// The account.
-    pub user: User,
-    /// The token used.
-    pub token: ApiToken,
+/// Why a Bearer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer <token>` in readable text.
+    NotBearer,
+    /// Not a token of ours (wrong prefix, length or checksum).
+    Malformed,
+    /// A real token past its expiry (clients with a refresh token refresh).
+    Expired,
+    /// Unknown, revoked, or of a disabled account.
+    Invalid,
+}
+
+/// Whether the `Authorization` header carries a live token: the one place
+/// that decides. A token authenticated in the last moment (at most
+/// `BEARER_CACHE_MS`) is answered from memory; revocations empty that
+/// cache (see `realtime::tokens`).
+pub async fn authenticate_bearer(
+    state: &AppState,
+    authorization: Option<&str>,
+) -> Result<Result<Authenticated, Refusal>, AppError> {
+    let Some(raw) = authorization else {
+        return Ok(Err(Refusal::Missing));
+    };
+    let (scheme, value) = raw.split_once(' ').unwrap_or((raw, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Err(Refusal::NotBearer));
+    }
+    let Some(token) = PlainToken::parse(&state.config.api_token_prefix, value.trim()) else {
+        return Ok(Err(Refusal::Malformed));
+    };
+    let digest = token.digest();
+    let cache = &state.realtime.tokens;
+    let now = Utc::now();
+    if let Some(hit) = cache.get(&digest, std::time::Instant::now()) {
+        if still_fresh(&hit, now) {
+            return Ok(Ok(hit));
+        }
+    }
+    let generation = cache.generation();
+    let found = db::run(&state.pool, move |conn| authenticate(conn, &token, now)).await?;
+    Ok(match found {
+        Authentication::Valid(a) => {
+            cache.insert(digest, generation, (*a).clone(), std::time::Instant::now());
+            Ok(*a)
+        }
+        Authentication::Expired => Err(Refusal::Expired),
+        Authentication::Invalid => Err(Refusal::Invalid),
+    })
 }
 
 /// The result of checking a Bearer token.
@@ -91,14 +141,16 @@ fn status_of(token: &ApiToken, now: DateTime<Utc>) -> TokenStatus {
     }
 }
 
-/// Tokens as the API and pages list them; `owner` limits to one account.
-pub fn list(
-    conn: &mut PgConnection,
+/// Tokens as the API and pages list them, newest first; `owner` limits to
+/// one account, `current` marks the token making the request.
+pub async fn list_tokens(
+    state: &AppState,
     owner: Option<Uuid>,
     current: Option<Uuid>,
-    now: DateTime<Utc>,
 ) -> Result<Vec<TokenSummary>, AppError> {
-    Ok(api_tokens::list(conn, owner)?
+    let now = Utc::now();
+    let rows = db::run(&state.pool, move |conn| Ok(api_tokens::list(conn, owner)?)).await?;
+    Ok(rows
         .into_iter()
         .map(|(t, email)| summary(t, email, current, now))
         .collect())
@@ -121,73 +173,162 @@ fn summary(t: ApiToken, email: String, current: Option<Uuid>, now: DateTime<Utc>
     }
 }
 
-/// Every account's tokens matching `filter` (the admin list): `limit` rows
-/// from `offset`, newest first.
-pub fn list_filtered(
-    conn: &mut PgConnection,
-    filter: TokenFilter<'_>,
-    now: DateTime<Utc>,
+/// Every account's tokens whose owner's email contains `email_contains`
+/// and whose status is `status` (the admin list): `limit` rows from
+/// `offset`, newest first.
+pub async fn list_all_tokens(
+    state: &AppState,
+    email_contains: String,
+    status: Option<TokenStatus>,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<TokenSummary>, AppError> {
-    Ok(api_tokens::list_filtered(conn, filter, now, offset, limit)?
+    let now = Utc::now();
+    let rows = db::run(&state.pool, move |conn| {
+        let filter = TokenFilter {
+            email_contains: Some(email_contains.as_str()),
+            status,
+        };
+        Ok(api_tokens::list_filtered(conn, filter, now, offset, limit)?)
+    })
+    .await?;
+    Ok(rows
         .into_iter()
         .map(|(t, email)| summary(t, email, None, now))
         .collect())
 }
 
-/// One token as `actor` may see it: their own, or any for admins. Someone
-/// else's token is "not found", as in [`revoke`].
-pub fn find_visible(
-    conn: &mut PgConnection,
-    actor: &User,
-    token_id: Uuid,
+/// Revokes `target` (a token and its refresh family, or a family), and
+/// tells this instance's token cache once the revocation commits. Every
+/// revoke path goes through here.
+pub fn revoke_tokens(
+    conn: &mut Db<'_>,
+    realtime: &Arc<Realtime>,
+    target: Target<'_>,
     now: DateTime<Utc>,
-) -> Result<TokenSummary, AppError> {
-    let not_found = || AppError::NotFound("The token".to_owned());
-    let (token, email) = api_tokens::find_with_email(conn, token_id)?.ok_or_else(not_found)?;
-    if token.user_id != actor.id && !actor.is_admin() {
-        return Err(not_found());
-    }
-    Ok(summary(token, email, None, now))
+) -> Result<Revoked, AppError> {
+    let revoked = revocation::revoke(conn, target, now)?;
+    announce(conn, realtime, &revoked);
+    Ok(revoked)
 }
 
-/// Revokes `token_id` on behalf of `actor` (its owner, or any admin).
-/// Revoking an already revoked token succeeds; someone else's token is
-/// "not found" so ids cannot be probed.
+/// Tells this instance's token cache, once the current work commits, that
+/// `revoked` ended tokens.
+pub fn announce(conn: &mut Db<'_>, realtime: &Arc<Realtime>, revoked: &Revoked) {
+    if !revoked.is_empty() {
+        let realtime = realtime.clone();
+        conn.after_commit(move || realtime.tokens_revoked());
+    }
+}
+
+/// Records that `token` was revoked, with `details` of how.
+pub fn record_revoked(
+    conn: &mut Db<'_>,
+    token: &ApiToken,
+    client_ip: &str,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    events::record(
+        conn,
+        Event::new(
+            EventKind::CliTokenRevoked,
+            Severity::Medium,
+            Some(client_ip),
+        )
+        .user(token.user_id)
+        .token(token.id)
+        .details(details),
+    )?;
+    Ok(())
+}
+
+/// Whose tokens an account may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only its own (the settings pages, even for an admin).
+    Own,
+    /// Its own, or any account's for an admin.
+    AnyIfAdmin,
+}
+
+impl Reach {
+    fn allows(self, actor: &User, owner: Uuid) -> bool {
+        owner == actor.id || (self == Self::AnyIfAdmin && actor.is_admin())
+    }
+}
+
+/// One token as `actor` may see it. Someone else's token is "not found",
+/// as in [`revoke`], so ids cannot be probed.
+pub async fn find_token(
+    state: &AppState,
+    actor: User,
+    token_id: Uuid,
+    reach: Reach,
+) -> Result<TokenSummary, AppError> {
+    let not_found = || AppError::NotFound("The token".to_owned());
+    let found = db::run(&state.pool, move |conn| {
+        Ok(api_tokens::find_with_email(conn, token_id)?)
+    })
+    .await?;
+    let (token, email) = found.ok_or_else(not_found)?;
+    if !reach.allows(&actor, token.user_id) {
+        return Err(not_found());
+    }
+    Ok(summary(token, email, None, Utc::now()))
+}
+
+/// Revokes `token_id` (and its refresh family) on behalf of `actor`, as
+/// far as `reach` allows. Revoking an already revoked token succeeds (and
+/// finishes a half-revoked family); someone else's token is "not found" so
+/// ids cannot be probed.
+pub async fn revoke_token(
+    state: &AppState,
+    actor: User,
+    token_id: Uuid,
+    reach: Reach,
+    client_ip: String,
+) -> Result<(), AppError> {
+    let realtime = state.realtime.clone();
+    db::run(&state.pool, move |conn| {
+        revoke(
+            conn,
+            &realtime,
+            &actor,
+            token_id,
+            reach,
+            &client_ip,
+            Utc::now(),
+        )
+    })
+    .await
+}
+
+/// See [`revoke_token`]: the revocation and its audit event in one
+/// transaction; this instance's caches are told at commit.
 pub fn revoke(
-    conn: &mut PgConnection,
+    conn: &mut Db<'_>,
+    realtime: &Arc<Realtime>,
     actor: &User,
     token_id: Uuid,
+    reach: Reach,
     client_ip: &str,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
     let not_found = || AppError::NotFound("The token".to_owned());
     let token = api_tokens::find(conn, token_id)?.ok_or_else(not_found)?;
-    if token.user_id != actor.id && !actor.is_admin() {
+    if !reach.allows(actor, token.user_id) {
         return Err(not_found());
     }
-    if let Some(revoked) = api_tokens::revoke(conn, token_id, now)? {
-        // An access token ends its whole refresh family: the sign-in is over.
-        if let Some(family) = revoked.family_id {
-            refresh_tokens::revoke_family(conn, family, now)?;
-            api_tokens::revoke_family(conn, family, now)?;
-        }
-        events::record(
-            conn,
-            Event::new(
-                EventKind::CliTokenRevoked,
-                Severity::Medium,
-                Some(client_ip),
-            )
-            .user(revoked.user_id)
-            .token(revoked.id)
-            .details(json!({
-                "token_name": revoked.name,
+    conn.transaction(|conn| {
+        let revoked = revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
+        if let Some(token) = revoked.token(token_id) {
+            let details = json!({
+                "token_name": token.name,
                 "revoked_by": actor.id,
-                "by_admin": revoked.user_id != actor.id,
-            })),
-        )?;
-    }
-    Ok(())
+                "by_admin": token.user_id != actor.id,
+            });
+            record_revoked(conn, token, client_ip, details)?;
+        }
+        Ok(())
+    })
 }

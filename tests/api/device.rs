@@ -641,8 +641,9 @@ async fn purge_expires_sessions_wipes_sealed_tokens_and_revokes_orphans() {
     let (expired, deleted) = tokio::task::spawn_blocking(move || {
         use diesel::Connection;
         let mut conn = diesel::PgConnection::establish(&url).unwrap();
-        envshield_server::service::device::purge(
-            &mut conn,
+        envshield_server::service::device::purge_due(
+            &mut envshield_server::db::Db::new(&mut conn),
+            &std::sync::Arc::default(),
             chrono::Utc::now(),
             chrono::Duration::days(7),
         )
@@ -668,6 +669,7 @@ async fn purge_expires_sessions_wipes_sealed_tokens_and_revokes_orphans() {
 async fn start_statement_is_prepared_once_per_connection() {
     use diesel::prelude::*;
     use envshield_server::db::models::{device_sessions, security_events};
+    use envshield_server::domain::{Confirmation, Flow};
 
     #[derive(diesel::QueryableByName)]
     struct N {
@@ -698,8 +700,8 @@ async fn start_statement_is_prepared_once_per_connection() {
                     user_agent: None,
                     poll_interval_sec: 5,
                     client_id: "envshield-cli",
-                    confirmation: "poll",
-                    flow: "v1",
+                    confirmation: Confirmation::Poll,
+                    flow: Flow::V1,
                 },
                 &security_events::NewSecurityEvent {
                     kind: "cli_device_start",

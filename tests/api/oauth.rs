@@ -2,6 +2,7 @@
 //! code and refresh), revocation, introspection, and paste-back mode.
 
 use envshield_server::config::TokenPolicy;
+use envshield_server::domain::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
@@ -629,7 +630,7 @@ async fn scopes_follow_role_rules() {
         200
     );
 
-    let admins_only = spawn_app_with(|c| c.token_roles = vec!["admin".to_owned()]).await;
+    let admins_only = spawn_app_with(|c| c.token_roles = vec![Role::Admin]).await;
     let (_, user) = admins_only
         .signed_in_browser("dev@example.com", false)
         .await;

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::db::models::users::User;
 use crate::db::schema::{api_tokens, users};
+use crate::domain::TokenSource;
 
 /// How stale `last_used_at` may get before a request refreshes it.
 pub const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
@@ -35,11 +36,20 @@ pub struct ApiToken {
     /// Revocation time.
     pub revoked_at: Option<DateTime<Utc>>,
     /// How it was minted.
-    pub source: String,
+    pub source: TokenSource,
     /// OAuth client it was issued to.
     pub client_id: Option<String>,
     /// Refresh family of a short-lived access token.
     pub family_id: Option<Uuid>,
+}
+
+/// A live token and its enabled owner: what a Bearer check establishes.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The account.
+    pub user: User,
+    /// The token used.
+    pub token: ApiToken,
 }
 
 impl ApiToken {
@@ -70,7 +80,7 @@ pub struct NewApiToken<'a> {
     /// Expiry.
     pub expires_at: Option<DateTime<Utc>>,
     /// How it was minted.
-    pub source: &'a str,
+    pub source: TokenSource,
     /// OAuth client it is issued to.
     pub client_id: Option<&'a str>,
     /// Refresh family, for access tokens.
@@ -119,22 +129,6 @@ pub fn find_by_digest(
         .select((ApiToken::as_select(), User::as_select()))
         .first(conn)
         .optional()
-}
-
-/// Revokes every live access token of a refresh family.
-pub fn revoke_family(
-    conn: &mut PgConnection,
-    family_id: Uuid,
-    now: DateTime<Utc>,
-) -> QueryResult<usize> {
-    crate::db::note_revocation();
-    diesel::update(
-        api_tokens::table
-            .filter(api_tokens::family_id.eq(family_id))
-            .filter(api_tokens::revoked_at.is_null()),
-    )
-    .set(api_tokens::revoked_at.eq(now))
-    .execute(conn)
 }
 
 /// Sets `last_used_at` unless it is already fresher than the granularity,
@@ -198,24 +192,6 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ApiToken>> 
         .select(ApiToken::as_select())
         .first(conn)
         .optional()
-}
-
-/// Revokes a token that is not yet revoked; `None` when it already was.
-pub fn revoke(
-    conn: &mut PgConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> QueryResult<Option<ApiToken>> {
-    crate::db::note_revocation();
-    diesel::update(
-        api_tokens::table
-            .filter(api_tokens::id.eq(id))
-            .filter(api_tokens::revoked_at.is_null()),
-    )
-    .set(api_tokens::revoked_at.eq(now))
-    .returning(ApiToken::as_returning())
-    .get_result(conn)
-    .optional()
 }
 
 /// Which tokens the admin list shows.

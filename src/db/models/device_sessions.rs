@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::db::schema::{api_tokens, cli_device_sessions as ds};
-use crate::domain::SessionStatus;
+use crate::db::models::revocation;
+use crate::db::schema::cli_device_sessions as ds;
+use crate::domain::{Confirmation, Flow, SessionStatus};
 
 /// A device-session row. `Debug` leaves out the hashes and the sealed token.
 #[derive(Queryable, Selectable, Clone)]
@@ -18,8 +19,8 @@ pub struct DeviceSession {
     pub device_code_hash: Vec<u8>,
     /// HMAC of the user code.
     pub user_code_hash: Vec<u8>,
-    /// Stored status spelling.
-    pub status: String,
+    /// Where it stands (expiry not applied: see `expires_at`).
+    pub status: SessionStatus,
     /// Approver or denier.
     pub user_id: Option<Uuid>,
     /// Token minted at approval.
@@ -48,14 +49,14 @@ pub struct DeviceSession {
     pub poll_interval_sec: i32,
     /// Registered client that started it.
     pub client_id: String,
-    /// `poll` or `paste`.
-    pub confirmation: String,
+    /// How the token is collected.
+    pub confirmation: Confirmation,
     /// HMAC of the paste-back code, once approved in paste mode.
     pub confirmation_code_hash: Option<Vec<u8>>,
     /// Wrong paste-back codes so far.
     pub confirmation_failures: i32,
-    /// `v1` or `oauth`: which API started it.
-    pub flow: String,
+    /// Which API started it.
+    pub flow: Flow,
 }
 
 impl std::fmt::Debug for DeviceSession {
@@ -65,13 +66,6 @@ impl std::fmt::Debug for DeviceSession {
             .field("status", &self.status)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
-    }
-}
-
-impl DeviceSession {
-    /// Parsed status; an unknown spelling (impossible under the CHECK) reads as expired.
-    pub fn status(&self) -> SessionStatus {
-        SessionStatus::from_db(&self.status).unwrap_or(SessionStatus::Expired)
     }
 }
 
@@ -101,10 +95,10 @@ pub struct NewDeviceSession<'a> {
     pub poll_interval_sec: i32,
     /// Registered client.
     pub client_id: &'a str,
-    /// `poll` or `paste`.
-    pub confirmation: &'a str,
-    /// `v1` or `oauth`.
-    pub flow: &'a str,
+    /// How the token will be collected.
+    pub confirmation: Confirmation,
+    /// Which API starts it.
+    pub flow: Flow,
 }
 
 /// Inserts a session and its audit event in one statement: one round trip
@@ -227,10 +221,7 @@ pub fn lock_live_by_user_hash(
 ) -> QueryResult<Option<DeviceSession>> {
     ds::table
         .filter(ds::user_code_hash.eq(hash))
-        .filter(ds::status.eq_any([
-            SessionStatus::Pending.as_str(),
-            SessionStatus::Approved.as_str(),
-        ]))
+        .filter(ds::status.eq_any([SessionStatus::Pending, SessionStatus::Approved]))
         .filter(ds::expires_at.gt(now))
         .select(DeviceSession::as_select())
         .for_update()
@@ -256,8 +247,9 @@ pub fn raise_interval(
         "BEGIN; SET LOCAL synchronous_commit TO OFF; \
          UPDATE cli_device_sessions SET last_polled_at = '{}', \
          poll_interval_sec = GREATEST(poll_interval_sec, {interval_secs}) \
-         WHERE id = '{id}' AND status = 'PENDING'; COMMIT;",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+         WHERE id = '{id}' AND status = '{pending}'; COMMIT;",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        pending = SessionStatus::Pending.as_str(),
     );
     let result = conn.batch_execute(&sql);
     if result.is_err() {
@@ -274,7 +266,7 @@ pub fn consume(
     conn: &mut PgConnection,
     id: Uuid,
     now: DateTime<Utc>,
-    confirmation: &str,
+    confirmation: Confirmation,
 ) -> QueryResult<Option<(Vec<u8>, Uuid)>> {
     // UPDATE..RETURNING returns the new row, whose sealed token is already
     // NULL; a CTE reads the old value in the same statement.
@@ -288,19 +280,21 @@ pub fn consume(
     let row: Option<Consumed> = diesel::sql_query(
         "WITH old AS ( \
              SELECT id, encrypted_token, token_id FROM cli_device_sessions \
-             WHERE id = $1 AND status = 'APPROVED' AND expires_at > $2 \
+             WHERE id = $1 AND status = $4 AND expires_at > $2 \
                AND encrypted_token IS NOT NULL AND token_id IS NOT NULL \
                AND confirmation = $3 \
              FOR UPDATE \
          ) \
          UPDATE cli_device_sessions s \
-            SET status = 'CONSUMED', encrypted_token = NULL, consumed_at = $2 \
+            SET status = $5, encrypted_token = NULL, consumed_at = $2 \
            FROM old WHERE s.id = old.id \
          RETURNING old.encrypted_token, old.token_id",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::Timestamptz, _>(now)
     .bind::<diesel::sql_types::Text, _>(confirmation)
+    .bind::<diesel::sql_types::Text, _>(SessionStatus::Approved)
+    .bind::<diesel::sql_types::Text, _>(SessionStatus::Consumed)
     .get_result(conn)
     .optional()?;
     Ok(row.map(|r| (r.encrypted_token, r.token_id)))
@@ -319,10 +313,10 @@ pub fn approve(
     diesel::update(
         ds::table
             .filter(ds::id.eq(id))
-            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
+            .filter(ds::status.eq(SessionStatus::Pending)),
     )
     .set((
-        ds::status.eq(SessionStatus::Approved.as_str()),
+        ds::status.eq(SessionStatus::Approved),
         ds::user_id.eq(user_id),
         ds::token_id.eq(token_id),
         ds::encrypted_token.eq(sealed),
@@ -358,10 +352,10 @@ pub fn deny(conn: &mut PgConnection, id: Uuid, user_id: Uuid) -> QueryResult<usi
     diesel::update(
         ds::table
             .filter(ds::id.eq(id))
-            .filter(ds::status.eq(SessionStatus::Pending.as_str())),
+            .filter(ds::status.eq(SessionStatus::Pending)),
     )
     .set((
-        ds::status.eq(SessionStatus::Denied.as_str()),
+        ds::status.eq(SessionStatus::Denied),
         ds::user_id.eq(user_id),
     ))
     .execute(conn)
@@ -373,13 +367,10 @@ pub fn cancel(conn: &mut PgConnection, device_hash: &[u8]) -> QueryResult<Option
     diesel::update(
         ds::table
             .filter(ds::device_code_hash.eq(device_hash))
-            .filter(ds::status.eq_any([
-                SessionStatus::Pending.as_str(),
-                SessionStatus::Approved.as_str(),
-            ])),
+            .filter(ds::status.eq_any([SessionStatus::Pending, SessionStatus::Approved])),
     )
     .set((
-        ds::status.eq(SessionStatus::Cancelled.as_str()),
+        ds::status.eq(SessionStatus::Cancelled),
         ds::encrypted_token.eq(None::<Vec<u8>>),
     ))
     .returning(DeviceSession::as_returning())
@@ -389,35 +380,31 @@ pub fn cancel(conn: &mut PgConnection, device_hash: &[u8]) -> QueryResult<Option
 
 /// Marks every live session past its expiry EXPIRED, wipes sealed tokens,
 /// and revokes tokens minted for approvals nobody picked up (no one holds
-/// their plaintext). Returns how many sessions expired.
-pub fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+/// their plaintext), with their refresh families. Returns how many sessions
+/// expired, and what was revoked.
+pub fn expire_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<(usize, revocation::Revoked)> {
     conn.transaction(|conn| {
-        let orphaned = ds::table
-            .filter(ds::status.eq(SessionStatus::Approved.as_str()))
+        let orphaned: Vec<Uuid> = ds::table
+            .filter(ds::status.eq(SessionStatus::Approved))
             .filter(ds::expires_at.le(now))
             .filter(ds::token_id.is_not_null())
-            .select(ds::token_id.assume_not_null());
-        crate::db::note_revocation();
-        diesel::update(
-            api_tokens::table
-                .filter(api_tokens::id.eq_any(orphaned))
-                .filter(api_tokens::revoked_at.is_null()),
-        )
-        .set(api_tokens::revoked_at.eq(now))
-        .execute(conn)?;
-        diesel::update(
+            .select(ds::token_id.assume_not_null())
+            .load(conn)?;
+        let revoked = revocation::revoke(conn, revocation::Target::Tokens(&orphaned), now)?;
+        let expired = diesel::update(
             ds::table
-                .filter(ds::status.eq_any([
-                    SessionStatus::Pending.as_str(),
-                    SessionStatus::Approved.as_str(),
-                ]))
+                .filter(ds::status.eq_any([SessionStatus::Pending, SessionStatus::Approved]))
                 .filter(ds::expires_at.le(now)),
         )
         .set((
-            ds::status.eq(SessionStatus::Expired.as_str()),
+            ds::status.eq(SessionStatus::Expired),
             ds::encrypted_token.eq(None::<Vec<u8>>),
         ))
-        .execute(conn)
+        .execute(conn)?;
+        Ok((expired, revoked))
     })
 }
 

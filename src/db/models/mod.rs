@@ -2,6 +2,8 @@
 
 pub mod api_tokens;
 pub mod device_sessions;
+pub mod notifications;
 pub mod refresh_tokens;
+pub mod revocation;
 pub mod security_events;
 pub mod users;

@@ -97,21 +97,6 @@ pub fn mark_used(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Query
     .execute(conn)
 }
 
-/// Revokes every token of a family.
-pub fn revoke_family(
-    conn: &mut PgConnection,
-    family_id: Uuid,
-    now: DateTime<Utc>,
-) -> QueryResult<usize> {
-    diesel::update(
-        rt::table
-            .filter(rt::family_id.eq(family_id))
-            .filter(rt::revoked_at.is_null()),
-    )
-    .set(rt::revoked_at.eq(now))
-    .execute(conn)
-}
-
 /// Live refresh families of an account (each counts as one token toward the
 /// per-user limit). Rotation spends one token and adds one, so a live family
 /// has exactly one unspent, unrevoked token.

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::db::schema::users;
+use crate::domain::Role;
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -18,8 +19,8 @@ pub struct User {
     pub email: String,
     /// bcrypt hash.
     pub password_hash: String,
-    /// `user` or `admin`.
-    pub role: String,
+    /// What the account may do.
+    pub role: Role,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Set when the account may no longer sign in or use tokens.
@@ -39,7 +40,7 @@ impl std::fmt::Debug for User {
 impl User {
     /// Whether the account has the admin role.
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 }
 
@@ -53,8 +54,8 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     /// bcrypt hash.
     pub password_hash: &'a str,
-    /// `user` or `admin`.
-    pub role: &'a str,
+    /// What the account may do.
+    pub role: Role,
 }
 
 /// Inserts an account; a duplicate email (any case) is a unique violation.

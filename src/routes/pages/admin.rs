@@ -1,47 +1,23 @@
 //! `/admin/*`: every account's tokens and the security event log (admins only).
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
-use chrono::Utc;
 use envshield_api_types::TokenStatus;
 use serde::Deserialize;
 
-use crate::auth::session::TypedSession;
-use crate::db;
 use crate::error::AppError;
-use crate::rate_limit::client_ip;
-use crate::routes::pages::auth::see_other;
+use crate::routes::extract::{admin_only, page_form, Admin, ClientIp, SignedInForm};
 use crate::routes::pages::tokens::{parse_token_id, RevokePage, TokenRow};
-use crate::routes::pages::{
-    path_and_query, render, utc, viewer_or_sign_in, Nav, PageError, Pager, Viewer,
-};
+use crate::routes::pages::{render, see_other, utc, Nav, PageError, Pager};
 use crate::service::audit::{self, LoggedEvent};
-use crate::service::tokens::{self, TokenFilter};
-use crate::startup::AppState;
+use crate::service::tokens::{self, Reach};
+use crate::state::AppState;
 
 /// Rows per page of the admin lists.
 const PAGE_SIZE: u32 = 50;
 const TOKENS_PATH: &str = "/admin/tokens";
 const EVENTS_PATH: &str = "/admin/events";
-
-/// The signed-in admin; a 303 to sign in when signed out, 403 for anyone else.
-async fn admin_or_sign_in(
-    session: &TypedSession,
-    state: &AppState,
-    back_to: &str,
-) -> Result<Result<Viewer, HttpResponse>, PageError> {
-    let viewer = viewer_or_sign_in(session, state, back_to).await?;
-    if let Ok(v) = &viewer {
-        if !v.user.is_admin() {
-            return Err(PageError(AppError::forbidden(
-                "admin_only",
-                "This page is for admins only. Ask an admin if you need something here.",
-            )));
-        }
-    }
-    Ok(viewer)
-}
 
 /// `GET /admin`: on to the token list.
 pub async fn admin_home() -> HttpResponse {
@@ -139,16 +115,10 @@ impl AdminTokensPage {
 
 /// `GET /admin/tokens?email=&status=&page=`.
 pub async fn list_tokens(
-    req: HttpRequest,
-    session: actix_session::Session,
+    Admin(viewer): Admin,
     state: web::Data<AppState>,
     query: web::Query<TokenFilterQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match admin_or_sign_in(&session, &state, &path_and_query(&req)).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let query = query.into_inner();
     let status = query.status()?;
     let mut pager = Pager::parse(
@@ -158,15 +128,7 @@ pub async fn list_tokens(
     )?;
     let email = query.email().to_owned();
     let (offset, fetch) = (pager.offset(), pager.fetch());
-    let needle = email.clone();
-    let rows = db::run(&state.pool, move |conn| {
-        let filter = TokenFilter {
-            email_contains: Some(needle.as_str()),
-            status,
-        };
-        tokens::list_filtered(conn, filter, Utc::now(), offset, fetch)
-    })
-    .await?;
+    let rows = tokens::list_all_tokens(&state, email.clone(), status, offset, fetch).await?;
     let tokens = pager.take(rows).into_iter().map(TokenRow).collect();
     let statuses = [
         ("", "Any status"),
@@ -201,23 +163,14 @@ pub async fn list_tokens(
 
 /// `GET /admin/tokens/{id}/revoke`: are you sure?
 pub async fn revoke_form(
-    req: HttpRequest,
-    session: actix_session::Session,
+    Admin(viewer): Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<TokenFilterQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match admin_or_sign_in(&session, &state, &path_and_query(&req)).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let token_id = parse_token_id(&path)?;
-    let user = viewer.user.clone();
-    let token = db::run(&state.pool, move |conn| {
-        tokens::find_visible(conn, &user, token_id, Utc::now())
-    })
-    .await?;
+    let token =
+        tokens::find_token(&state, viewer.user.clone(), token_id, Reach::AnyIfAdmin).await?;
     let back = match query.query_string().as_str() {
         "" => TOKENS_PATH.to_owned(),
         q => format!("{TOKENS_PATH}?{q}"),
@@ -248,29 +201,20 @@ pub struct AdminRevokeForm {
     status: String,
 }
 
+page_form!(AdminRevokeForm, back_to = TOKENS_PATH);
+
 /// `POST /admin/tokens/{id}/revoke`: revokes any account's token.
 #[tracing::instrument(name = "admin_revoke_token", skip_all)]
 pub async fn revoke(
-    req: HttpRequest,
-    session: actix_session::Session,
+    ip: ClientIp,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<AdminRevokeForm>,
+    posted: SignedInForm<AdminRevokeForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let form = form.into_inner();
-    session.verify_csrf(&form.csrf_token)?;
-    let viewer = match admin_or_sign_in(&session, &state, TOKENS_PATH).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
+    let SignedInForm { form, viewer } = posted;
+    let actor = admin_only(viewer)?.user;
     let token_id = parse_token_id(&path)?;
-    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
-    let actor = viewer.user;
-    db::run(&state.pool, move |conn| {
-        tokens::revoke(conn, &actor, token_id, &ip, Utc::now())
-    })
-    .await?;
+    tokens::revoke_token(&state, actor, token_id, Reach::AnyIfAdmin, ip.to_string()).await?;
     let back = TokenFilterQuery {
         email: form.email,
         status: form.status,
@@ -333,22 +277,13 @@ pub struct EventsQuery {
 
 /// `GET /admin/events?page=N`: the security event log, newest first.
 pub async fn list_events(
-    req: HttpRequest,
-    session: actix_session::Session,
+    Admin(viewer): Admin,
     state: web::Data<AppState>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match admin_or_sign_in(&session, &state, &path_and_query(&req)).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let mut pager = Pager::parse(query.page.as_deref(), PAGE_SIZE, format!("{EVENTS_PATH}?"))?;
     let (offset, fetch) = (pager.offset(), pager.fetch());
-    let rows = db::run(&state.pool, move |conn| {
-        audit::list_events(conn, offset, fetch)
-    })
-    .await?;
+    let rows = audit::list_events(&state, offset, fetch).await?;
     let events = pager.take(rows).into_iter().map(EventRow).collect();
     render(
         StatusCode::OK,

@@ -1,25 +1,19 @@
 //! Browser sign-in and sign-out.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
 use askama::Template;
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::auth::extractors::current_user;
 use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
-use crate::db::{self, models::users};
-use crate::domain::Email;
 use crate::error::AppError;
-use crate::rate_limit::{client_ip, Limit};
-use crate::routes::enforce_limit;
-use crate::routes::pages::{render, Nav, PageError};
-use crate::service::accounts;
-use crate::service::events::{self, Event, EventKind, Severity};
-use crate::startup::AppState;
+use crate::routes::extract::{page_form, ClientIp, CsrfForm, MaybeViewer};
+use crate::routes::pages::{render, see_other, Nav, PageError};
+use crate::service::accounts::{self, SignUpRefused};
+use crate::state::AppState;
 
 /// The one message for every failed sign-in: no hint whether the email exists.
 const SIGN_IN_FAILED: &str = "Incorrect email or password.";
@@ -54,13 +48,12 @@ pub struct LoginQuery {
 
 /// `GET /login`: the form (or straight on, when already signed in).
 pub async fn login_form(
-    session: actix_session::Session,
-    state: web::Data<AppState>,
+    viewer: MaybeViewer,
+    session: TypedSession,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
     let redirect = safe_redirect(query.redirect.as_deref());
-    if current_user(&session, &state).await?.is_some() {
+    if viewer.0.is_some() {
         return Ok(see_other(redirect.as_deref().unwrap_or("/")));
     }
     render(
@@ -80,59 +73,23 @@ pub async fn login_form(
 pub struct LoginForm {
     email: String,
     password: SecretString,
+    #[serde(default)]
     csrf_token: String,
     redirect: Option<String>,
 }
 
+page_form!(LoginForm);
+
 /// `POST /login`.
 pub async fn login(
-    req: HttpRequest,
-    session: actix_session::Session,
+    ip: ClientIp,
     state: web::Data<AppState>,
-    form: web::Form<LoginForm>,
+    form: CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Login, ip).await?;
-    let form = form.into_inner();
-    session.verify_csrf(&form.csrf_token)?;
+    let CsrfForm { form, session } = form;
     let redirect = safe_redirect(form.redirect.as_deref());
-    if let Err(retry_after_secs) = state.limiters.check_login_account(&form.email) {
-        tracing::warn!("sign-in attempts for one account over the limit");
-        return Err(AppError::RateLimited { retry_after_secs }.into());
-    }
-
     let email = form.email.trim().to_owned();
-    let lookup = email.clone();
-    let found = db::run(&state.pool, move |conn| {
-        Ok(users::find_by_email(conn, &lookup)?)
-    })
-    .await?;
-    let dummy = state.dummy_hash.clone();
-    let password = form.password;
-    let user = {
-        let _slot = state
-            .bcrypt_slots
-            .acquire()
-            .await
-            .map_err(AppError::internal)?;
-        web::block(move || accounts::check_password(found, &password, &dummy))
-            .await
-            .map_err(AppError::from)?
-    };
-
-    let ip_text = ip.to_string();
-    let Some(user) = user else {
-        let ip_log = ip_text.clone();
-        db::run(&state.pool, move |conn| {
-            events::record(
-                conn,
-                Event::new(EventKind::LoginFailed, Severity::Low, Some(&ip_log))
-                    .details(json!({ "reason": "bad_credentials" })),
-            )?;
-            Ok(())
-        })
-        .await?;
+    let Some(user) = accounts::sign_in(&state, &email, form.password, ip.to_string()).await? else {
         return render(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
@@ -145,15 +102,6 @@ pub async fn login(
         );
     };
     session.sign_in(user.id, Utc::now())?;
-    let user_id = user.id;
-    db::run(&state.pool, move |conn| {
-        events::record(
-            conn,
-            Event::new(EventKind::LoginSucceeded, Severity::Low, Some(&ip_text)).user(user_id),
-        )?;
-        Ok(())
-    })
-    .await?;
     Ok(see_other(redirect.as_deref().unwrap_or("/")))
 }
 
@@ -164,22 +112,12 @@ pub struct LogoutForm {
     csrf_token: String,
 }
 
-/// `POST /logout`.
-pub async fn logout(
-    session: actix_session::Session,
-    form: web::Form<LogoutForm>,
-) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    session.verify_csrf(&form.csrf_token)?;
-    session.sign_out();
-    Ok(see_other("/login"))
-}
+page_form!(LogoutForm);
 
-/// A 303 to a path on this site.
-pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+/// `POST /logout`.
+pub async fn logout(form: CsrfForm<LogoutForm>) -> HttpResponse {
+    form.session.sign_out();
+    see_other("/login")
 }
 
 #[cfg(test)]
@@ -227,11 +165,10 @@ fn signup_enabled(state: &AppState) -> Result<(), PageError> {
 
 /// `GET /signup` (only when `ALLOW_SIGNUP=true`).
 pub async fn signup_form(
-    session: actix_session::Session,
+    session: TypedSession,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     signup_enabled(&state)?;
-    let session = TypedSession(session);
     render(
         StatusCode::OK,
         &SignupPage {
@@ -254,67 +191,32 @@ pub struct SignupForm {
     csrf_token: String,
 }
 
+page_form!(SignupForm);
+
 /// `POST /signup`: creates a `user` account and signs it in.
 pub async fn signup(
-    req: HttpRequest,
-    session: actix_session::Session,
     state: web::Data<AppState>,
-    form: web::Form<SignupForm>,
+    form: CsrfForm<SignupForm>,
 ) -> Result<HttpResponse, PageError> {
     signup_enabled(&state)?;
-    let session = TypedSession(session);
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Login, ip).await?;
-    let form = form.into_inner();
-    session.verify_csrf(&form.csrf_token)?;
+    let CsrfForm { form, session } = form;
     let typed = form.email.trim().to_owned();
-    let again = |error: String| -> Result<HttpResponse, PageError> {
-        render(
-            StatusCode::BAD_REQUEST,
-            &SignupPage {
-                nav: None,
-                csrf_token: session.csrf_token()?,
-                email: typed.clone(),
-                error: Some(error),
-                min_password: MIN_PASSWORD_CHARS,
-            },
-        )
-    };
-    let email = match Email::parse(&form.email) {
-        Ok(e) => e,
-        Err(message) => return again(message),
-    };
-    if !crate::crypto::ct_eq(
-        form.password.expose_secret().as_bytes(),
-        form.password_confirm.expose_secret().as_bytes(),
-    ) {
-        return again("The two passwords do not match.".to_owned());
-    }
-    let cost = state.config.bcrypt_cost;
-    let password = form.password;
-    let hashed = {
-        let _slot = state
-            .bcrypt_slots
-            .acquire()
-            .await
-            .map_err(AppError::internal)?;
-        web::block(move || accounts::hash_new_password(&password, cost))
-            .await
-            .map_err(AppError::from)?
-    };
-    let hash = match hashed {
-        Ok(h) => h,
-        Err(e @ AppError::BadRequest { .. }) => return again(e.public_message()),
-        Err(e) => return Err(e.into()),
-    };
-    let created = db::run(&state.pool, move |conn| {
-        accounts::insert_user(conn, &email, &hash, "user")
-    })
-    .await;
+    let created =
+        accounts::sign_up(&state, &form.email, form.password, &form.password_confirm).await?;
     let user = match created {
-        Ok(u) => u,
-        Err(e @ AppError::Conflict { .. }) => return again(e.public_message()),
-        Err(e) => return Err(e.into()),
+        Ok(user) => user,
+        Err(SignUpRefused::Invalid(error) | SignUpRefused::Taken(error)) => {
+            return render(
+                StatusCode::BAD_REQUEST,
+                &SignupPage {
+                    nav: None,
+                    csrf_token: session.csrf_token()?,
+                    email: typed,
+                    error: Some(error),
+                    min_password: MIN_PASSWORD_CHARS,
+                },
+            )
+        }
     };
     session.sign_in(user.id, Utc::now())?;
     Ok(see_other("/"))

@@ -5,22 +5,17 @@
 use std::net::IpAddr;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
-use chrono::Utc;
 use serde::Deserialize;
 
-use crate::auth::session::TypedSession;
 use crate::config::Config;
-use crate::db;
 use crate::domain::{SessionStatus, UserCode};
 use crate::error::AppError;
-use crate::rate_limit::{client_ip, Limit};
-use crate::routes::enforce_limit;
-use crate::routes::pages::auth::see_other;
-use crate::routes::pages::{render, utc, viewer_or_sign_in, Nav, PageError, Viewer};
+use crate::routes::extract::{page_form, ClientIp, FormPage, MaybeViewer, SignedInForm, Viewer};
+use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::device::{self, CompleteInput, CompleteOutcome, RequestView};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Shorter lifetimes offered in the expiry choice, in days.
 const EXPIRY_CHOICES_DAYS: [u32; 4] = [7, 30, 90, 365];
@@ -217,15 +212,6 @@ fn approved_by_another_account() -> PageError {
     ))
 }
 
-async fn find_request(state: &AppState, code: &UserCode) -> Result<Option<RequestView>, PageError> {
-    let config = state.config.clone();
-    let code = code.clone();
-    Ok(db::run(&state.pool, move |conn| {
-        device::find_request(conn, &config, &code, Utc::now())
-    })
-    .await?)
-}
-
 /// Query of `GET /cli/login`.
 #[derive(Debug, Deserialize)]
 pub struct ApprovalQuery {
@@ -236,27 +222,16 @@ pub struct ApprovalQuery {
 /// the request is.
 #[tracing::instrument(name = "approval_form", skip_all)]
 pub async fn approval_form(
-    req: HttpRequest,
-    session: actix_session::Session,
+    viewer: MaybeViewer,
+    ip: ClientIp,
     state: web::Data<AppState>,
     query: web::Query<ApprovalQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
     let Some(code) = query.code.as_deref().and_then(UserCode::parse) else {
-        let nav = match viewer_or_sign_in(&session, &state, "/").await? {
-            Ok(v) => v.nav(),
-            Err(_) => None,
-        };
-        return EndedPage::invalid(nav);
+        return EndedPage::invalid(viewer.nav());
     };
-    let viewer = match viewer_or_sign_in(&session, &state, &approval_path(&code)).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
-    // Each look-up is a guess at a live code: limited like `/cli/device`.
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
-    let Some(request) = find_request(&state, &code).await? else {
+    let viewer = viewer.require(&approval_path(&code))?;
+    let Some(request) = device::find_request(&state, &code).await? else {
         return EndedPage::expired(viewer.nav());
     };
     match request.status {
@@ -265,7 +240,7 @@ pub async fn approval_form(
                 &viewer,
                 &code,
                 request,
-                ip,
+                ip.0,
                 &state.config,
                 Chosen::default(),
                 None,
@@ -286,8 +261,9 @@ pub async fn approval_form(
 }
 
 /// The approval form's fields; `scopes` repeats, one per ticked box.
-#[derive(Debug, Default)]
-struct DecisionForm {
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "Vec<(String, String)>")]
+pub struct DecisionForm {
     code: Option<String>,
     decision: Option<String>,
     scopes: Vec<String>,
@@ -295,8 +271,8 @@ struct DecisionForm {
     csrf_token: String,
 }
 
-impl DecisionForm {
-    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+impl From<Vec<(String, String)>> for DecisionForm {
+    fn from(pairs: Vec<(String, String)>) -> Self {
         let mut form = Self::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -309,6 +285,22 @@ impl DecisionForm {
             }
         }
         form
+    }
+}
+
+page_form!(DecisionForm);
+
+impl FormPage for DecisionForm {
+    /// The approval page of the code, or the code-entry form without one.
+    fn back_to(&self) -> String {
+        self.user_code()
+            .map_or_else(|| "/cli/device".to_owned(), |c| approval_path(&c))
+    }
+}
+
+impl DecisionForm {
+    fn user_code(&self) -> Option<UserCode> {
+        self.code.as_deref().and_then(UserCode::parse)
     }
 
     fn approve(&self) -> Result<bool, AppError> {
@@ -330,42 +322,49 @@ impl DecisionForm {
             }),
         }
     }
+
+    /// What the person decided, as the service takes it.
+    fn input(
+        &self,
+        code: &UserCode,
+        viewer: &Viewer,
+        ip: IpAddr,
+    ) -> Result<CompleteInput, AppError> {
+        let approve = self.approve()?;
+        if approve && self.scopes.is_empty() {
+            return Err(AppError::bad_request(
+                "invalid_scope",
+                "Keep at least one scope ticked, or choose Deny.",
+            ));
+        }
+        Ok(CompleteInput {
+            user_code: code.clone(),
+            approve,
+            scopes: approve.then(|| self.scopes.clone()),
+            expires_in_days: if approve {
+                self.expires_in_days()?
+            } else {
+                None
+            },
+            approver: viewer.user.clone(),
+            client_ip: ip.to_string(),
+        })
+    }
 }
 
 /// `POST /cli/login`: Approve or Deny, then the result page.
 #[tracing::instrument(name = "decide", skip_all)]
 pub async fn decide(
-    req: HttpRequest,
-    session: actix_session::Session,
+    ip: ClientIp,
     state: web::Data<AppState>,
-    form: web::Form<Vec<(String, String)>>,
+    posted: SignedInForm<DecisionForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
-    let form = DecisionForm::from_pairs(form.into_inner());
-    session.verify_csrf(&form.csrf_token)?;
-    let Some(code) = form.code.as_deref().and_then(UserCode::parse) else {
+    let SignedInForm { form, viewer } = posted;
+    let Some(code) = form.user_code() else {
         return EndedPage::invalid(None);
     };
-    let viewer = match viewer_or_sign_in(&session, &state, &approval_path(&code)).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
-
-    let chosen = Chosen {
-        scopes: Some(form.scopes.clone()),
-        expires_in_days: form.expires_in_days().ok().flatten(),
-    };
-    let outcome = match complete_input(&form, &code, &viewer, ip) {
-        Ok(input) => {
-            let config = state.config.clone();
-            let notifier = state.notifier.clone();
-            db::run(&state.pool, move |conn| {
-                device::complete(conn, &config, &notifier.pending, input, Utc::now())
-            })
-            .await
-        }
+    let outcome = match form.input(&code, &viewer, ip.0) {
+        Ok(input) => device::decide(&state, input).await,
         Err(e) => Err(e),
     };
     match outcome {
@@ -389,50 +388,29 @@ pub async fn decide(
         ),
         Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),
         // A choice the server refused: the form again, with the reason.
-        Err(AppError::BadRequest { message, .. }) => match find_request(&state, &code).await? {
-            Some(request) if request.status == SessionStatus::Pending => {
-                let page = ConfirmPage::new(
-                    &viewer,
-                    &code,
-                    request,
-                    ip,
-                    &state.config,
-                    chosen,
-                    Some(message),
-                );
-                render(StatusCode::BAD_REQUEST, &page)
+        Err(AppError::BadRequest { message, .. }) => {
+            match device::find_request(&state, &code).await? {
+                Some(request) if request.status == SessionStatus::Pending => {
+                    let chosen = Chosen {
+                        scopes: Some(form.scopes.clone()),
+                        expires_in_days: form.expires_in_days().ok().flatten(),
+                    };
+                    let page = ConfirmPage::new(
+                        &viewer,
+                        &code,
+                        request,
+                        ip.0,
+                        &state.config,
+                        chosen,
+                        Some(message),
+                    );
+                    render(StatusCode::BAD_REQUEST, &page)
+                }
+                _ => EndedPage::expired(viewer.nav()),
             }
-            _ => EndedPage::expired(viewer.nav()),
-        },
+        }
         Err(e) => Err(PageError(e)),
     }
-}
-
-fn complete_input(
-    form: &DecisionForm,
-    code: &UserCode,
-    viewer: &Viewer,
-    ip: IpAddr,
-) -> Result<CompleteInput, AppError> {
-    let approve = form.approve()?;
-    if approve && form.scopes.is_empty() {
-        return Err(AppError::bad_request(
-            "invalid_scope",
-            "Keep at least one scope ticked, or choose Deny.",
-        ));
-    }
-    Ok(CompleteInput {
-        user_code: code.clone(),
-        approve,
-        scopes: approve.then(|| form.scopes.clone()),
-        expires_in_days: if approve {
-            form.expires_in_days()?
-        } else {
-            None
-        },
-        approver: viewer.user.clone(),
-        client_ip: ip.to_string(),
-    })
 }
 
 /// Typing the code from the terminal.
@@ -446,15 +424,7 @@ struct CodeEntryPage {
 }
 
 /// `GET /cli/device`: the form.
-pub async fn code_form(
-    session: actix_session::Session,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match viewer_or_sign_in(&session, &state, "/cli/device").await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
+pub async fn code_form(viewer: Viewer) -> Result<HttpResponse, PageError> {
     render(
         StatusCode::OK,
         &CodeEntryPage {
@@ -475,27 +445,19 @@ pub struct CodeForm {
     csrf_token: String,
 }
 
+page_form!(CodeForm, back_to = "/cli/device");
+
 /// `POST /cli/device`: a live code goes on to its approval page; anything
 /// else gets the form back with one message. Every attempt counts against
 /// the client's rate limit, so live codes cannot be found by guessing.
 #[tracing::instrument(name = "enter_code", skip_all)]
 pub async fn enter_code(
-    req: HttpRequest,
-    session: actix_session::Session,
     state: web::Data<AppState>,
-    form: web::Form<CodeForm>,
+    posted: SignedInForm<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
-    let form = form.into_inner();
-    session.verify_csrf(&form.csrf_token)?;
-    let viewer = match viewer_or_sign_in(&session, &state, "/cli/device").await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
+    let SignedInForm { form, viewer } = posted;
     if let Some(code) = UserCode::parse(&form.code) {
-        let live = find_request(&state, &code).await?.is_some_and(|r| {
+        let live = device::find_request(&state, &code).await?.is_some_and(|r| {
             r.status == SessionStatus::Pending
                 || (r.status == SessionStatus::Approved && r.user_id == Some(viewer.user.id))
         });
@@ -562,7 +524,7 @@ mod tests {
 
     #[test]
     fn decision_form_collects_repeated_scopes() {
-        let f = DecisionForm::from_pairs(vec![
+        let f = DecisionForm::from(vec![
             ("code".into(), "BCDF-GHJK".into()),
             ("decision".into(), "approve".into()),
             ("scopes".into(), "envs:read".into()),
@@ -573,7 +535,7 @@ mod tests {
         assert_eq!(f.scopes, ["envs:read", "tokens:read"]);
         assert!(f.approve().unwrap());
         assert_eq!(f.expires_in_days().unwrap(), Some(30));
-        let bad = DecisionForm::from_pairs(vec![("decision".into(), "maybe".into())]);
+        let bad = DecisionForm::from(vec![("decision".into(), "maybe".into())]);
         assert!(bad.approve().is_err());
         assert_eq!(bad.expires_in_days().unwrap(), None);
     }

@@ -1,12 +1,11 @@
 //! The start page.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 use askama::Template;
 
-use crate::auth::session::TypedSession;
-use crate::routes::pages::{render, viewer_or_sign_in, Nav, PageError};
-use crate::startup::AppState;
+use crate::routes::extract::Viewer;
+use crate::routes::pages::{render, Nav, PageError};
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -17,15 +16,7 @@ struct HomePage {
 }
 
 /// `GET /`: who is signed in and where to go, or on to the sign-in form.
-pub async fn home(
-    session: actix_session::Session,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match viewer_or_sign_in(&session, &state, "/").await? {
-        Ok(v) => v,
-        Err(_) => return Ok(super::auth::see_other("/login")),
-    };
+pub async fn home(viewer: Viewer) -> Result<HttpResponse, PageError> {
     render(
         StatusCode::OK,
         &HomePage {

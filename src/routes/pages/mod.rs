@@ -8,42 +8,43 @@ pub mod home;
 pub mod tokens;
 
 use actix_web::error::InternalError;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use askama::Template;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 
-use crate::auth::extractors::current_user;
-use crate::auth::session::TypedSession;
-use crate::db::models::users::User;
 use crate::error::AppError;
-use crate::startup::{AppState, MAX_BODY_BYTES};
+use crate::rate_limit::Limit;
+pub use crate::routes::html::{path_and_query, render, see_other, sign_in_first, Nav, PageError};
+use crate::routes::limit::RateLimit;
+use crate::startup::MAX_BODY_BYTES;
 
 /// The stylesheet, compiled in so the binary is self-contained.
 const APP_CSS: &str = include_str!("../../../static/css/app.css");
 
-/// Page routes. Each resource answers form and query errors with an HTML
-/// page rather than the API's JSON.
+/// Page routes, with their rate limits. Each resource answers form and
+/// query errors with an HTML page rather than the API's JSON.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let limited = |path: &str, limit: RateLimit| page(path).wrap(limit);
     cfg.service(page("/").route(web::get().to(home::home)))
         .service(
-            page("/login")
+            limited("/login", RateLimit::page(Limit::Login).posts())
                 .route(web::get().to(auth::login_form))
                 .route(web::post().to(auth::login)),
         )
         .service(page("/logout").route(web::post().to(auth::logout)))
         .service(
-            page("/signup")
+            limited("/signup", RateLimit::page(Limit::Login).posts())
                 .route(web::get().to(auth::signup_form))
                 .route(web::post().to(auth::signup)),
         )
+        // Each look-up of a code is a guess at a live one.
         .service(
-            page("/cli/login")
+            limited("/cli/login", RateLimit::page(Limit::Complete))
                 .route(web::get().to(cli::approval_form))
                 .route(web::post().to(cli::decide)),
         )
         .service(
-            page("/cli/device")
+            limited("/cli/device", RateLimit::page(Limit::Complete).posts())
                 .route(web::get().to(cli::code_form))
                 .route(web::post().to(cli::enter_code)),
         )
@@ -98,90 +99,6 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(APP_CSS)
-}
-
-/// Renders a template as a full HTML response.
-pub fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpResponse, PageError> {
-    let html = page
-        .render()
-        .map_err(|e| PageError(AppError::internal(e)))?;
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html))
-}
-
-/// What the navigation bar of `base.html` needs about the signed-in account.
-#[derive(Debug, Clone)]
-pub struct Nav {
-    /// Signed-in email.
-    pub email: String,
-    /// Whether to show the Admin link.
-    pub is_admin: bool,
-    /// For the sign-out form.
-    pub csrf_token: String,
-}
-
-/// The signed-in account looking at a page, with the session's CSRF token.
-pub struct Viewer {
-    /// The account.
-    pub user: User,
-    /// The session's CSRF token, for every form on the page.
-    pub csrf_token: String,
-}
-
-impl Viewer {
-    /// The navigation bar for this account.
-    pub fn nav(&self) -> Option<Nav> {
-        Some(Nav {
-            email: self.user.email.clone(),
-            is_admin: self.user.is_admin(),
-            csrf_token: self.csrf_token.clone(),
-        })
-    }
-}
-
-/// The signed-in viewer, or `Err` with a 303 to the sign-in form that comes
-/// back to `back_to` (a path on this site) afterwards.
-pub async fn viewer_or_sign_in(
-    session: &TypedSession,
-    state: &AppState,
-    back_to: &str,
-) -> Result<Result<Viewer, HttpResponse>, PageError> {
-    match current_user(session, state).await? {
-        Some(user) => Ok(Ok(Viewer {
-            user,
-            csrf_token: session.csrf_token()?,
-        })),
-        None => Ok(Err(sign_in_first(back_to))),
-    }
-}
-
-/// A 303 to `/login?redirect=<back_to>`, the target percent-encoded so its
-/// own query survives (`/cli/login?code=X` → `/cli/login%3Fcode%3DX`).
-pub fn sign_in_first(back_to: &str) -> HttpResponse {
-    auth::see_other(&format!("/login?redirect={}", encode_component(back_to)))
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The request's path and query, to come back to after signing in.
-pub fn path_and_query(req: &HttpRequest) -> String {
-    match req.query_string() {
-        "" => req.path().to_owned(),
-        q => format!("{}?{q}", req.path()),
-    }
 }
 
 /// A time as pages show it: `2026-11-25 14:03 UTC`.
@@ -264,148 +181,9 @@ impl Pager {
     }
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    nav: Option<Nav>,
-    status: u16,
-    title: &'a str,
-    message: &'a str,
-}
-
-/// An [`AppError`] answered as an HTML page instead of JSON.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct PageError(#[from] pub AppError);
-
-impl ResponseError for PageError {
-    fn status_code(&self) -> StatusCode {
-        self.0.status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = ?self.0, "page request failed");
-        }
-        let title = match status {
-            StatusCode::BAD_REQUEST => "That did not work",
-            StatusCode::FORBIDDEN => "Not allowed",
-            StatusCode::NOT_FOUND => "Page not found",
-            StatusCode::CONFLICT => "Already done",
-            StatusCode::GONE => "No longer available",
-            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
-            StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
-            s if s.is_server_error() => "Something went wrong",
-            _ => "That did not work",
-        };
-        let message = self.0.public_message();
-        let html = ErrorPage {
-            nav: None,
-            status: status.as_u16(),
-            title,
-            message: &message,
-        }
-        .render()
-        .unwrap_or_else(|_| message.clone());
-        let mut response = HttpResponse::build(status);
-        response
-            .content_type("text/html; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-store"));
-        if let AppError::RateLimited { retry_after_secs } = &self.0 {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-        }
-        if matches!(self.0, AppError::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "5"));
-        }
-        response.body(html)
-    }
-}
-
-/// Unknown paths: JSON under `/api`, an HTML page elsewhere.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let err = AppError::NotFound("This page".to_owned());
-    if req.path().starts_with("/api/") {
-        err.error_response()
-    } else {
-        PageError(err).error_response()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sign_in_redirect_keeps_the_query_of_the_target() {
-        let r = sign_in_first("/cli/login?code=BCDF-GHJK");
-        assert_eq!(
-            r.headers().get(header::LOCATION).unwrap(),
-            "/login?redirect=/cli/login%3Fcode%3DBCDF-GHJK"
-        );
-        assert_eq!(encode_component("/a b&c#d"), "/a%20b%26c%23d");
-    }
-
-    #[test]
-    fn error_pages_are_styled_html_with_a_title_per_status() {
-        let body = |e: AppError| {
-            let r = PageError(e).error_response();
-            let status = r.status();
-            let ct = r.headers().get(header::CONTENT_TYPE).unwrap().to_owned();
-            let retry = r.headers().get(header::RETRY_AFTER).cloned();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let bytes = rt
-                .block_on(actix_web::body::to_bytes(r.into_body()))
-                .unwrap();
-            (
-                status,
-                ct,
-                retry,
-                String::from_utf8(bytes.to_vec()).unwrap(),
-            )
-        };
-        let cases = [
-            (
-                AppError::forbidden("x", "Nope."),
-                403,
-                "Not allowed",
-                "Nope.",
-            ),
-            (
-                AppError::NotFound("This page".into()),
-                404,
-                "Page not found",
-                "This page was not found.",
-            ),
-            (
-                AppError::RateLimited {
-                    retry_after_secs: 7,
-                },
-                429,
-                "Too many attempts",
-                "Try again in 7 seconds.",
-            ),
-            (
-                AppError::internal("relation users does not exist"),
-                500,
-                "Something went wrong",
-                "It has been logged",
-            ),
-        ];
-        for (err, code, title, text) in cases {
-            let (status, ct, retry, html) = body(err);
-            assert_eq!(status.as_u16(), code);
-            assert!(ct.to_str().unwrap().starts_with("text/html"));
-            assert!(html.contains(&format!("<h1>{title}</h1>")), "{html}");
-            assert!(html.contains(&format!("Error {code}")), "{html}");
-            assert!(html.contains(text), "{html}");
-            assert!(html.contains("/static/css/app.css"));
-            assert!(!html.contains("relation users"), "no internals");
-            assert_eq!(retry.is_some(), code == 429);
-        }
-    }
 
     #[test]
     fn times_are_utc_to_the_minute() {

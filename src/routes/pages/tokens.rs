@@ -1,22 +1,18 @@
 //! `/settings/tokens`: your tokens, revoking one, and the new-token alerts.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
-use chrono::Utc;
 use envshield_api_types::{TokenStatus, TokenSummary};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::session::TypedSession;
-use crate::db;
 use crate::error::AppError;
-use crate::rate_limit::client_ip;
-use crate::routes::pages::auth::see_other;
-use crate::routes::pages::{render, utc, utc_or, viewer_or_sign_in, Nav, PageError};
+use crate::routes::extract::{page_form, ClientIp, SignedInForm, Viewer};
+use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::audit::{self, NewTokenAlert};
-use crate::service::tokens;
-use crate::startup::AppState;
+use crate::service::tokens::{self, Reach};
+use crate::state::AppState;
 
 const LIST_PATH: &str = "/settings/tokens";
 
@@ -129,22 +125,13 @@ pub struct NoticeQuery {
 
 /// `GET /settings/tokens`.
 pub async fn list_tokens(
-    session: actix_session::Session,
+    viewer: Viewer,
     state: web::Data<AppState>,
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match viewer_or_sign_in(&session, &state, LIST_PATH).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let user_id = viewer.user.id;
-    let (list, alerts) = db::run(&state.pool, move |conn| {
-        let list = tokens::list(conn, Some(user_id), None, Utc::now())?;
-        let alerts = audit::new_token_alerts(conn, user_id)?;
-        Ok((list, alerts))
-    })
-    .await?;
+    let list = tokens::list_tokens(&state, Some(user_id), None).await?;
+    let alerts = audit::new_token_alerts(&state, user_id).await?;
     render(
         StatusCode::OK,
         &TokensPage {
@@ -187,19 +174,12 @@ pub fn parse_token_id(raw: &str) -> Result<Uuid, PageError> {
 
 /// `GET /settings/tokens/{id}/revoke`: are you sure?
 pub async fn revoke_form(
-    req: HttpRequest,
-    session: actix_session::Session,
+    viewer: Viewer,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    let viewer = match viewer_or_sign_in(&session, &state, req.path()).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let token_id = parse_token_id(&path)?;
-    let user = viewer.user.clone();
-    let token = db::run(&state.pool, move |conn| own_token(conn, &user, token_id)).await?;
+    let token = tokens::find_token(&state, viewer.user.clone(), token_id, Reach::Own).await?;
     render(
         StatusCode::OK,
         &RevokePage {
@@ -214,49 +194,26 @@ pub async fn revoke_form(
     )
 }
 
-/// The viewer's own token; here even an admin sees only their own.
-fn own_token(
-    conn: &mut diesel::PgConnection,
-    user: &crate::db::models::users::User,
-    token_id: Uuid,
-) -> Result<TokenSummary, AppError> {
-    let token = tokens::find_visible(conn, user, token_id, Utc::now())?;
-    if token.user_id != user.id {
-        return Err(AppError::NotFound("The token".to_owned()));
-    }
-    Ok(token)
-}
-
-/// A form whose only field is the CSRF token.
+/// A form whose only field is the CSRF token, posted from the token list.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub struct ListForm {
     #[serde(default)]
     csrf_token: String,
 }
 
-/// `POST /settings/tokens/{id}/revoke`.
+page_form!(ListForm, back_to = LIST_PATH);
+
+/// `POST /settings/tokens/{id}/revoke`: your own token, even for an admin.
 #[tracing::instrument(name = "revoke_own_token", skip_all)]
 pub async fn revoke(
-    req: HttpRequest,
-    session: actix_session::Session,
+    ip: ClientIp,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    posted: SignedInForm<ListForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    session.verify_csrf(&form.csrf_token)?;
-    let viewer = match viewer_or_sign_in(&session, &state, LIST_PATH).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
     let token_id = parse_token_id(&path)?;
-    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
-    let user = viewer.user;
-    db::run(&state.pool, move |conn| {
-        own_token(conn, &user, token_id)?;
-        tokens::revoke(conn, &user, token_id, &ip, Utc::now())
-    })
-    .await?;
+    let user = posted.viewer.user;
+    tokens::revoke_token(&state, user, token_id, Reach::Own, ip.to_string()).await?;
     Ok(see_other(&format!("{LIST_PATH}?revoked=1")))
 }
 
@@ -269,28 +226,20 @@ pub struct DismissForm {
     up_to: String,
 }
 
+page_form!(DismissForm, back_to = LIST_PATH);
+
 /// `POST /settings/tokens/alerts/dismiss`: hides the new-token banner.
 pub async fn dismiss_alerts(
-    session: actix_session::Session,
     state: web::Data<AppState>,
-    form: web::Form<DismissForm>,
+    posted: SignedInForm<DismissForm>,
 ) -> Result<HttpResponse, PageError> {
-    let session = TypedSession(session);
-    session.verify_csrf(&form.csrf_token)?;
-    let viewer = match viewer_or_sign_in(&session, &state, LIST_PATH).await? {
-        Ok(v) => v,
-        Err(sign_in) => return Ok(sign_in),
-    };
+    let SignedInForm { form, viewer } = posted;
     let up_to = form.up_to.trim().parse::<i64>().map_err(|_| {
         PageError(AppError::bad_request(
             "invalid_form",
             "The form could not be read. Reload the page and try again.",
         ))
     })?;
-    let user_id = viewer.user.id;
-    db::run(&state.pool, move |conn| {
-        audit::dismiss_new_token_alerts(conn, user_id, up_to, Utc::now())
-    })
-    .await?;
+    audit::dismiss_new_token_alerts(&state, viewer.user.id, up_to).await?;
     Ok(see_other(LIST_PATH))
 }

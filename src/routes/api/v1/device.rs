@@ -1,29 +1,26 @@
-//! The device-login endpoints.
+//! The device-login endpoints: each takes what it needs, makes one service
+//! call, and renders the answer. Limits are in the route table.
+
+use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::time::Duration;
-
 use chrono::Utc;
 use envshield_api_types::{
-    CancelDeviceRequest, CompleteDeviceRequest, ConfirmationMode, Decision, ErrorBody,
-    ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse,
-    StartDeviceRequest, StartDeviceResponse, StatusMessage,
+    CancelDeviceRequest, CompleteDeviceRequest, Decision, ErrorBody, ExchangeDeviceRequest,
+    PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse, StartDeviceRequest,
+    StartDeviceResponse, StatusMessage,
 };
-use secrecy::ExposeSecret;
 
-use crate::auth::extractors::{require_same_origin, SignedInUser};
 use crate::config::CLI_CLIENT_ID;
-use crate::db;
-use crate::domain::{DeviceCode, UserCode};
+use crate::domain::{DeviceCode, Flow, UserCode};
 use crate::error::AppError;
-use crate::rate_limit::{client_ip, Limit};
-use crate::routes::enforce_limit;
+use crate::routes::extract::{ClientIp, SameOrigin, SignedInUser};
 use crate::service::device::{
-    self, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, Poller, StartInput,
+    self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
 };
 use crate::service::grants;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest long-poll wait, in seconds.
 pub const MAX_WAIT_SECS: u32 = 30;
@@ -41,38 +38,22 @@ fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
 #[tracing::instrument(name = "start_device_session", skip_all)]
 pub async fn start_device_session(
     req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<StartDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Start, ip).await?;
     let body = body.into_inner();
-    // The server may require paste-back for everyone; a client may ask for it.
-    let confirmation = match (state.config.device_confirmation, body.confirmation) {
-        (ConfirmationMode::Paste, _) | (_, Some(ConfirmationMode::Paste)) => {
-            ConfirmationMode::Paste
-        }
-        _ => ConfirmationMode::Poll,
-    };
     let input = StartInput {
         token_name: body.token_name,
         scopes: body.scopes,
         client_id: body.client_id.unwrap_or_else(|| CLI_CLIENT_ID.to_owned()),
-        confirmation,
-        flow: "v1",
+        confirmation: policy::confirmation(state.config.device_confirmation, body.confirmation),
+        flow: Flow::V1,
         client_ip: ip.to_string(),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        user_agent: user_agent(&req),
     };
-    let config = state.config.clone();
     let now = Utc::now();
-    let started = db::run(&state.pool, move |conn| {
-        device::start(conn, &config, input, now)
-    })
-    .await?;
+    let started = device::start_session(&state, input, now).await?;
     let base = state.config.app_base();
     let shown = started.user_code.display();
     Ok(HttpResponse::Ok()
@@ -91,32 +72,38 @@ pub async fn start_device_session(
         }))
 }
 
+/// The request's `User-Agent`, if it is text.
+pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `GET /api/v1/cli/auth/device/poll?deviceCode=...`.
 pub async fn poll_device_session_by_query(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     query: web::Query<PollDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    poll(req, state, query.into_inner()).await
+    poll(ip, state, query.into_inner()).await
 }
 
 /// `POST /api/v1/cli/auth/device/poll` with `{deviceCode}`.
 pub async fn poll_device_session(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<PollDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    poll(req, state, body.into_inner()).await
+    poll(ip, state, body.into_inner()).await
 }
 
 #[tracing::instrument(name = "poll_device_session", skip_all)]
 async fn poll(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: PollDeviceRequest,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Poll, ip).await?;
     let PollDeviceRequest { device_code, wait } = body;
     let code = parse_device_code(&device_code)?;
     drop(device_code);
@@ -127,100 +114,10 @@ async fn poll(
                 format!("wait is at most {MAX_WAIT_SECS} seconds."),
             ))
         }
-        Some(w) if w > 0 && state.notifier.is_listening() => {
-            Some(Duration::from_secs(u64::from(w)))
-        }
-        // Without a listener there is nothing to wake the request: answer
-        // at once and let the client poll (graceful degradation).
-        _ => None,
+        w => w.map(|w| Duration::from_secs(u64::from(w))),
     };
-    // Subscribe before reading, so a change committed between the read and
-    // the wait still wakes this request.
-    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
-    let subscription = wait.map(|_| state.notifier.subscribe(&hash));
-    let woken = subscription.as_ref().map(|s| s.notify.notified());
-    tokio::pin!(woken);
-    if let Some(w) = woken.as_mut().as_pin_mut() {
-        w.enable();
-    }
-
-    // Boxed, so the state of the read is freed before the wait and a held
-    // poll keeps only what it needs (10,000 may be waiting at once).
-    let outcome = Box::pin(counted_poll(&state, code.clone(), None, ip.to_string())).await?;
-    let (Some(wait), Some(woken), PollOutcome::Pending { interval_secs }) =
-        (wait, woken.as_pin_mut(), &outcome)
-    else {
-        return Ok(poll_response(outcome));
-    };
-    // A held poll keeps only the interval of what it read.
-    let interval_secs = *interval_secs;
-    drop(outcome);
-    // Holds no database connection while waiting.
-    if tokio::time::timeout(wait, woken).await.is_err() {
-        return Ok(poll_response(PollOutcome::Pending { interval_secs }));
-    }
-    let config = state.config.clone();
-    let ip_text = ip.to_string();
-    let pacer = state.pacer.clone();
-    let notifier = state.notifier.clone();
-    let changed = Box::pin(db::run(&state.pool, move |conn| {
-        let poller = Poller {
-            client_id: None,
-            client_ip: &ip_text,
-            counted: false,
-        };
-        device::poll(
-            conn,
-            &config,
-            &pacer,
-            &notifier.pending,
-            &code,
-            poller,
-            Utc::now(),
-        )
-    }))
-    .await?;
-    Ok(poll_response(changed))
-}
-
-/// A poll by the client (v1 or OAuth): answered from the pending cache when
-/// it can, with no blocking work; from PostgreSQL otherwise.
-pub async fn counted_poll(
-    state: &AppState,
-    code: DeviceCode,
-    client_id: Option<String>,
-    client_ip: String,
-) -> Result<PollOutcome, AppError> {
-    let now = Utc::now();
-    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
-    let cached = device::poll_cached(
-        &state.notifier.pending,
-        &state.pacer,
-        &hash,
-        client_id.as_deref(),
-        now,
-    );
-    if let Some(cached) = cached {
-        if let Some((session_id, secs)) = cached.raise {
-            db::run(&state.pool, move |conn| {
-                device::store_interval(conn, session_id, secs, now)
-            })
-            .await?;
-        }
-        return Ok(cached.outcome);
-    }
-    let config = state.config.clone();
-    let pacer = state.pacer.clone();
-    let notifier = state.notifier.clone();
-    db::run(&state.pool, move |conn| {
-        let poller = Poller {
-            client_id: client_id.as_deref(),
-            client_ip: &client_ip,
-            counted: true,
-        };
-        device::poll(conn, &config, &pacer, &notifier.pending, &code, poller, now)
-    })
-    .await
+    let outcome = device::poll_and_wait(&state, code, ip.to_string(), wait).await?;
+    Ok(poll_response(outcome))
 }
 
 /// The HTTP answer for a poll outcome, per DESIGN.md's table.
@@ -290,14 +187,12 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
 /// denies, from this site's own origin.
 #[tracing::instrument(name = "complete_device_session", skip_all, fields(user_id = %user.0.id))]
 pub async fn complete_device_session(
-    req: HttpRequest,
-    state: web::Data<AppState>,
+    _origin: SameOrigin,
     user: SignedInUser,
+    ip: ClientIp,
+    state: web::Data<AppState>,
     body: web::Json<CompleteDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    require_same_origin(&req, &state)?;
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
     let body = body.into_inner();
     let user_code = UserCode::parse(&body.user_code).ok_or_else(|| {
         AppError::bad_request(
@@ -313,12 +208,7 @@ pub async fn complete_device_session(
         approver: user.0,
         client_ip: ip.to_string(),
     };
-    let config = state.config.clone();
-    let notifier = state.notifier.clone();
-    let outcome = db::run(&state.pool, move |conn| {
-        device::complete(conn, &config, &notifier.pending, input, Utc::now())
-    })
-    .await?;
+    let outcome = device::decide(&state, input).await?;
     let (message, confirmation_code) = match outcome {
         CompleteOutcome::Approved {
             already: false,
@@ -349,20 +239,12 @@ pub async fn complete_device_session(
 /// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).
 #[tracing::instrument(name = "cancel_device_session", skip_all)]
 pub async fn cancel_device_session(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<CancelDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
     let code = parse_device_code(&body.device_code)?;
-    let config = state.config.clone();
-    let notifier = state.notifier.clone();
-    let cancelled = db::run(&state.pool, move |conn| {
-        let ip = ip.to_string();
-        device::cancel(conn, &config, &notifier.pending, &code, &ip, Utc::now())
-    })
-    .await?;
+    let cancelled = device::cancel_session(&state, code, ip.to_string()).await?;
     if cancelled {
         Ok(HttpResponse::Ok().json(StatusMessage {
             status: "ok".to_owned(),
@@ -382,26 +264,14 @@ pub async fn cancel_device_session(
 /// confirmation code shown in the browser.
 #[tracing::instrument(name = "exchange_device_session", skip_all)]
 pub async fn exchange_device_session(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<ExchangeDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Complete, ip).await?;
     let body = body.into_inner();
     let code = parse_device_code(&body.device_code)?;
-    let config = state.config.clone();
-    let outcome = db::run(&state.pool, move |conn| {
-        device::exchange(
-            conn,
-            &config,
-            &code,
-            &body.confirmation_code,
-            &ip.to_string(),
-            Utc::now(),
-        )
-    })
-    .await?;
+    let outcome =
+        device::exchange_code(&state, code, body.confirmation_code, ip.to_string()).await?;
     let device_error = |status: StatusCode, error: &str, state: &str, message: String| {
         HttpResponse::build(status)
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -437,26 +307,12 @@ pub async fn exchange_device_session(
 /// the OAuth `refresh_token` grant).
 #[tracing::instrument(name = "refresh_tokens", skip_all)]
 pub async fn refresh_access_token(
-    req: HttpRequest,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies);
-    enforce_limit(&state, Limit::Poll, ip).await?;
-    let config = state.config.clone();
     let presented = body.into_inner().refresh_token;
-    let result = db::run(&state.pool, move |conn| {
-        grants::refresh(
-            conn,
-            &config,
-            None,
-            &presented,
-            None,
-            &ip.to_string(),
-            Utc::now(),
-        )
-    })
-    .await?;
+    let result = grants::refresh_grant(&state, None, presented, None, ip.to_string()).await?;
     match result {
         Ok(issued) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))

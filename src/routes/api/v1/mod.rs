@@ -9,33 +9,36 @@ use actix_web::http::header::HeaderMap;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::web;
 
-/// Routes under `/api/v1/cli`.
+use crate::rate_limit::Limit;
+use crate::routes::limit::RateLimit;
+
+/// Routes under `/api/v1/cli`, with their rate limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/auth/device/start",
-        web::post().to(device::start_device_session),
+    let limited = |path: &str, limit: Limit| web::resource(path).wrap(RateLimit::api(limit));
+    cfg.service(
+        limited("/auth/device/start", Limit::Start)
+            .route(web::post().to(device::start_device_session)),
     )
     .service(
-        web::resource("/auth/device/poll")
+        limited("/auth/device/poll", Limit::Poll)
             .wrap(from_fn(compact_headers))
             .route(web::get().to(device::poll_device_session_by_query))
             .route(web::post().to(device::poll_device_session)),
     )
-    .route(
-        "/auth/device/complete",
-        web::post().to(device::complete_device_session),
+    .service(
+        limited("/auth/device/complete", Limit::Complete)
+            .route(web::post().to(device::complete_device_session)),
     )
-    .route(
-        "/auth/device/exchange",
-        web::post().to(device::exchange_device_session),
+    .service(
+        limited("/auth/device/exchange", Limit::Complete)
+            .route(web::post().to(device::exchange_device_session)),
     )
-    .route(
-        "/auth/refresh",
-        web::post().to(device::refresh_access_token),
+    .service(
+        limited("/auth/refresh", Limit::Poll).route(web::post().to(device::refresh_access_token)),
     )
-    .route(
-        "/auth/device/cancel",
-        web::post().to(device::cancel_device_session),
+    .service(
+        limited("/auth/device/cancel", Limit::Complete)
+            .route(web::post().to(device::cancel_device_session)),
     )
     .route("/auth/logout", web::post().to(tokens::logout_api_token))
     .route("/whoami", web::get().to(tokens::whoami))

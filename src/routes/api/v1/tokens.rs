@@ -1,18 +1,15 @@
 //! Bearer-token endpoints: whoami, token list and revocation, logout.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use actix_web::{web, HttpResponse};
 use envshield_api_types::{
     RevokeTokenRequest, TokenInfo, TokenListResponse, UserInfo, WhoamiResponse,
 };
 use serde::Deserialize;
 
-use crate::auth::extractors::BearerAuth;
-use crate::db;
 use crate::error::AppError;
-use crate::rate_limit::client_ip;
-use crate::service::tokens;
-use crate::startup::AppState;
+use crate::routes::extract::{BearerAuth, ClientIp};
+use crate::service::tokens::{self, Reach};
+use crate::state::AppState;
 
 /// `GET /api/v1/cli/whoami`.
 pub async fn whoami(auth: BearerAuth) -> HttpResponse {
@@ -21,7 +18,7 @@ pub async fn whoami(auth: BearerAuth) -> HttpResponse {
         user: UserInfo {
             id: a.user.id,
             email: a.user.email,
-            role: a.user.role,
+            role: a.user.role.to_string(),
         },
         token: TokenInfo {
             id: a.token.id,
@@ -59,41 +56,37 @@ pub async fn list_api_tokens(
     }
     let owner = (!query.all).then_some(auth.0.user.id);
     let current = auth.0.token.id;
-    let list = db::run(&state.pool, move |conn| {
-        tokens::list(conn, owner, Some(current), Utc::now())
-    })
-    .await?;
+    let list = tokens::list_tokens(&state, owner, Some(current)).await?;
     Ok(HttpResponse::Ok().json(TokenListResponse { tokens: list }))
 }
 
 /// `POST /api/v1/cli/tokens/revoke` (scope `tokens:write`): your own token,
 /// or any token for admins. 204.
 pub async fn revoke_api_token(
-    req: HttpRequest,
+    ip: ClientIp,
     auth: BearerAuth,
     state: web::Data<AppState>,
     body: web::Json<RevokeTokenRequest>,
 ) -> Result<HttpResponse, AppError> {
     auth.require_scope("tokens:write")?;
-    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
-    let token_id = body.token_id;
-    db::run(&state.pool, move |conn| {
-        tokens::revoke(conn, &auth.0.user, token_id, &ip, Utc::now())
-    })
+    tokens::revoke_token(
+        &state,
+        auth.0.user,
+        body.token_id,
+        Reach::AnyIfAdmin,
+        ip.to_string(),
+    )
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/v1/cli/auth/logout`: revokes the presented token. 204.
 pub async fn logout_api_token(
-    req: HttpRequest,
+    ip: ClientIp,
     auth: BearerAuth,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req, &state.config.trusted_proxies).to_string();
-    db::run(&state.pool, move |conn| {
-        tokens::revoke(conn, &auth.0.user, auth.0.token.id, &ip, Utc::now())
-    })
-    .await?;
+    let BearerAuth(auth) = auth;
+    tokens::revoke_token(&state, auth.user, auth.token.id, Reach::Own, ip.to_string()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

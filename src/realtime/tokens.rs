@@ -4,8 +4,8 @@
 //! revocation takes effect everywhere within a second even if a
 //! notification were lost. Sooner in practice:
 //! - a revocation made by this instance invalidates the whole cache right
-//!   after its commit (`db::run` bumps the generation), so the next request
-//!   here reads PostgreSQL;
+//!   after its commit (the revoking service calls `Realtime::revoked` from
+//!   `Db::after_commit`), so the next request here reads PostgreSQL;
 //! - a database trigger sends `NOTIFY envshield_tokens` for every change
 //!   that can end a token's validity, made anywhere; the listener bumps
 //!   the generation on every instance;
@@ -17,37 +17,35 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use crate::service::tokens::Authenticated;
 
 const SHARDS: usize = 16;
 const MAX_ENTRIES_PER_SHARD: usize = 100_000 / SHARDS;
 
-type Shard = HashMap<[u8; 32], (Authenticated, Instant, u64)>;
+type Shard<V> = HashMap<[u8; 32], (V, Instant, u64)>;
 
-/// Authenticated tokens by digest.
-pub struct TokenCache {
-    generation: Arc<AtomicU64>,
-    shards: Vec<Mutex<Shard>>,
+/// Authentications by token digest.
+pub struct TokenCache<V> {
+    generation: AtomicU64,
+    shards: Vec<Mutex<Shard<V>>>,
     ttl: Duration,
     enabled: AtomicBool,
 }
 
-impl TokenCache {
-    /// A cache whose entries live `ttl` (zero: never caches), invalidated
-    /// whenever `generation` moves. Starts off until the listener is up.
-    pub fn new(ttl: Duration, generation: Arc<AtomicU64>) -> Self {
+impl<V: Clone> TokenCache<V> {
+    /// A cache whose entries live `ttl` (zero: never caches), emptied by
+    /// [`TokenCache::invalidate_all`]. Starts off until the listener is up.
+    pub fn new(ttl: Duration) -> Self {
         Self {
-            generation,
+            generation: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             ttl,
             enabled: AtomicBool::new(false),
         }
     }
 
-    fn shard(&self, digest: &[u8; 32]) -> &Mutex<Shard> {
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<Shard<V>> {
         &self.shards[usize::from(digest[0]) % SHARDS]
     }
 
@@ -61,7 +59,7 @@ impl TokenCache {
     }
 
     /// The cached authentication for `digest`, if fresh and current.
-    pub fn get(&self, digest: &[u8; 32], now: Instant) -> Option<Authenticated> {
+    pub fn get(&self, digest: &[u8; 32], now: Instant) -> Option<V> {
         if !self.active() {
             return None;
         }
@@ -82,7 +80,7 @@ impl TokenCache {
     }
 
     /// Caches a successful lookup that began at `generation`.
-    pub fn insert(&self, digest: [u8; 32], generation: u64, auth: Authenticated, now: Instant) {
+    pub fn insert(&self, digest: [u8; 32], generation: u64, auth: V, now: Instant) {
         if !self.active() || generation != self.generation() {
             return;
         }

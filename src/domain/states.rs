@@ -1,0 +1,91 @@
+//! The small closed sets stored in `text` columns: account roles, how a
+//! token was minted, which API started a device login, and how its token
+//! is collected.
+
+use envshield_api_types::ConfirmationMode;
+
+use super::text_enum::text_enum;
+
+text_enum! {
+    /// An account's role (`users.role`).
+    pub enum Role {
+        /// An ordinary account.
+        User => "user",
+        /// May see and revoke every token, and read the audit log.
+        Admin => "admin",
+    }
+}
+
+text_enum! {
+    /// How a token was minted (`api_tokens.source`).
+    pub enum TokenSource {
+        /// Approved through a device login.
+        Device => "device",
+        /// Rotated through the OAuth refresh grant.
+        OAuth => "oauth",
+        /// Created by an operator.
+        Manual => "manual",
+    }
+}
+
+text_enum! {
+    /// Which API started a device login (`cli_device_sessions.flow`).
+    pub enum Flow {
+        /// `/api/v1/cli/auth/device/start`.
+        V1 => "v1",
+        /// `/oauth/device_authorization`.
+        OAuth => "oauth",
+    }
+}
+
+text_enum! {
+    /// How an approved device login's token is collected
+    /// (`cli_device_sessions.confirmation`).
+    pub enum Confirmation {
+        /// The next poll picks it up.
+        Poll => "poll",
+        /// Only the confirmation code shown in the browser releases it.
+        Paste => "paste",
+    }
+}
+
+impl From<ConfirmationMode> for Confirmation {
+    fn from(mode: ConfirmationMode) -> Self {
+        match mode {
+            ConfirmationMode::Poll => Self::Poll,
+            ConfirmationMode::Paste => Self::Paste,
+        }
+    }
+}
+
+impl From<Confirmation> for ConfirmationMode {
+    fn from(mode: Confirmation) -> Self {
+        match mode {
+            Confirmation::Poll => Self::Poll,
+            Confirmation::Paste => Self::Paste,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_round_trips_and_others_are_refused() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(*r));
+        }
+        for s in TokenSource::ALL {
+            assert_eq!(TokenSource::parse(&s.to_string()), Some(*s));
+        }
+        for f in Flow::ALL {
+            assert_eq!(Flow::parse(f.as_str()), Some(*f));
+        }
+        for c in Confirmation::ALL {
+            assert_eq!(Confirmation::from(ConfirmationMode::from(*c)), *c);
+        }
+        assert_eq!(Role::parse("Admin"), None, "spellings are exact");
+        assert_eq!(Flow::parse(""), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! The one `LISTEN` connection of an instance: it hears every committed
+//! device-session change and token change, from any instance, and hands
+//! them to [`Realtime::received`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::db::models::notifications::{DEVICE_CHANNEL, TOKENS_CHANNEL};
+use crate::realtime::Realtime;
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait before reconnecting.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Keeps one `LISTEN` connection open, reconnecting with backoff, and
+/// forwards notifications. Runs until aborted.
+pub async fn listen(database_url: String, realtime: Arc<Realtime>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match listen_once(&database_url, &realtime, &mut backoff).await {
+            Ok(()) => tracing::warn!("notification listener disconnected; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "notification listener failed; reconnecting"),
+        }
+        realtime.set_listening(false);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn listen_once(
+    database_url: &str,
+    realtime: &Realtime,
+    backoff: &mut Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    // A connection that dies silently (a NAT or a failover dropping it)
+    // would leave the caches trusting a listener that hears nothing.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx
+                        .send((n.channel().to_owned(), n.payload().to_owned()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "notification connection error");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {DEVICE_CHANNEL}; LISTEN {TOKENS_CHANNEL}"))
+        .await?;
+    realtime.set_listening(true);
+    *backoff = FIRST_BACKOFF;
+    tracing::info!("listening for device-session and token changes");
+    while let Some((channel, payload)) = rx.recv().await {
+        realtime.received(&channel, &payload);
+    }
+    driver.abort();
+    Ok(())
+}

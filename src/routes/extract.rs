@@ -1,0 +1,399 @@
+//! What a handler declares it takes, checked before it runs: the client
+//! address, the signed-in viewer of a page (or the admin), the signed-in
+//! user of a JSON call, a Bearer token, and a form whose CSRF token matches.
+
+use std::future::{ready, Future, Ready};
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use actix_session::SessionExt;
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+
+use crate::auth::session::TypedSession;
+use crate::db::models::users::User;
+use crate::error::AppError;
+use crate::rate_limit::client_ip;
+use crate::routes::html::{path_and_query, Nav, PageError};
+use crate::service::accounts;
+use crate::service::tokens::{self, Authenticated, Refusal};
+use crate::state::AppState;
+
+const REALM: &str = "envshield";
+
+type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>>>>;
+
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("application state is not registered"))
+}
+
+/// The client's address: the peer, or what a trusted proxy forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequest for ClientIp {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).map(|s| Self(client_ip(req, &s.config.trusted_proxies))))
+    }
+}
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromRequest for TypedSession {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self(req.get_session())))
+    }
+}
+
+/// The account signed in to this browser session, if any (and not disabled).
+async fn signed_in(session: &TypedSession, state: &AppState) -> Result<Option<User>, AppError> {
+    match session.user_id(Utc::now(), state.config.session_ttl) {
+        Some(user_id) => accounts::find_enabled(state, user_id).await,
+        None => Ok(None),
+    }
+}
+
+/// The signed-in account looking at a page, with the session's CSRF token.
+/// Signed out, the page answers a 303 to the sign-in form, which comes back
+/// to this page afterwards.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// The account.
+    pub user: User,
+    /// The session's CSRF token, for every form on the page.
+    pub csrf_token: String,
+}
+
+impl Viewer {
+    /// The navigation bar for this account.
+    pub fn nav(&self) -> Option<Nav> {
+        Some(Nav {
+            email: self.user.email.clone(),
+            is_admin: self.user.is_admin(),
+            csrf_token: self.csrf_token.clone(),
+        })
+    }
+
+    async fn of(session: &TypedSession, state: &AppState) -> Result<Option<Self>, AppError> {
+        Ok(match signed_in(session, state).await? {
+            Some(user) => Some(Self {
+                user,
+                csrf_token: session.csrf_token()?,
+            }),
+            None => None,
+        })
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = PageError;
+    type Future = Boxed<Self, PageError>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let back_to = path_and_query(req);
+        let viewer = MaybeViewer::from_request(req, payload);
+        Box::pin(async move { viewer.await?.require(&back_to) })
+    }
+}
+
+/// A page open to everyone that shows more to a signed-in account.
+#[derive(Debug, Clone)]
+pub struct MaybeViewer(pub Option<Viewer>);
+
+impl MaybeViewer {
+    /// The navigation bar, when signed in.
+    pub fn nav(&self) -> Option<Nav> {
+        self.0.as_ref().and_then(Viewer::nav)
+    }
+
+    /// The viewer, or the sign-in redirect that comes back to `back_to`.
+    pub fn require(self, back_to: &str) -> Result<Viewer, PageError> {
+        self.0.ok_or_else(|| {
+            PageError(AppError::SignInRequired {
+                back_to: back_to.to_owned(),
+            })
+        })
+    }
+}
+
+impl FromRequest for MaybeViewer {
+    type Error = PageError;
+    type Future = Boxed<Self, PageError>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state_of(req);
+        let session = TypedSession(req.get_session());
+        Box::pin(async move {
+            let state = state?;
+            Ok(Self(Viewer::of(&session, &state).await?))
+        })
+    }
+}
+
+/// The signed-in admin looking at a page: signed out, a 303 to sign in;
+/// anyone else, a styled 403 page.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Viewer);
+
+impl FromRequest for Admin {
+    type Error = PageError;
+    type Future = Boxed<Self, PageError>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let viewer = Viewer::from_request(req, payload);
+        Box::pin(async move { admin_only(viewer.await?).map(Self) })
+    }
+}
+
+/// The viewer if it is an admin; a styled 403 page for anyone else.
+pub fn admin_only(viewer: Viewer) -> Result<Viewer, PageError> {
+    if viewer.user.is_admin() {
+        Ok(viewer)
+    } else {
+        Err(PageError(AppError::forbidden(
+            "admin_only",
+            "This page is for admins only. Ask an admin if you need something here.",
+        )))
+    }
+}
+
+/// A posted page form; its `csrf_token` field is checked against the
+/// session's before the handler runs (a 403 page otherwise).
+pub trait PageForm: DeserializeOwned + 'static {
+    /// The submitted CSRF token.
+    fn csrf_token(&self) -> &str;
+}
+
+/// Implements [`PageForm`] for a form struct with a `csrf_token` field and,
+/// given `back_to`, [`FormPage`] with that fixed page.
+macro_rules! page_form {
+    ($form:ty) => {
+        impl $crate::routes::extract::PageForm for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        }
+    };
+    ($form:ty, back_to = $page:expr) => {
+        page_form!($form);
+        impl $crate::routes::extract::FormPage for $form {
+            fn back_to(&self) -> String {
+                $page.to_owned()
+            }
+        }
+    };
+}
+pub(crate) use page_form;
+
+/// A page form whose CSRF token matched, and the session it matched.
+pub struct CsrfForm<T> {
+    /// The fields.
+    pub form: T,
+    /// The browser session.
+    pub session: TypedSession,
+}
+
+impl<T: PageForm> FromRequest for CsrfForm<T> {
+    type Error = actix_web::Error;
+    type Future = Boxed<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let form = web::Form::<T>::from_request(req, payload);
+        let session = TypedSession(req.get_session());
+        Box::pin(async move {
+            let form = form.await?.into_inner();
+            session.verify_csrf(form.csrf_token()).map_err(PageError)?;
+            Ok(Self { form, session })
+        })
+    }
+}
+
+/// A page form posted by a signed-in account: the CSRF token is checked
+/// first (a forged post learns nothing), then the sign-in, which comes back
+/// to `T::back_to` when the session has ended.
+pub struct SignedInForm<T> {
+    /// The fields.
+    pub form: T,
+    /// The account posting it.
+    pub viewer: Viewer,
+}
+
+/// Where a form's page lives, to come back to after signing in again.
+pub trait FormPage: PageForm {
+    /// The page the form was on.
+    fn back_to(&self) -> String;
+}
+
+impl<T: FormPage> FromRequest for SignedInForm<T> {
+    type Error = actix_web::Error;
+    type Future = Boxed<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let checked = CsrfForm::<T>::from_request(req, payload);
+        let state = state_of(req);
+        Box::pin(async move {
+            let CsrfForm { form, session } = checked.await?;
+            let state = state.map_err(PageError)?;
+            let viewer = Viewer::of(&session, &state).await.map_err(PageError)?;
+            let viewer = MaybeViewer(viewer).require(&form.back_to())?;
+            Ok(Self { form, viewer })
+        })
+    }
+}
+
+/// A JSON call from a signed-in browser session; 401 otherwise.
+#[derive(Debug, Clone)]
+pub struct SignedInUser(pub User);
+
+impl FromRequest for SignedInUser {
+    type Error = AppError;
+    type Future = Boxed<Self, AppError>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state_of(req);
+        let session = TypedSession(req.get_session());
+        Box::pin(async move {
+            let state = state?;
+            signed_in(&session, &state)
+                .await?
+                .map(SignedInUser)
+                .ok_or_else(|| AppError::Unauthorized {
+                    code: "not_signed_in",
+                    message: "Sign in at /login first.".to_owned(),
+                    challenge: None,
+                })
+        })
+    }
+}
+
+/// A JSON call from this site's own pages: `Origin` (or, when a browser
+/// omits it, `Referer`) is `APP_URL`'s origin; 403 otherwise. Cookies ride
+/// along on cross-site requests, so a cookie-authenticated call needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct SameOrigin;
+
+impl FromRequest for SameOrigin {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).and_then(|state| {
+            let origin = state.config.app_origin();
+            let headers = req.headers();
+            let ok = match headers.get(header::ORIGIN) {
+                Some(o) => o.to_str().is_ok_and(|o| o == origin),
+                None => headers
+                    .get(header::REFERER)
+                    .and_then(|r| r.to_str().ok())
+                    .and_then(|r| url::Url::parse(r).ok())
+                    .is_some_and(|r| r.origin().ascii_serialization() == origin),
+            };
+            ok.then_some(SameOrigin).ok_or_else(|| {
+                AppError::forbidden(
+                    "cross_origin_request",
+                    "This call must come from the EnvShield web page itself. Approve the request on its page instead.",
+                )
+            })
+        }))
+    }
+}
+
+/// A request carrying a live API token: `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct BearerAuth(pub Authenticated);
+
+impl BearerAuth {
+    /// 403 `insufficient_scope` unless the token carries `scope`.
+    pub fn require_scope(&self, scope: &str) -> Result<(), AppError> {
+        if self.0.token.scopes.iter().any(|s| s == scope) {
+            return Ok(());
+        }
+        Err(AppError::Forbidden {
+            code: "insufficient_scope",
+            message: format!(
+                "This token lacks the `{scope}` scope. Sign in again with `envshield login --scopes {scope}`."
+            ),
+            challenge: Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+        })
+    }
+}
+
+fn invalid_token(message: &str) -> AppError {
+    AppError::Unauthorized {
+        code: "invalid_token",
+        message: message.to_owned(),
+        challenge: Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{message}\""
+        )),
+    }
+}
+
+/// The answer for each reason a Bearer token is refused.
+fn refused(refusal: Refusal) -> AppError {
+    match refusal {
+        Refusal::Missing => AppError::Unauthorized {
+            code: "missing_token",
+            message: "Send an API token as `Authorization: Bearer <token>`. Run `envshield login` to get one.".to_owned(),
+            challenge: Some(format!("Bearer realm=\"{REALM}\"")),
+        },
+        Refusal::NotBearer => {
+            invalid_token("Use the Bearer scheme: `Authorization: Bearer <token>`.")
+        }
+        Refusal::Malformed => {
+            invalid_token("The token is malformed. Check that it was copied whole.")
+        }
+        Refusal::Expired => AppError::Unauthorized {
+            code: "token_expired",
+            message: "The token has expired. Refresh it, or run `envshield login` again.".to_owned(),
+            challenge: Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"The token has expired.\""
+            )),
+        },
+        Refusal::Invalid => invalid_token(
+            "The token is invalid or revoked. Run `envshield login` to get a new one.",
+        ),
+    }
+}
+
+impl FromRequest for BearerAuth {
+    type Error = AppError;
+    type Future = Boxed<Self, AppError>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state_of(req);
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        Box::pin(async move {
+            let header = match header {
+                Some(Err(_)) => {
+                    return Err(invalid_token("The Authorization header is not valid text."))
+                }
+                Some(Ok(v)) => Some(v),
+                None => None,
+            };
+            let state = state?;
+            tokens::authenticate_bearer(&state, header.as_deref())
+                .await?
+                .map(BearerAuth)
+                .map_err(refused)
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! The device login (RFC 8628) as one state machine, shared by the v1 JSON
+//! API, the approval pages and the OAuth endpoints.
+//!
+//! - [`start`]: a client starts a login;
+//! - [`poll`]: the client polls (from memory when it can), or waits;
+//! - [`decide`]: a signed-in person looks the request up, approves or denies;
+//! - [`pickup`]: the token leaves the server once; paste mode; cancel;
+//! - [`policy`]: the rules that need no database.
+
+mod decide;
+mod pickup;
+pub mod policy;
+mod poll;
+mod start;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub use decide::{
+    complete, decide, expired_request, find_request, CompleteInput, CompleteOutcome, RequestView,
+};
+pub use pickup::{
+    cancel, cancel_session, exchange, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES,
+};
+pub use poll::{counted_poll, poll, poll_and_wait, PollOutcome, Poller};
+pub use start::{start, start_session, StartInput, Started};
+
+use crate::db::{self, models::device_sessions, Db};
+use crate::error::AppError;
+use crate::realtime::Realtime;
+use crate::state::AppState;
+
+/// Expires due sessions (wiping sealed tokens and revoking tokens nobody
+/// collected) and deletes sessions that ended more than `keep` ago.
+pub async fn purge(
+    state: &AppState,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> Result<(usize, usize), AppError> {
+    let realtime = state.realtime.clone();
+    db::run(&state.pool, move |conn| {
+        purge_due(conn, &realtime, now, keep)
+    })
+    .await
+}
+
+/// See [`purge`]; returns how many sessions expired and were deleted.
+pub fn purge_due(
+    conn: &mut Db<'_>,
+    realtime: &Arc<Realtime>,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> Result<(usize, usize), AppError> {
+    let (expired, revoked) = device_sessions::expire_due(conn, now)?;
+    crate::service::tokens::announce(conn, realtime, &revoked);
+    let deleted = device_sessions::delete_ended_before(conn, now - keep)?;
+    Ok((expired, deleted))
+}

@@ -1,0 +1,276 @@
+//! The rules of a device login that need no database: token names, the
+//! scopes asked for and granted, lifetimes, who may approve what, and the
+//! per-account token cap. Pure functions, unit-tested here.
+
+use chrono::{DateTime, Duration, Utc};
+use envshield_api_types::ConfirmationMode;
+
+use crate::config::{Config, OAuthClient};
+use crate::domain::{Role, Scopes, TokenName};
+use crate::error::AppError;
+
+/// Longest user agent kept.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// The token name asked for, or `CLI Token - <date>`.
+pub fn token_name(asked: Option<&str>, now: DateTime<Utc>) -> Result<TokenName, AppError> {
+    let default;
+    let name = match asked {
+        Some(n) => n,
+        None => {
+            default = format!("CLI Token - {}", now.format("%Y-%m-%d"));
+            &default
+        }
+    };
+    TokenName::parse(name).map_err(|m| AppError::bad_request("invalid_token_name", m))
+}
+
+/// The scopes a login asks for: those named, or the configured defaults the
+/// client may have. Every one must be among the client's.
+pub fn requested_scopes(
+    asked: Option<&[String]>,
+    default_scopes: &[String],
+    client: &OAuthClient,
+) -> Result<Scopes, AppError> {
+    let requested: Vec<String> = match asked {
+        Some(s) => s.to_vec(),
+        None => default_scopes
+            .iter()
+            .filter(|s| client.scopes.contains(s))
+            .cloned()
+            .collect(),
+    };
+    Scopes::parse(&requested, &client.scopes).map_err(|m| AppError::bad_request("invalid_scope", m))
+}
+
+/// The scopes an approval grants: all that were asked for, or the subset
+/// the approver kept. Never more than asked.
+pub fn granted_scopes(
+    requested: &Scopes,
+    chosen: Option<&[String]>,
+    catalogue: &[String],
+) -> Result<Scopes, AppError> {
+    let Some(chosen) = chosen else {
+        return Ok(requested.clone());
+    };
+    let chosen =
+        Scopes::parse(chosen, catalogue).map_err(|m| AppError::bad_request("invalid_scope", m))?;
+    if !chosen.is_subset_of(requested) {
+        return Err(AppError::bad_request(
+            "invalid_scope",
+            format!(
+                "You can only remove scopes from this request, not add them. It asked for: {}.",
+                requested.as_slice().join(", ")
+            ),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// When an approved API token expires: after the days the approver chose
+/// (at least one, at most `max_days`), else after `max_days`; `None` when
+/// tokens never expire and none was chosen.
+pub fn token_expiry(
+    chosen_days: Option<u32>,
+    max_days: Option<u32>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, AppError> {
+    let days = match (chosen_days, max_days) {
+        (Some(0), _) => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                "The token must live at least one day.",
+            ))
+        }
+        (Some(d), Some(max)) if d > max => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                format!("The token can live at most {max} days."),
+            ))
+        }
+        (Some(d), _) => Some(d),
+        (None, max) => max,
+    };
+    days.map(|d| {
+        now.checked_add_signed(Duration::days(i64::from(d)))
+            .ok_or_else(|| AppError::bad_request("invalid_expiry", "Pick an expiry from the list."))
+    })
+    .transpose()
+}
+
+/// Whether an account with `role` may approve a token with `scopes`: its
+/// role may create tokens at all, and grant each scope.
+pub fn check_approver(config: &Config, role: Role, scopes: &Scopes) -> Result<(), AppError> {
+    if !config.role_may_create_tokens(role) {
+        return Err(AppError::forbidden(
+            "role_not_allowed",
+            format!("Accounts with the `{role}` role may not create API tokens."),
+        ));
+    }
+    if let Some(scope) = scopes
+        .as_slice()
+        .iter()
+        .find(|s| !config.role_may_grant(role, s))
+    {
+        return Err(AppError::forbidden(
+            "scope_not_allowed",
+            format!(
+                "Your account may not grant the `{scope}` scope. Untick it, or ask an admin to approve."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a new token when the account already holds `active` of at most
+/// `max` (a refresh family counts as one).
+pub fn check_token_cap(active: i64, max: u32) -> Result<(), AppError> {
+    if active >= i64::from(max) {
+        return Err(AppError::conflict(
+            "token_limit_reached",
+            format!(
+                "You already have {max} active tokens, the most allowed. Revoke one in your token settings (/settings/tokens) or with `envshield tokens revoke <id>`, then approve again."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The user agent as stored: control characters dropped, length capped.
+pub fn user_agent(raw: Option<String>) -> Option<String> {
+    raw.map(|ua| {
+        ua.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT_CHARS)
+            .collect()
+    })
+}
+
+/// How a v1 login's token is collected: the server may require paste-back
+/// for everyone, and a client may ask for it.
+pub fn confirmation(server: ConfirmationMode, asked: Option<ConfirmationMode>) -> ConfirmationMode {
+    match (server, asked) {
+        (ConfirmationMode::Paste, _) | (_, Some(ConfirmationMode::Paste)) => {
+            ConfirmationMode::Paste
+        }
+        _ => ConfirmationMode::Poll,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn client(scopes: &[&str]) -> OAuthClient {
+        OAuthClient {
+            client_id: "envshield-cli".into(),
+            grants: vec![],
+            scopes: strings(scopes),
+            token_policy: crate::config::TokenPolicy::ApiToken,
+        }
+    }
+
+    #[test]
+    fn a_missing_token_name_is_dated() {
+        let now = at("2026-11-29T10:00:00Z");
+        assert_eq!(
+            token_name(None, now).unwrap().as_str(),
+            "CLI Token - 2026-11-29"
+        );
+        assert_eq!(token_name(Some("laptop"), now).unwrap().as_str(), "laptop");
+        assert_eq!(
+            token_name(Some(""), now).unwrap_err().code(),
+            "invalid_token_name"
+        );
+    }
+
+    #[test]
+    fn defaults_are_limited_to_the_client_and_asked_scopes_must_be_its_own() {
+        let c = client(&["envs:read", "tokens:read"]);
+        let defaults = strings(&["envs:read", "envs:write"]);
+        let s = requested_scopes(None, &defaults, &c).unwrap();
+        assert_eq!(s.as_slice(), ["envs:read"]);
+        let asked = strings(&["envs:write"]);
+        let err = requested_scopes(Some(&asked), &defaults, &c).unwrap_err();
+        assert_eq!(err.code(), "invalid_scope");
+    }
+
+    #[test]
+    fn an_approval_may_narrow_scopes_but_never_widen_them() {
+        let cat = strings(&["a", "b", "c"]);
+        let requested = Scopes::parse(&strings(&["a", "b"]), &cat).unwrap();
+        assert_eq!(granted_scopes(&requested, None, &cat).unwrap(), requested);
+        let narrowed = granted_scopes(&requested, Some(&strings(&["b"])), &cat).unwrap();
+        assert_eq!(narrowed.as_slice(), ["b"]);
+        let widened = granted_scopes(&requested, Some(&strings(&["a", "c"])), &cat);
+        assert_eq!(widened.unwrap_err().code(), "invalid_scope");
+        assert!(
+            granted_scopes(&requested, Some(&[]), &cat).is_err(),
+            "none kept"
+        );
+    }
+
+    #[test]
+    fn expiry_is_bounded_by_the_configured_lifetime_and_never_overflows() {
+        let now = at("2026-01-01T00:00:00Z");
+        assert_eq!(
+            token_expiry(Some(30), Some(365), now).unwrap(),
+            Some(at("2026-01-31T00:00:00Z"))
+        );
+        assert_eq!(
+            token_expiry(None, Some(7), now).unwrap(),
+            Some(at("2026-01-08T00:00:00Z"))
+        );
+        assert_eq!(
+            token_expiry(None, None, now).unwrap(),
+            None,
+            "never expires"
+        );
+        for bad in [Some(0), Some(366)] {
+            let err = token_expiry(bad, Some(365), now).unwrap_err();
+            assert_eq!(err.code(), "invalid_expiry", "{bad:?}");
+        }
+        let huge = token_expiry(Some(u32::MAX), None, now).unwrap_err();
+        assert_eq!(huge.code(), "invalid_expiry");
+    }
+
+    #[test]
+    fn the_cap_counts_every_active_token() {
+        assert!(check_token_cap(9, 10).is_ok());
+        let err = check_token_cap(10, 10).unwrap_err();
+        assert_eq!(err.code(), "token_limit_reached");
+        assert!(err.public_message().contains("10 active tokens"));
+    }
+
+    #[test]
+    fn user_agents_lose_control_characters_and_are_capped() {
+        assert_eq!(
+            user_agent(Some("cli/1\n\u{7}x".into())).as_deref(),
+            Some("cli/1x")
+        );
+        let long = "a".repeat(1000);
+        assert_eq!(user_agent(Some(long)).unwrap().len(), MAX_USER_AGENT_CHARS);
+        assert_eq!(user_agent(None), None);
+    }
+
+    #[test]
+    fn paste_is_required_by_the_server_or_asked_by_the_client() {
+        use ConfirmationMode::{Paste, Poll};
+        assert_eq!(confirmation(Poll, None), Poll);
+        assert_eq!(confirmation(Poll, Some(Poll)), Poll);
+        assert_eq!(confirmation(Poll, Some(Paste)), Paste);
+        assert_eq!(
+            confirmation(Paste, Some(Poll)),
+            Paste,
+            "the server's word wins"
+        );
+    }
+}

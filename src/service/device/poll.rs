@@ -1,0 +1,338 @@
+//! A client polling for its token (RFC 8628 §3.4–3.5): from the pending
+//! cache when it can, from PostgreSQL otherwise, held until a change when
+//! the client asks to wait; and the sealed token opened for the one poll
+//! that consumes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::db::models::{api_tokens, device_sessions};
+use crate::db::{self, Db};
+use crate::domain::{Confirmation, DeviceCode, PlainToken, SessionStatus};
+use crate::error::AppError;
+use crate::realtime::{PendingRow, Realtime};
+use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::grants;
+use crate::state::AppState;
+
+/// Every answer a poll can get.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// Nobody decided yet.
+    Pending {
+        /// Seconds to wait.
+        interval_secs: u32,
+    },
+    /// Polled too fast; the interval grew.
+    SlowDown {
+        /// New interval.
+        interval_secs: u32,
+    },
+    /// Approved: the token, handed out exactly once.
+    Approved {
+        /// Plaintext token.
+        token: PlainToken,
+        /// Token id.
+        token_id: Uuid,
+        /// Token name.
+        token_name: String,
+        /// Granted scopes.
+        scopes: Vec<String>,
+        /// Token expiry.
+        expires_at: Option<DateTime<Utc>>,
+        /// Refresh token, for `access_refresh` clients.
+        refresh: Option<PlainToken>,
+    },
+    /// Approved in paste mode: only `exchange` with the code releases the token.
+    ConfirmationRequired,
+    /// Denied in the browser.
+    Denied,
+    /// Expired, cancelled or already used.
+    Expired,
+    /// No session has this device code.
+    Unknown,
+}
+
+/// Who is polling, and whether the poll counts toward pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct Poller<'a> {
+    /// The client the device code must belong to (OAuth), if checked.
+    pub client_id: Option<&'a str>,
+    /// Client IP, for audit events.
+    pub client_ip: &'a str,
+    /// False for the re-read after a long-poll wake-up, which is the
+    /// server's doing, not the client polling early.
+    pub counted: bool,
+}
+
+/// A v1 poll that may wait up to `wait` for a change (long poll). Waits
+/// only while the listener is up: without it nothing would wake the poll,
+/// so it answers at once and the client polls again.
+pub async fn poll_and_wait(
+    state: &AppState,
+    code: DeviceCode,
+    client_ip: String,
+    wait: Option<Duration>,
+) -> Result<PollOutcome, AppError> {
+    let wait = wait.filter(|w| !w.is_zero() && state.realtime.is_listening());
+    // Subscribe before reading, so a change committed between the read and
+    // the wait still wakes this request.
+    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
+    let subscription = wait.map(|_| state.realtime.subscribe(&hash));
+    let woken = subscription.as_ref().map(|s| s.notify.notified());
+    tokio::pin!(woken);
+    if let Some(w) = woken.as_mut().as_pin_mut() {
+        w.enable();
+    }
+    // Boxed, so the state of the read is freed before the wait and a held
+    // poll keeps only what it needs (10,000 may be waiting at once).
+    let outcome = Box::pin(counted_poll(state, code.clone(), None, client_ip.clone())).await?;
+    let (Some(wait), Some(woken), PollOutcome::Pending { interval_secs }) =
+        (wait, woken.as_pin_mut(), &outcome)
+    else {
+        return Ok(outcome);
+    };
+    // A held poll keeps only the interval of what it read.
+    let interval_secs = *interval_secs;
+    drop(outcome);
+    // Holds no database connection while waiting.
+    if tokio::time::timeout(wait, woken).await.is_err() {
+        return Ok(PollOutcome::Pending { interval_secs });
+    }
+    let config = state.config.clone();
+    let realtime = state.realtime.clone();
+    Box::pin(db::run(&state.pool, move |conn| {
+        let poller = Poller {
+            client_id: None,
+            client_ip: &client_ip,
+            counted: false,
+        };
+        poll(conn, &config, &realtime, &code, poller, Utc::now())
+    }))
+    .await
+}
+
+/// A poll by the client (v1 or OAuth): answered from the pending cache when
+/// it can, with no blocking work; from PostgreSQL otherwise.
+pub async fn counted_poll(
+    state: &AppState,
+    code: DeviceCode,
+    client_id: Option<String>,
+    client_ip: String,
+) -> Result<PollOutcome, AppError> {
+    let now = Utc::now();
+    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
+    if let Some(cached) = poll_cached(&state.realtime, &hash, client_id.as_deref(), now) {
+        if let Some((session_id, secs)) = cached.raise {
+            db::run(&state.pool, move |conn| {
+                Ok(device_sessions::raise_interval(
+                    conn, session_id, now, secs,
+                )?)
+            })
+            .await?;
+        }
+        return Ok(cached.outcome);
+    }
+    let config = state.config.clone();
+    let realtime = state.realtime.clone();
+    db::run(&state.pool, move |conn| {
+        let poller = Poller {
+            client_id: client_id.as_deref(),
+            client_ip: &client_ip,
+            counted: true,
+        };
+        poll(conn, &config, &realtime, &code, poller, now)
+    })
+    .await
+}
+
+/// A poll answered from memory: the session was read as pending moments ago
+/// and no change was notified since.
+#[derive(Debug)]
+struct CachedPoll {
+    /// Pending or slow_down.
+    outcome: PollOutcome,
+    /// A grown interval to store: `(session id, seconds)`.
+    raise: Option<(Uuid, i32)>,
+}
+
+/// Answers a counted poll of a cached pending session without the
+/// database, or `None` when only PostgreSQL can answer.
+fn poll_cached(
+    realtime: &Realtime,
+    device_code_hash: &[u8; 32],
+    client_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<CachedPoll> {
+    let row = realtime
+        .pending
+        .get(device_code_hash, std::time::Instant::now())?;
+    if row.expires_at <= now || client_id.is_some_and(|c| c != row.client_id) {
+        return None;
+    }
+    let pace = realtime
+        .pacer
+        .poll(row.session_id, row.interval_secs, std::time::Instant::now());
+    Some(CachedPoll {
+        outcome: paced(pace.interval_secs, pace.too_fast),
+        raise: (pace.interval_secs > row.interval_secs)
+            .then_some((row.session_id, pace.interval_secs)),
+    })
+}
+
+/// Pending, or slow_down when the client polled too fast.
+fn paced(interval_secs: i32, too_fast: bool) -> PollOutcome {
+    let interval_secs = u32::try_from(interval_secs).unwrap_or(1);
+    if too_fast {
+        PollOutcome::SlowDown { interval_secs }
+    } else {
+        PollOutcome::Pending { interval_secs }
+    }
+}
+
+/// One poll read from PostgreSQL. A pending session costs one indexed
+/// lookup and no write (pacing is in memory; only a grown interval is
+/// stored), and is cached for the next polls.
+pub fn poll(
+    conn: &mut Db<'_>,
+    config: &Config,
+    realtime: &Arc<Realtime>,
+    device_code: &DeviceCode,
+    poller: Poller<'_>,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, AppError> {
+    let Poller {
+        client_id,
+        client_ip,
+        counted,
+    } = poller;
+    let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
+    let ticket = realtime.pending.ticket(&hash);
+    let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
+        return Ok(PollOutcome::Unknown);
+    };
+    if client_id.is_some_and(|c| c != session.client_id) {
+        return Ok(PollOutcome::Unknown);
+    }
+    let status = session.status;
+    if status.is_live() && session.expires_at <= now {
+        return Ok(PollOutcome::Expired);
+    }
+    if status == SessionStatus::Pending {
+        if let Some(ticket) = ticket {
+            let row = PendingRow {
+                session_id: session.id,
+                client_id: session.client_id.clone(),
+                expires_at: session.expires_at,
+                interval_secs: session.poll_interval_sec,
+            };
+            realtime
+                .pending
+                .insert(hash, ticket, row, std::time::Instant::now());
+        }
+        if counted {
+            let pace = realtime.pacer.poll(
+                session.id,
+                session.poll_interval_sec,
+                std::time::Instant::now(),
+            );
+            if pace.interval_secs > session.poll_interval_sec {
+                // Other instances and the OAuth endpoint must keep the grown
+                // interval too; it grows at most a dozen times per session.
+                device_sessions::raise_interval(conn, session.id, now, pace.interval_secs)?;
+            }
+            return Ok(paced(pace.interval_secs, pace.too_fast));
+        }
+    } else {
+        realtime.pacer.forget(session.id);
+    }
+    settled(conn, config, &session, client_ip, now)
+}
+
+/// The answer for a session read from PostgreSQL and not paced.
+fn settled(
+    conn: &mut Db<'_>,
+    config: &Config,
+    session: &device_sessions::DeviceSession,
+    client_ip: &str,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, AppError> {
+    match session.status {
+        SessionStatus::Pending => Ok(PollOutcome::Pending {
+            interval_secs: u32::try_from(session.poll_interval_sec).unwrap_or(1),
+        }),
+        SessionStatus::Approved if session.confirmation == Confirmation::Paste => {
+            Ok(PollOutcome::ConfirmationRequired)
+        }
+        SessionStatus::Approved => {
+            match device_sessions::consume(conn, session.id, now, Confirmation::Poll)? {
+                Some((sealed, token_id)) => deliver(conn, config, session.id, &sealed, token_id),
+                None => {
+                    record_reuse(conn, session, client_ip)?;
+                    Ok(PollOutcome::Expired)
+                }
+            }
+        }
+        SessionStatus::Consumed => {
+            record_reuse(conn, session, client_ip)?;
+            Ok(PollOutcome::Expired)
+        }
+        SessionStatus::Denied => Ok(PollOutcome::Denied),
+        SessionStatus::Cancelled | SessionStatus::Expired => Ok(PollOutcome::Expired),
+    }
+}
+
+/// Opens the sealed token of a consumed session.
+pub(super) fn deliver(
+    conn: &mut Db<'_>,
+    config: &Config,
+    session_id: Uuid,
+    sealed: &[u8],
+    token_id: Uuid,
+) -> Result<PollOutcome, AppError> {
+    let plain = config
+        .keys
+        .seal
+        .open(session_id.as_bytes(), sealed)
+        .map_err(AppError::internal)?;
+    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
+    let (token, refresh) = grants::parse_payload(config, &plain)
+        .ok_or_else(|| AppError::internal("sealed token has an unexpected shape"))?;
+    let row = api_tokens::find(conn, token_id)?
+        .ok_or_else(|| AppError::internal("minted token row is missing"))?;
+    Ok(PollOutcome::Approved {
+        token,
+        token_id,
+        token_name: row.name,
+        scopes: row.scopes,
+        expires_at: row.expires_at,
+        refresh,
+    })
+}
+
+fn record_reuse(
+    conn: &mut Db<'_>,
+    session: &device_sessions::DeviceSession,
+    client_ip: &str,
+) -> Result<(), AppError> {
+    events::record(
+        conn,
+        Event::new(
+            EventKind::CliDeviceCodeReused,
+            Severity::High,
+            Some(client_ip),
+        )
+        .about(session.user_id, session.token_id)
+        .details(json!({
+            "session_id": session.id,
+            "reason": "an already consumed device code was polled again; it may have leaked",
+        })),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! What every request shares: configuration, the pool, the rate limiters
+//! and the realtime caches. Built once in `startup`, injected as
+//! `web::Data<AppState>`, so each test server gets its own.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::rate_limit::RateLimiters;
+use crate::realtime::Realtime;
+
+/// Shared by every handler and service.
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Database pool.
+    pub pool: DbPool,
+    /// Rate limiters.
+    pub limiters: RateLimiters,
+    /// bcrypt hash of a random password at the configured cost, so unknown
+    /// emails cost the same as wrong passwords.
+    pub dummy_hash: String,
+    /// Waiting polls, the pending and token caches, the poll pacer.
+    pub realtime: Arc<Realtime>,
+    /// Caps concurrent bcrypt work at half the cores, so a burst of
+    /// sign-ins cannot take every core from polls and token checks.
+    pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
+}
