@@ -5,8 +5,9 @@ use envshield_api_types::{TokenInfo, UserInfo};
 use serde::Serialize;
 
 use super::{Context, TokenSource, TOKEN_ENV};
-use crate::error::{one_line, CliError};
+use crate::error::CliError;
 use crate::output::when;
+use crate::text::one_line;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
