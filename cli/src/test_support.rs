@@ -1,14 +1,8 @@
-//! What the unit tests share: a canned HTTP server standing in for the API,
-//! and a command context on a fresh config folder.
+//! What the unit tests share: a canned HTTP server standing in for the API.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::thread;
-
-use crate::commands::Context;
-use crate::config::{ConfigStore, Profile};
-use crate::output::Output;
 
 /// A one-shot HTTP peer: answers the next `count` connections with the
 /// given raw responses, in order, and hands back the requests' first
@@ -70,25 +64,4 @@ pub fn closed_port_url() -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{addr}/api/v1")
-}
-
-/// A context on a fresh config folder, with no environment influence.
-pub fn context(dir: &Path) -> Context {
-    Context {
-        out: Output::plain(true),
-        profile: "default".into(),
-        api_url_flag: None,
-        api_url_env: None,
-        env_token: None,
-        store: ConfigStore::new(dir),
-    }
-}
-
-/// A profile signed in to `url` with `token`, and nothing else known.
-pub fn signed_in_profile(url: &str, token: &str) -> Profile {
-    Profile {
-        api_url: Some(url.into()),
-        token: Some(token.into()),
-        ..Default::default()
-    }
 }

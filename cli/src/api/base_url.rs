@@ -2,8 +2,13 @@
 
 use reqwest::Url;
 
-use super::{ApiError, DEFAULT_API_URL};
+use super::error::ApiError;
 use crate::text::one_line;
+
+/// API base URL used when nothing else says otherwise.
+pub const DEFAULT_API_URL: &str = "http://localhost:3000/api/v1";
+/// Environment variable that sets the API base URL.
+pub const API_URL_ENV: &str = "ENVSHIELD_API_URL";
 
 /// Picks the API base URL: the `--api-url` flag, then `ENVSHIELD_API_URL`,
 /// then the URL saved in the profile, then [`DEFAULT_API_URL`]. Empty values

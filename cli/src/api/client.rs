@@ -11,12 +11,12 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{normalize_api_url, ApiError, REQUEST_TIMEOUT};
-use crate::text::one_line;
 use envshield_api_types::ErrorBody;
 
-/// Largest response body read; anything bigger is not an EnvShield answer.
-const MAX_BODY: u64 = 1024 * 1024;
+use super::base_url::normalize_api_url;
+use super::error::ApiError;
+use super::limits::{CONNECT_TIMEOUT, MAX_BODY, REQUEST_TIMEOUT};
+use crate::text::one_line;
 
 /// A client for one API base URL.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl ApiClient {
         let base = normalize_api_url(base)?;
         let http = Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(user_agent())
             .redirect(reqwest::redirect::Policy::none())
             .build()

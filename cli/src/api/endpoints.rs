@@ -1,8 +1,6 @@
 //! The API's endpoints, one method each, all built the same way (see
 //! [`ApiClient::request`]).
 
-use std::time::Duration;
-
 use envshield_api_types::{
     CancelDeviceRequest, ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse,
     RefreshRequest, RefreshResponse, RevokeTokenRequest, StartDeviceRequest, StartDeviceResponse,
@@ -11,7 +9,9 @@ use envshield_api_types::{
 use reqwest::Method;
 use uuid::Uuid;
 
-use super::{ApiClient, ApiError};
+use super::client::ApiClient;
+use super::error::ApiError;
+use super::limits::CANCEL_TIMEOUT;
 
 impl ApiClient {
     /// `POST /cli/auth/device/start`.
@@ -74,7 +74,7 @@ impl ApiClient {
             device_code: device_code.to_string(),
         };
         self.request(Method::POST, "/cli/auth/device/cancel")
-            .timeout(Duration::from_secs(5))
+            .timeout(CANCEL_TIMEOUT)
             .json(&body)
             .perform()
     }

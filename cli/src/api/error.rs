@@ -4,7 +4,7 @@ use std::fmt;
 
 use envshield_api_types::ErrorBody;
 
-use super::REQUEST_TIMEOUT;
+use super::limits::REQUEST_TIMEOUT;
 use crate::text::{clause, one_line, prefixed};
 
 /// Why an API call failed. `Display` is the one-line "what happened. What to

@@ -5,19 +5,14 @@ mod base_url;
 mod client;
 mod endpoints;
 mod error;
+mod limits;
 
-use std::time::Duration;
-
-pub use base_url::{is_insecure_remote, normalize_api_url, resolve_api_url};
+pub use base_url::{
+    is_insecure_remote, normalize_api_url, resolve_api_url, API_URL_ENV, DEFAULT_API_URL,
+};
 pub use client::{user_agent, ApiClient};
 pub use error::ApiError;
-
-/// API base URL used when nothing else says otherwise.
-pub const DEFAULT_API_URL: &str = "http://localhost:3000/api/v1";
-/// Environment variable that sets the API base URL.
-pub const API_URL_ENV: &str = "ENVSHIELD_API_URL";
-/// How long one request may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub use limits::REQUEST_TIMEOUT;
 
 /// Checks the shape of a token: not empty, printable ASCII, no whitespace.
 /// The prefix is not checked: servers may configure their own.

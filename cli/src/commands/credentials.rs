@@ -5,11 +5,14 @@ use std::fmt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Context, TOKEN_ENV};
+use super::context::Context;
 use crate::api::{self, ApiError};
 use crate::config::{Config, Profile};
 use crate::error::{profile_flag, CliError};
 use crate::text::{redacted, REDACTED};
+
+/// Environment variable whose token overrides the stored one.
+pub const TOKEN_ENV: &str = "ENVSHIELD_TOKEN";
 
 /// Where the token in use came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

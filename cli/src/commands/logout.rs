@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use super::{with_server_message, CallError, Context, TOKEN_ENV};
+use super::context::{with_server_message, Context};
+use super::credentials::TOKEN_ENV;
+use super::refresh::CallError;
 use crate::cli::LogoutArgs;
 use crate::config::Config;
 use crate::error::CliError;
@@ -197,7 +199,8 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{canned_server, context, http, json, signed_in_profile};
+    use crate::commands::fixtures::{context, signed_in_profile};
+    use crate::test_support::{canned_server, http, json};
 
     /// Saves the default profile, signed in to `url` with `esh_tok` and,
     /// when given, a refresh token.

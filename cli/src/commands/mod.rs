@@ -4,6 +4,8 @@
 
 mod context;
 mod credentials;
+#[cfg(test)]
+mod fixtures;
 pub mod login;
 pub mod logout;
 mod refresh;
@@ -11,13 +13,9 @@ pub mod token;
 pub mod tokens;
 pub mod whoami;
 
-pub(crate) use context::with_server_message;
 pub use context::Context;
-pub use credentials::{Credentials, TokenSource};
+pub use credentials::{Credentials, TokenSource, TOKEN_ENV};
 pub use refresh::CallError;
-
-/// Environment variable whose token overrides the stored one.
-pub const TOKEN_ENV: &str = "ENVSHIELD_TOKEN";
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! Authenticated calls, and the renewal of an expired access token with the
 //! profile's refresh token on the way.
 
-use super::{Context, Credentials, TokenSource};
+use super::context::Context;
+use super::credentials::{Credentials, TokenSource};
 use crate::api::{ApiClient, ApiError};
 use crate::error::{profile_flag, CliError};
 use crate::text::in_parentheses;

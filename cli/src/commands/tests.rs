@@ -3,10 +3,11 @@
 
 use uuid::Uuid;
 
+use super::fixtures::{context, signed_in_profile};
 use super::*;
 use crate::api::{ApiClient, ApiError};
 use crate::config::{Config, Profile};
-use crate::test_support::{canned_server, context, json, signed_in_profile};
+use crate::test_support::{canned_server, json};
 
 fn signed_in(url: &str) -> Config {
     let mut config = Config::default();

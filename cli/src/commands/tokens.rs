@@ -4,7 +4,8 @@ use chrono::Utc;
 use envshield_api_types::{TokenStatus, TokenSummary};
 use uuid::Uuid;
 
-use super::{Context, TokenSource};
+use super::context::Context;
+use super::credentials::TokenSource;
 use crate::cli::TokensCommand;
 use crate::error::CliError;
 use crate::output::{relative, table};

@@ -4,7 +4,8 @@ use chrono::Utc;
 use envshield_api_types::{TokenInfo, UserInfo};
 use serde::Serialize;
 
-use super::{Context, TokenSource, TOKEN_ENV};
+use super::context::Context;
+use super::credentials::{TokenSource, TOKEN_ENV};
 use crate::error::CliError;
 use crate::output::when;
 use crate::text::one_line;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::CONFIG_DIR_ENV;
+use super::names::CONFIG_DIR_ENV;
 use crate::text::clause;
 
 /// Why the config could not be read or written. `Display` is the one-line

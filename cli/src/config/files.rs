@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::error::io_err;
-use super::{ConfigError, CONFIG_FILE};
+use super::error::{io_err, ConfigError};
+use super::names::CONFIG_FILE;
 
 /// How long [`lock`] waits for another process's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(60);

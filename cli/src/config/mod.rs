@@ -9,24 +9,14 @@
 
 mod error;
 mod files;
+mod names;
 mod profile;
 mod store;
 
 pub use error::ConfigError;
-pub use profile::{parse_profile_name, Config, Profile};
+pub use names::{CONFIG_DIR_ENV, CONFIG_DIR_NAME, CONFIG_FILE, LOCK_FILE};
+pub use profile::{parse_profile_name, Config, Profile, DEFAULT_PROFILE};
 pub use store::{config_dir_from, ConfigLock, ConfigStore};
-
-/// Name of the profile used when none is given.
-pub const DEFAULT_PROFILE: &str = "default";
-/// Environment variable that moves the config folder.
-pub const CONFIG_DIR_ENV: &str = "ENVSHIELD_CONFIG_DIR";
-/// Name of the config file inside the folder.
-pub const CONFIG_FILE: &str = "config.json";
-/// Name of the folder under the home directory.
-pub const CONFIG_DIR_NAME: &str = ".envshield";
-/// Name of the lock file that serialises changes to the config file and
-/// token refreshes.
-pub const LOCK_FILE: &str = ".config.json.lock";
 
 #[cfg(test)]
 mod tests;

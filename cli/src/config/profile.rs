@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use crate::text::redacted;
 
+/// Name of the profile used when none is given.
+pub const DEFAULT_PROFILE: &str = "default";
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -6,9 +6,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::io_err;
+use super::error::{io_err, ConfigError};
 use super::files::{ensure_private_dir, lock, sync_dir, temp_name, tighten, write_new_private};
-use super::{Config, ConfigError, CONFIG_DIR_ENV, CONFIG_DIR_NAME, CONFIG_FILE, LOCK_FILE};
+use super::names::{CONFIG_DIR_ENV, CONFIG_DIR_NAME, CONFIG_FILE, LOCK_FILE};
+use super::profile::Config;
 
 /// Picks the config folder: `ENVSHIELD_CONFIG_DIR` when set and not empty,
 /// else `<home>/.envshield`.
@@ -82,9 +83,10 @@ impl ConfigStore {
         })
     }
 
-    /// Writes the config atomically (see the module doc of
-    /// [`crate::config`]). A change to what was loaded goes through
-    /// [`ConfigStore::update`] instead, which holds the lock.
+    /// Writes the config atomically: a private temporary file, synced,
+    /// renamed over the old one, and the folder synced. A change to what
+    /// was loaded goes through [`ConfigStore::update`] instead, which holds
+    /// the lock.
     pub fn save(&self, config: &Config, warn: &mut dyn FnMut(String)) -> Result<(), ConfigError> {
         ensure_private_dir(&self.dir, warn)?;
         let path = self.path();

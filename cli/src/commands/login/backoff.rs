@@ -1,12 +1,13 @@
-//! Waiting between attempts: the one backoff for network and server
-//! failures, and sleeps that end early on Ctrl-C or a deadline.
+//! Waiting between attempts: the limits, the one backoff for network and
+//! server failures, and sleeps that end early on Ctrl-C or a deadline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::WaitEnd;
 use crate::api::ApiError;
 
+/// How long `login` waits for approval at most, whatever the server says.
+pub const HARD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Retries after network or server errors, each waiting twice as long as
 /// the one before (1 s, 2 s, 4 s, 8 s, 16 s).
 pub const MAX_RETRIES: u32 = 5;
@@ -53,12 +54,21 @@ impl Backoff {
     }
 }
 
+/// Why a wait stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Ctrl-C.
+    Interrupted,
+    /// The deadline passed.
+    TimedOut,
+}
+
 /// Ends a wait early: Ctrl-C, or `deadline` passed.
-pub(super) fn check(deadline: Instant, interrupted: &AtomicBool) -> Result<(), WaitEnd> {
+pub(super) fn check(deadline: Instant, interrupted: &AtomicBool) -> Result<(), Stop> {
     if interrupted.load(Ordering::SeqCst) {
-        Err(WaitEnd::Interrupted)
+        Err(Stop::Interrupted)
     } else if Instant::now() >= deadline {
-        Err(WaitEnd::TimedOut)
+        Err(Stop::TimedOut)
     } else {
         Ok(())
     }
@@ -71,7 +81,7 @@ pub(super) fn pause(
     deadline: Instant,
     slice: Duration,
     interrupted: &AtomicBool,
-) -> Result<(), WaitEnd> {
+) -> Result<(), Stop> {
     let until = Instant::now() + duration;
     loop {
         check(deadline, interrupted)?;

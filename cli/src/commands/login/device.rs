@@ -17,7 +17,7 @@ use super::wait::{wait_for_approval, Progress, WaitOptions};
 use crate::api::ApiClient;
 use crate::browser;
 use crate::cli::LoginArgs;
-use crate::commands::Context;
+use crate::commands::context::Context;
 use crate::error::{CliError, EXIT_INTERRUPTED};
 use crate::spinner::Spinner;
 use crate::text::{one_line, REDACTED};

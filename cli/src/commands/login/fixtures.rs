@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use envshield_api_types::{ConfirmationMode, StartDeviceResponse};
 
-use super::WaitOptions;
+use super::wait::WaitOptions;
 
 /// An approval without a refresh token.
 pub const APPROVED: &str = r#"{"status":"approved","token":"esh_tok","tokenId":"00000000-0000-0000-0000-000000000001","tokenName":"n","scopes":["read"],"expiresAt":null}"#;

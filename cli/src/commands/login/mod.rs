@@ -12,13 +12,13 @@ mod paste;
 mod wait;
 mod with_token;
 
-pub use backoff::MAX_RETRIES;
+pub use backoff::{HARD_TIMEOUT, MAX_RETRIES};
 pub use device::{default_token_name, CODE_PROMPT};
 pub use outcome::{Approved, WaitEnd};
 pub use paste::{confirm_with_code, normalize_code, Line, PasteEvent, Rejection};
-pub use wait::{wait_for_approval, Progress, WaitOptions, HARD_TIMEOUT};
+pub use wait::{wait_for_approval, Progress, WaitOptions};
 
-use super::Context;
+use super::context::Context;
 use crate::cli::LoginArgs;
 use crate::error::CliError;
 

@@ -8,9 +8,9 @@ use envshield_api_types::{PollDeviceResponse, UserInfo};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{HARD_TIMEOUT, MAX_RETRIES};
+use super::backoff::{Stop, HARD_TIMEOUT, MAX_RETRIES};
 use crate::api::{ApiClient, ApiError};
-use crate::commands::Context;
+use crate::commands::context::Context;
 use crate::config::Profile;
 use crate::error::{profile_flag, CliError};
 use crate::output::when;
@@ -117,6 +117,15 @@ pub enum WaitEnd {
     Interrupted,
     /// The server or network failed for good.
     Failed(ApiError),
+}
+
+impl From<Stop> for WaitEnd {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Interrupted => Self::Interrupted,
+            Stop::TimedOut => Self::TimedOut,
+        }
+    }
 }
 
 impl WaitEnd {
@@ -317,7 +326,7 @@ pub(super) fn report(ctx: &Context, signed_in: &SignedIn, previous: Option<&Prof
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::context;
+    use crate::commands::fixtures::context;
 
     #[test]
     fn paste_ends_become_clear_errors() {

@@ -10,7 +10,7 @@ use envshield_api_types::StartDeviceResponse;
 
 use super::backoff::{check, pause, Backoff, Retry};
 use super::outcome::{Answer, Approved, WaitEnd};
-use super::WaitOptions;
+use super::wait::WaitOptions;
 use crate::api::{ApiClient, ApiError};
 use crate::text::one_line;
 

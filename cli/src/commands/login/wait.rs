@@ -6,12 +6,9 @@ use std::time::{Duration, Instant};
 
 use envshield_api_types::StartDeviceResponse;
 
-use super::backoff::{pause, Backoff, Retry, MAX_RETRIES};
+use super::backoff::{pause, Backoff, Retry, HARD_TIMEOUT, MAX_RETRIES};
 use super::outcome::{Answer, Approved, WaitEnd};
 use crate::api::{ApiClient, ApiError};
-
-/// How long `login` waits for approval at most, whatever the server says.
-pub const HARD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Something worth showing while waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

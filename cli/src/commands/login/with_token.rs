@@ -5,7 +5,7 @@ use std::io::{self, BufRead, IsTerminal, Read};
 
 use super::outcome::{save, SavedToken, SignedIn};
 use crate::api::{self, ApiClient};
-use crate::commands::{with_server_message, Context};
+use crate::commands::context::{with_server_message, Context};
 use crate::error::CliError;
 
 /// The token piped in (or typed, on a terminal), trimmed.
