@@ -63,9 +63,10 @@ pub fn open(url: &str) -> Result<(), String> {
 
 /// The system's openers for `url`, best first (`open` on macOS, `xdg-open`
 /// then other desktop launchers elsewhere, PowerShell then Explorer on
-/// Windows), from the `open` crate. None goes through a shell, so the URL
-/// cannot be read as commands (`cmd /C start` would run what follows an
-/// unescaped `|` or `^` in it).
+/// Windows), from the `open` crate. None puts the URL on a shell's command
+/// line (it is a plain argument, or for PowerShell an environment variable
+/// the script reads), so it cannot be read as commands: `cmd /C start`
+/// would run what follows an unescaped `|` or `^` in it.
 fn openers(url: &str) -> Vec<Command> {
     ::open::commands(url)
 }

@@ -225,7 +225,11 @@ fn next_line(
     interrupted: &AtomicBool,
 ) -> Result<String, WaitEnd> {
     loop {
-        if !interrupted.load(Ordering::SeqCst) && Instant::now() >= session_end {
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(WaitEnd::Interrupted);
+        }
+        // The request's own end says more than the hard timeout.
+        if Instant::now() >= session_end {
             return Err(WaitEnd::Ended(
                 "it expired while waiting for the confirmation code".into(),
             ));
