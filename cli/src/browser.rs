@@ -29,44 +29,46 @@ pub fn is_safe_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// Starts the system's opener for `url` (`open` on macOS, `cmd /C start` on
-/// Windows, `xdg-open` elsewhere) without waiting for the browser. Fails
-/// when the URL is not safe or the opener cannot be started.
+/// Starts the system's opener for `url` without waiting for the browser:
+/// the first of [`openers`] that can be started. Fails when the URL is not
+/// safe or no opener can be started.
 pub fn open(url: &str) -> Result<(), String> {
     if !is_safe_url(url) {
         return Err("the address is not a plain http(s) URL".into());
     }
-    let mut command = opener(url);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("could not start {:?} ({e})", command.get_program()))?;
-    // Reap the opener in the background so it never lingers as a zombie.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(())
+    let mut first_failure = None;
+    for mut command in openers(url) {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match command.spawn() {
+            Ok(mut child) => {
+                // Reap the opener in the background so it never lingers as
+                // a zombie.
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
+                return Ok(());
+            }
+            Err(e) => {
+                first_failure.get_or_insert_with(|| {
+                    format!("could not start {:?} ({e})", command.get_program())
+                });
+            }
+        }
+    }
+    Err(first_failure.unwrap_or_else(|| "this system has no known opener".into()))
 }
 
-fn opener(url: &str) -> Command {
-    if cfg!(target_os = "macos") {
-        let mut c = Command::new("open");
-        c.arg(url);
-        c
-    } else if cfg!(windows) {
-        // `start` treats its first quoted argument as a window title, and
-        // cmd gives `&` a meaning of its own.
-        let mut c = Command::new("cmd");
-        c.args(["/C", "start", ""]).arg(url.replace('&', "^&"));
-        c
-    } else {
-        let mut c = Command::new("xdg-open");
-        c.arg(url);
-        c
-    }
+/// The system's openers for `url`, best first (`open` on macOS, `xdg-open`
+/// then other desktop launchers elsewhere, PowerShell then Explorer on
+/// Windows), from the `open` crate. None puts the URL on a shell's command
+/// line (it is a plain argument, or for PowerShell an environment variable
+/// the script reads), so it cannot be read as commands: `cmd /C start`
+/// would run what follows an unescaped `|` or `^` in it.
+fn openers(url: &str) -> Vec<Command> {
+    ::open::commands(url)
 }
 
 #[cfg(test)]
@@ -113,5 +115,29 @@ mod tests {
         assert!(!is_safe_url("javascript:alert(1)"));
         assert!(!is_safe_url("https://e.example/a b"));
         assert!(open("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn no_opener_is_a_shell() {
+        let url = "https://e.example/cli/login?code=BCDF-GHJK&next=%7C|^x";
+        for command in openers(url) {
+            let program = command.get_program().to_string_lossy().to_lowercase();
+            assert!(
+                !["cmd", "cmd.exe", "sh", "bash"].contains(&program.as_str()),
+                "{command:?}"
+            );
+        }
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn xdg_open_gets_the_address_as_one_argument_unchanged() {
+        let url = "https://e.example/cli/login?code=BCDF-GHJK&next=%7C|^x";
+        let commands = openers(url);
+        let xdg = commands
+            .iter()
+            .find(|c| c.get_program() == "xdg-open")
+            .unwrap();
+        assert_eq!(xdg.get_args().collect::<Vec<_>>(), vec![url]);
     }
 }

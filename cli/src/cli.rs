@@ -1,9 +1,12 @@
 //! The command line: clap types only, no behaviour.
 
+use std::fmt;
+
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::config::parse_profile_name;
+use crate::text::redacted;
 
 /// Sign in to EnvShield from the terminal through the browser, and manage
 /// the API tokens that come out of it.
@@ -60,7 +63,7 @@ pub enum Command {
 }
 
 /// `envshield login`.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct LoginArgs {
     /// Name for the new token [default: "CLI Token - <date> - <hostname>"];
     /// skips the prompt
@@ -94,6 +97,20 @@ pub struct LoginArgs {
     /// Read an existing token from standard input and save it (for CI)
     #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste"])]
     pub with_token: bool,
+}
+
+// A token given with --token never appears in debug output.
+impl fmt::Debug for LoginArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginArgs")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("no_browser", &self.no_browser)
+            .field("paste", &self.paste)
+            .field("token", &redacted(self.token.as_ref()))
+            .field("with_token", &self.with_token)
+            .finish()
+    }
 }
 
 /// `envshield logout`.
@@ -185,6 +202,14 @@ mod tests {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn debug_output_hides_a_token_given_on_the_command_line() {
+        let cli = Cli::try_parse_from(["envshield", "login", "--token", "esh_secret"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("esh_secret"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
     }
 
     #[test]

@@ -3,12 +3,11 @@
 use std::fmt;
 
 use crate::api::ApiError;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, DEFAULT_PROFILE};
+use crate::text::one_line;
 
 /// Exit code for a failed command.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code clap uses for usage errors (kept here for the reference).
-pub const EXIT_USAGE: u8 = 2;
 /// Exit code after Ctrl-C, as a shell reports a SIGINT death.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -74,7 +73,7 @@ impl CliError {
 /// ` --profile NAME` when the profile is not the default one, else nothing;
 /// for the commands suggested in messages.
 pub fn profile_flag(profile: &str) -> String {
-    if profile == crate::config::DEFAULT_PROFILE {
+    if profile == DEFAULT_PROFILE {
         String::new()
     } else {
         format!(" --profile {profile}")
@@ -101,48 +100,9 @@ impl From<ConfigError> for CliError {
     }
 }
 
-/// Squeezes text onto one line and drops control characters, so a message
-/// (possibly from the server) cannot break the one-line error format or
-/// smuggle terminal escape sequences.
-pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last_space = false;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if !last_space && !out.is_empty() {
-                out.push(' ');
-            }
-            last_space = true;
-        } else if !c.is_control() {
-            out.push(c);
-            last_space = false;
-        }
-    }
-    out.trim_end().to_string()
-}
-
-/// A server sentence without its final full stop, so it can be embedded in
-/// one of ours.
-pub fn clause(text: &str) -> String {
-    let line = one_line(text);
-    line.trim_end_matches(['.', ' ']).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_line_drops_newlines_and_escapes() {
-        assert_eq!(one_line("a\nb\r\n  c\x1b[31m"), "a b c[31m");
-        assert_eq!(one_line("  x  "), "x");
-    }
-
-    #[test]
-    fn clause_drops_the_final_stop() {
-        assert_eq!(clause("Token expired."), "Token expired");
-        assert_eq!(clause("ok"), "ok");
-    }
 
     #[test]
     fn not_signed_in_names_the_profile_flag_only_when_needed() {

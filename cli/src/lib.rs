@@ -11,6 +11,10 @@ pub mod config;
 pub mod error;
 pub mod output;
 pub mod spinner;
+pub mod text;
+
+#[cfg(test)]
+mod test_support;
 
 use std::process::ExitCode;
 
@@ -36,31 +40,34 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
-    if let Command::Completions(args) = &cli.command {
-        let mut command = Cli::command();
-        clap_complete::generate(
-            args.shell,
-            &mut command,
-            "envshield",
-            &mut std::io::stdout(),
-        );
-        return Ok(());
-    }
-    let ctx = Context {
-        out: out.clone(),
-        profile: cli.profile,
-        api_url_flag: cli.api_url,
-        api_url_env: non_empty_env(api::API_URL_ENV),
-        env_token: non_empty_env(TOKEN_ENV).map(|t| t.trim().to_string()),
-        store: ConfigStore::from_env()?,
+    // Built only for the commands that need it: printing completions must
+    // work even where no config folder can be found.
+    let context = || -> Result<Context, CliError> {
+        Ok(Context {
+            out: out.clone(),
+            profile: cli.profile.clone(),
+            api_url_flag: cli.api_url.clone(),
+            api_url_env: non_empty_env(api::API_URL_ENV),
+            env_token: non_empty_env(TOKEN_ENV).map(|t| t.trim().to_string()),
+            store: ConfigStore::from_env()?,
+        })
     };
     match &cli.command {
-        Command::Login(args) => commands::login::run(&ctx, args),
-        Command::Whoami => commands::whoami::run(&ctx),
-        Command::Logout(args) => commands::logout::run(&ctx, args),
-        Command::Tokens(args) => commands::tokens::run(&ctx, args.command.as_ref()),
-        Command::Token => commands::token::run(&ctx),
-        Command::Completions(_) => Ok(()),
+        Command::Completions(args) => {
+            let mut command = Cli::command();
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "envshield",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Login(args) => commands::login::run(&context()?, args),
+        Command::Whoami => commands::whoami::run(&context()?),
+        Command::Logout(args) => commands::logout::run(&context()?, args),
+        Command::Tokens(args) => commands::tokens::run(&context()?, args.command.as_ref()),
+        Command::Token => commands::token::run(&context()?),
     }
 }
 

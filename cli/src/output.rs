@@ -31,6 +31,7 @@ impl Output {
     }
 
     /// Output that never styles text, for tests.
+    #[cfg(test)]
     pub fn plain(json: bool) -> Self {
         Self {
             json,

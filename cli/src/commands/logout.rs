@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use super::{with_server_message, CallError, Context, TOKEN_ENV};
+use super::context::{with_server_message, Context};
+use super::credentials::TOKEN_ENV;
+use super::refresh::CallError;
 use crate::cli::LogoutArgs;
 use crate::config::Config;
 use crate::error::CliError;
@@ -197,64 +199,92 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::tests::{canned_server, http};
-    use crate::commands::tests::context;
-    use crate::config::Profile;
+    use crate::commands::fixtures::{context, signed_in_profile};
+    use crate::test_support::{canned_server, http, json};
 
-    fn save_profile(ctx: &Context, url: &str) -> Config {
+    /// Saves the default profile, signed in to `url` with `esh_tok` and,
+    /// when given, a refresh token.
+    fn save(ctx: &Context, url: &str, refresh_token: Option<&str>) -> Config {
         ctx.update_config(|c| {
-            c.profiles.insert(
-                "default".into(),
-                Profile {
-                    api_url: Some(url.into()),
-                    token: Some("esh_tok".into()),
-                    ..Default::default()
-                },
-            );
+            let mut profile = signed_in_profile(url, "esh_tok");
+            profile.refresh_token = refresh_token.map(str::to_string);
+            c.profiles.insert("default".into(), profile);
         })
         .unwrap()
+    }
+
+    fn save_profile(ctx: &Context, url: &str) -> Config {
+        save(ctx, url, None)
+    }
+
+    fn save_refreshable(ctx: &Context, url: &str) -> Config {
+        save(ctx, url, Some("eshr_tok"))
     }
 
     fn saved_token(ctx: &Context) -> Option<String> {
         ctx.load_config().unwrap().profiles["default"].token.clone()
     }
 
-    #[test]
-    fn revoked_on_the_server_then_removed_here() {
-        let (base, server) = canned_server(vec![http("204 No Content", "text/plain", "")]);
+    /// What logging out of the default profile did.
+    struct LoggedOut {
+        _tmp: tempfile::TempDir,
+        ctx: Context,
+        base: String,
+        result: ProfileResult,
+        err: Option<CliError>,
+        requests: Vec<String>,
+    }
+
+    /// Logs out of the default profile, saved by `sign_in`, on a server that
+    /// answers with `responses`.
+    fn log_out(sign_in: fn(&Context, &str) -> Config, responses: Vec<String>) -> LoggedOut {
+        let (base, server) = canned_server(responses);
         let tmp = tempfile::tempdir().unwrap();
         let ctx = context(tmp.path());
-        let config = save_profile(&ctx, &base);
+        let config = sign_in(&ctx, &base);
         let (result, err) = logout_one(&ctx, &config, "default", false);
         let requests = server.join().unwrap();
-        assert!(err.is_none());
-        assert_eq!(result.result, Outcome::Revoked);
-        assert!(requests[0].starts_with("POST /api/v1/cli/auth/logout "));
-        assert_eq!(saved_token(&ctx), None);
+        LoggedOut {
+            _tmp: tmp,
+            ctx,
+            base,
+            result,
+            err,
+            requests,
+        }
+    }
+
+    #[test]
+    fn revoked_on_the_server_then_removed_here() {
+        let out = log_out(save_profile, vec![http("204 No Content", "text/plain", "")]);
+        assert!(out.err.is_none());
+        assert_eq!(out.result.result, Outcome::Revoked);
+        assert!(out.requests[0].starts_with("POST /api/v1/cli/auth/logout "));
+        assert_eq!(saved_token(&out.ctx), None);
         assert_eq!(
-            ctx.load_config().unwrap().profiles["default"]
+            out.ctx.load_config().unwrap().profiles["default"]
                 .api_url
                 .as_deref(),
-            Some(base.as_str())
+            Some(out.base.as_str())
         );
     }
 
     #[test]
     fn already_invalid_is_removed_and_said() {
-        let (base, server) = canned_server(vec![http(
-            "401 Unauthorized",
-            "application/json",
-            r#"{"error":"invalid_token","message":"Revoked."}"#,
-        )]);
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let config = save_profile(&ctx, &base);
-        let (result, err) = logout_one(&ctx, &config, "default", false);
-        server.join().unwrap();
-        assert!(err.is_none());
-        assert_eq!(result.result, Outcome::AlreadyInvalid);
-        assert!(result.message.contains("no longer accepted it (Revoked)"));
-        assert_eq!(saved_token(&ctx), None);
+        let out = log_out(
+            save_profile,
+            vec![json(
+                "401 Unauthorized",
+                r#"{"error":"invalid_token","message":"Revoked."}"#,
+            )],
+        );
+        assert!(out.err.is_none());
+        assert_eq!(out.result.result, Outcome::AlreadyInvalid);
+        assert!(out
+            .result
+            .message
+            .contains("no longer accepted it (Revoked)"));
+        assert_eq!(saved_token(&out.ctx), None);
     }
 
     #[test]
@@ -285,70 +315,49 @@ mod tests {
         assert_eq!(result.result, Outcome::NotSignedIn);
     }
 
-    fn save_refreshable(ctx: &Context, url: &str) -> Config {
-        ctx.update_config(|c| {
-            c.profiles.insert(
-                "default".into(),
-                Profile {
-                    api_url: Some(url.into()),
-                    token: Some("esh_tok".into()),
-                    refresh_token: Some("eshr_tok".into()),
-                    ..Default::default()
-                },
-            );
-        })
-        .unwrap()
-    }
-
     const EXPIRED: &str = r#"{"error":"token_expired","message":"Expired."}"#;
 
     #[test]
     fn an_expired_access_token_is_renewed_to_end_the_session() {
-        let (base, server) = canned_server(vec![
-            http("401 Unauthorized", "application/json", EXPIRED),
-            http(
-                "200 OK",
-                "application/json",
-                r#"{"token":"esh_new","tokenId":"00000000-0000-0000-0000-000000000002","scopes":[],"expiresAt":null,"refreshToken":"eshr_new"}"#,
-            ),
-            http("204 No Content", "text/plain", ""),
-        ]);
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let config = save_refreshable(&ctx, &base);
-        let (result, err) = logout_one(&ctx, &config, "default", false);
-        let requests = server.join().unwrap();
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(result.result, Outcome::Revoked);
-        assert!(requests[2].starts_with("POST /api/v1/cli/auth/logout "));
-        assert!(requests[2].to_lowercase().contains("bearer esh_new"));
-        let saved = ctx.load_config().unwrap().profiles["default"].clone();
+        let out = log_out(
+            save_refreshable,
+            vec![
+                json("401 Unauthorized", EXPIRED),
+                json(
+                    "200 OK",
+                    r#"{"token":"esh_new","tokenId":"00000000-0000-0000-0000-000000000002","scopes":[],"expiresAt":null,"refreshToken":"eshr_new"}"#,
+                ),
+                http("204 No Content", "text/plain", ""),
+            ],
+        );
+        assert!(out.err.is_none(), "{:?}", out.err);
+        assert_eq!(out.result.result, Outcome::Revoked);
+        assert!(out.requests[2].starts_with("POST /api/v1/cli/auth/logout "));
+        assert!(out.requests[2].to_lowercase().contains("bearer esh_new"));
+        let saved = out.ctx.load_config().unwrap().profiles["default"].clone();
         assert_eq!(saved.token, None);
         assert_eq!(saved.refresh_token, None);
     }
 
     #[test]
     fn an_ended_session_is_removed_here() {
-        let (base, server) = canned_server(vec![
-            http("401 Unauthorized", "application/json", EXPIRED),
-            http(
-                "400 Bad Request",
-                "application/json",
-                r#"{"error":"invalid_grant","message":"Revoked."}"#,
-            ),
-        ]);
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let config = save_refreshable(&ctx, &base);
-        let (result, err) = logout_one(&ctx, &config, "default", false);
-        server.join().unwrap();
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(result.result, Outcome::AlreadyInvalid);
-        assert!(
-            result.message.contains("session had already ended"),
-            "{}",
-            result.message
+        let out = log_out(
+            save_refreshable,
+            vec![
+                json("401 Unauthorized", EXPIRED),
+                json(
+                    "400 Bad Request",
+                    r#"{"error":"invalid_grant","message":"Revoked."}"#,
+                ),
+            ],
         );
-        assert_eq!(saved_token(&ctx), None);
+        assert!(out.err.is_none(), "{:?}", out.err);
+        assert_eq!(out.result.result, Outcome::AlreadyInvalid);
+        assert!(
+            out.result.message.contains("session had already ended"),
+            "{}",
+            out.result.message
+        );
+        assert_eq!(saved_token(&out.ctx), None);
     }
 }

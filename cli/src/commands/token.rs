@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::{Context, TokenSource};
+use super::context::Context;
+use super::credentials::TokenSource;
 use crate::error::CliError;
 
 #[derive(Serialize)]

@@ -4,10 +4,12 @@ use chrono::Utc;
 use envshield_api_types::{TokenStatus, TokenSummary};
 use uuid::Uuid;
 
-use super::{Context, TokenSource};
+use super::context::Context;
+use super::credentials::TokenSource;
 use crate::cli::TokensCommand;
-use crate::error::{one_line, CliError};
+use crate::error::CliError;
 use crate::output::{relative, table};
+use crate::text::one_line;
 
 /// Runs `envshield tokens [list|revoke]`; no subcommand lists.
 pub fn run(ctx: &Context, command: Option<&TokensCommand>) -> Result<(), CliError> {

@@ -4,9 +4,11 @@ use chrono::Utc;
 use envshield_api_types::{TokenInfo, UserInfo};
 use serde::Serialize;
 
-use super::{Context, TokenSource, TOKEN_ENV};
-use crate::error::{one_line, CliError};
+use super::context::Context;
+use super::credentials::{TokenSource, TOKEN_ENV};
+use crate::error::CliError;
 use crate::output::when;
+use crate::text::one_line;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,148 @@
+//! Which token a command uses, and for which server.
+
+use std::fmt;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::context::Context;
+use crate::api::{self, ApiError};
+use crate::config::{Config, Profile};
+use crate::error::{profile_flag, CliError};
+use crate::text::{redacted, REDACTED};
+
+/// Environment variable whose token overrides the stored one.
+pub const TOKEN_ENV: &str = "ENVSHIELD_TOKEN";
+
+/// Where the token in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `ENVSHIELD_TOKEN`.
+    Env,
+    /// The profile in the config file.
+    Config,
+}
+
+/// A token and the server it is for.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The token in plaintext.
+    pub token: String,
+    /// The API base URL to send it to.
+    pub api_url: String,
+    /// Where the token came from.
+    pub source: TokenSource,
+    /// The profile it belongs to (the chosen one for `ENVSHIELD_TOKEN`).
+    pub profile: String,
+    /// The token's id, when the profile knows it.
+    pub token_id: Option<Uuid>,
+    /// The profile's refresh token, if any (never for `ENVSHIELD_TOKEN`).
+    pub refresh_token: Option<String>,
+}
+
+// Neither token ever appears in debug output.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &REDACTED)
+            .field("api_url", &self.api_url)
+            .field("source", &self.source)
+            .field("profile", &self.profile)
+            .field("token_id", &self.token_id)
+            .field("refresh_token", &redacted(self.refresh_token.as_ref()))
+            .finish()
+    }
+}
+
+/// Why a token is unusable as it is: `<where it is> ... (<reason>). <what
+/// to do>`.
+fn malformed(message: String) -> CliError {
+    CliError::new("invalid_token_format", message)
+}
+
+impl Context {
+    /// The token to use: `ENVSHIELD_TOKEN`, else the profile's saved token.
+    /// Fails when there is none.
+    pub fn credentials(&self, config: &Config) -> Result<Credentials, CliError> {
+        let saved = config.profiles.get(&self.profile);
+        if let Some(token) = &self.env_token {
+            api::check_token_format(token).map_err(|reason| {
+                malformed(format!("{TOKEN_ENV} does not hold a valid token ({reason}). Set it to the token exactly as it was shown, or unset it."))
+            })?;
+            return Ok(Credentials {
+                token: token.clone(),
+                api_url: self.api_url(saved.and_then(|p| p.api_url.as_deref()))?,
+                source: TokenSource::Env,
+                profile: self.profile.clone(),
+                token_id: None,
+                refresh_token: None,
+            });
+        }
+        let profile = saved
+            .filter(|p| p.token.is_some())
+            .ok_or_else(|| CliError::not_signed_in(&self.profile))?;
+        self.stored_credentials(&self.profile, profile)
+    }
+
+    /// The token saved in `profile` and its server. A saved token is only
+    /// ever sent to the server it came from: when `--api-url` or
+    /// `ENVSHIELD_API_URL` names another server, this fails instead.
+    pub fn stored_credentials(
+        &self,
+        name: &str,
+        profile: &Profile,
+    ) -> Result<Credentials, CliError> {
+        let token = profile
+            .token
+            .clone()
+            .ok_or_else(|| CliError::not_signed_in(name))?;
+        let flag = profile_flag(name);
+        api::check_token_format(&token).map_err(|reason| {
+            malformed(format!("the token saved in profile '{name}' is malformed ({reason}). Run `envshield login{flag}` to sign in again."))
+        })?;
+        let saved = profile.api_url.as_deref();
+        let api_url = self.api_url(saved)?;
+        if let Some(saved) = saved {
+            let saved = api::normalize_api_url(saved)?;
+            if saved != api_url {
+                return Err(CliError::new(
+                    "server_mismatch",
+                    format!("profile '{name}' is signed in to {saved}, not {api_url}, and its token is only sent to its own server. Drop --api-url/ENVSHIELD_API_URL, or run `envshield login --api-url {api_url} --profile <new-name>` to sign in there."),
+                ));
+            }
+        }
+        Ok(Credentials {
+            token,
+            api_url,
+            source: TokenSource::Config,
+            profile: name.to_string(),
+            token_id: profile.token_id,
+            refresh_token: profile.refresh_token.clone(),
+        })
+    }
+
+    /// Turns a refused token (401) into advice that fits where the token
+    /// came from; other errors pass through.
+    pub fn refused(&self, creds: &Credentials, err: ApiError) -> CliError {
+        if !err.is_unauthorized() {
+            return err.into();
+        }
+        let said = err
+            .server_message()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "HTTP 401".into());
+        let message = match creds.source {
+            TokenSource::Env => format!(
+                "the token in {TOKEN_ENV} was refused by {} ({said}). Set {TOKEN_ENV} to a valid token, or unset it to use your saved sign-in.",
+                creds.api_url
+            ),
+            TokenSource::Config => format!(
+                "the saved token of profile '{}' is no longer valid ({said}). Run `envshield login{}` to sign in again.",
+                self.profile,
+                profile_flag(&self.profile)
+            ),
+        };
+        CliError::new(err.code(), message)
+    }
+}

@@ -1,0 +1,379 @@
+//! How a sign-in ends: with a token, saved and reported, or with a
+//! [`WaitEnd`] that becomes the error for the person.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use envshield_api_types::{PollDeviceResponse, UserInfo};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::backoff::{Stop, HARD_TIMEOUT, MAX_RETRIES};
+use crate::api::{ApiClient, ApiError};
+use crate::commands::context::Context;
+use crate::config::Profile;
+use crate::error::{profile_flag, CliError};
+use crate::output::when;
+use crate::text::{in_parentheses, one_line, redacted, REDACTED};
+
+/// The token handed out on approval.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// The token in plaintext.
+    pub token: String,
+    /// Its id.
+    pub token_id: Uuid,
+    /// Its name.
+    pub token_name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The refresh token, for short-lived access tokens.
+    pub refresh_token: Option<String>,
+}
+
+// Neither token ever appears in debug output.
+impl fmt::Debug for Approved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Approved")
+            .field("token", &REDACTED)
+            .field("refresh_token", &redacted(self.refresh_token.as_ref()))
+            .field("token_id", &self.token_id)
+            .field("token_name", &self.token_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a poll or an exchange answered, with the token of an approval
+/// taken out in one place.
+#[derive(Debug)]
+pub(super) enum Answer {
+    /// Approved: the token.
+    Approved(Approved),
+    /// Not decided yet; poll again after this many seconds.
+    Pending(u64),
+    /// Poll less often: every this many seconds.
+    SlowDown(u64),
+    /// Approved, but the token is released only for the confirmation code;
+    /// the server's message.
+    ConfirmationRequired(String),
+    /// Denied; the server's message.
+    Denied(String),
+    /// Expired or unknown; the server's message.
+    Expired(String),
+}
+
+impl From<PollDeviceResponse> for Answer {
+    fn from(answer: PollDeviceResponse) -> Self {
+        match answer {
+            PollDeviceResponse::Approved {
+                token,
+                token_id,
+                token_name,
+                scopes,
+                expires_at,
+                refresh_token,
+            } => Self::Approved(Approved {
+                token,
+                token_id,
+                token_name,
+                scopes,
+                expires_at,
+                refresh_token,
+            }),
+            PollDeviceResponse::Pending { poll_interval } => Self::Pending(poll_interval),
+            PollDeviceResponse::SlowDown { poll_interval, .. } => Self::SlowDown(poll_interval),
+            PollDeviceResponse::ConfirmationRequired { message } => {
+                Self::ConfirmationRequired(message)
+            }
+            PollDeviceResponse::Denied { message, .. } => Self::Denied(message),
+            PollDeviceResponse::Expired { message, .. } => Self::Expired(message),
+        }
+    }
+}
+
+/// Why waiting ended without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The person denied the request; the server's message.
+    Denied(String),
+    /// The request expired or is unknown; the server's message.
+    Expired(String),
+    /// Paste mode: the request ended before the token was exchanged (too
+    /// many wrong codes, expired, cancelled); the server's message.
+    Ended(String),
+    /// The request was approved, but the token is only released for the
+    /// confirmation code shown in the browser; the server's message.
+    ConfirmationRequired(String),
+    /// Paste mode: standard input ended without a code.
+    NoCode {
+        /// The server required paste mode (`--paste` was not given).
+        required_by_server: bool,
+    },
+    /// [`HARD_TIMEOUT`] passed.
+    TimedOut,
+    /// Ctrl-C.
+    Interrupted,
+    /// The server or network failed for good.
+    Failed(ApiError),
+}
+
+impl From<Stop> for WaitEnd {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Interrupted => Self::Interrupted,
+            Stop::TimedOut => Self::TimedOut,
+        }
+    }
+}
+
+impl WaitEnd {
+    /// The request is of no use any more and should be cancelled on the
+    /// server (it would otherwise stay pending until it expires).
+    pub(super) fn abandons_the_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Interrupted | Self::TimedOut | Self::NoCode { .. }
+        )
+    }
+
+    /// The error for the person; `paste` says whether the sign-in used
+    /// paste mode, so the advice repeats it.
+    pub(super) fn into_error(self, ctx: &Context, paste: bool) -> CliError {
+        let flag = profile_flag(&ctx.profile);
+        let paste_flag = if paste { " --paste" } else { "" };
+        let again = format!("Run `envshield login{paste_flag}{flag}` to try again.");
+        let ended = |code: &str, how: &str, said: &str| {
+            CliError::new(
+                code,
+                format!("the sign-in request {how}{}. {again}", in_parentheses(said)),
+            )
+        };
+        match self {
+            Self::Denied(m) => ended("access_denied", "was denied in the browser", &m),
+            Self::Expired(m) => ended("expired_token", "expired before it was approved", &m),
+            Self::Ended(m) => ended("expired_token", "is no longer valid", &m),
+            Self::ConfirmationRequired(m) => CliError::new(
+                "confirmation_required",
+                format!(
+                    "the request was approved, but the server releases the token only for the confirmation code shown in the browser{}. Run `envshield login --paste{flag}` and type the code.",
+                    in_parentheses(&m)
+                ),
+            ),
+            Self::NoCode { required_by_server: true } => CliError::new(
+                "confirmation_required",
+                format!(
+                    "the server requires the confirmation code shown in the browser, but standard input is not a terminal and held no code. Rerun with `envshield login --paste{flag}` in a terminal, or write the code to its standard input after approving (e.g. a pipe); the request was cancelled."
+                ),
+            ),
+            Self::NoCode { required_by_server: false } => CliError::new(
+                "confirmation_required",
+                format!(
+                    "standard input ended before a confirmation code was read; the request was cancelled. Run `envshield login --paste{flag}` in a terminal, or write the code shown in the browser to its standard input after approving."
+                ),
+            ),
+            Self::TimedOut => CliError::new(
+                "login_timeout",
+                format!(
+                    "gave up after waiting {} minutes for approval. {again}",
+                    HARD_TIMEOUT.as_secs() / 60
+                ),
+            ),
+            Self::Interrupted => CliError::interrupted("sign-in cancelled; nothing was saved."),
+            Self::Failed(err) => {
+                let transient = err.is_transient();
+                let e = CliError::from(err);
+                if transient {
+                    CliError::new(
+                        e.code,
+                        format!("lost the server while waiting for approval, after {MAX_RETRIES} retries: {}", e.message),
+                    )
+                } else {
+                    e
+                }
+            }
+        }
+    }
+}
+
+/// A token that was saved, and what is known about it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SignedIn {
+    event: &'static str,
+    profile: String,
+    api_url: String,
+    config_path: String,
+    user: Option<UserInfo>,
+    token: SavedToken,
+}
+
+/// What is known about a saved token, for the report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SavedToken {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// A refresh token was saved with it: the CLI renews it by itself.
+    pub refreshable: bool,
+}
+
+/// Saves the token, and its refresh token or the absence of one, in one
+/// atomic write (an older profile's refresh token never survives a new
+/// sign-in); returns what to report.
+pub(super) fn save(
+    ctx: &Context,
+    client: &ApiClient,
+    token: &str,
+    refresh_token: Option<&str>,
+    saved: SavedToken,
+    user: Option<UserInfo>,
+) -> Result<SignedIn, CliError> {
+    let api_url = client.base_url();
+    ctx.update_config(|config| {
+        let profile = config.profiles.entry(ctx.profile.clone()).or_default();
+        profile.api_url = Some(api_url.to_string());
+        profile.token = Some(token.to_string());
+        profile.token_id = Some(saved.id);
+        profile.token_name = Some(saved.name.clone());
+        profile.expires_at = saved.expires_at;
+        profile.refresh_token = refresh_token.map(str::to_string);
+    })?;
+    Ok(SignedIn {
+        event: "signed_in",
+        profile: ctx.profile.clone(),
+        api_url: api_url.to_string(),
+        config_path: ctx.store.path().display().to_string(),
+        user,
+        token: saved,
+    })
+}
+
+/// Saves an approved token; when it cannot be saved, revokes it, so that
+/// no token nobody holds lingers on the server.
+pub(super) fn finish(
+    ctx: &Context,
+    client: &ApiClient,
+    approved: Approved,
+) -> Result<SignedIn, CliError> {
+    let saved = SavedToken {
+        id: approved.token_id,
+        name: approved.token_name,
+        scopes: approved.scopes,
+        expires_at: approved.expires_at,
+        refreshable: approved.refresh_token.is_some(),
+    };
+    let refresh_token = approved.refresh_token.as_deref();
+    // Who approved it is asked only after saving: the sign-in stands
+    // without it.
+    let signed_in =
+        save(ctx, client, &approved.token, refresh_token, saved, None).map_err(|err| {
+            let hint = if client.logout(&approved.token).is_ok() {
+                "The new token was revoked on the server; fix this and run `envshield login` again."
+            } else {
+                "The new token could not be revoked either; revoke it in the web UI."
+            };
+            err.with_hint(hint)
+        })?;
+    let user = client.whoami(&approved.token).ok().map(|w| w.user);
+    Ok(SignedIn { user, ..signed_in })
+}
+
+/// Tells the person (or the `--json` reader) about the saved token, and
+/// about the token it replaced, which still works.
+pub(super) fn report(ctx: &Context, signed_in: &SignedIn, previous: Option<&Profile>) {
+    if ctx.out.is_json() {
+        ctx.out.json_line(signed_in);
+        return;
+    }
+    let who = signed_in
+        .user
+        .as_ref()
+        .map(|u| format!(" as {}", one_line(&u.email)))
+        .unwrap_or_default();
+    ctx.out.result(&format!(
+        "Signed in{who} to {} (profile '{}').",
+        signed_in.api_url, signed_in.profile
+    ));
+    ctx.out.result(&format!(
+        "Token \"{}\" saved to {}; it expires: {}{}.",
+        one_line(&signed_in.token.name),
+        signed_in.config_path,
+        when(signed_in.token.expires_at, Utc::now(), "never"),
+        if signed_in.token.refreshable {
+            ", and is renewed automatically with the refresh token saved next to it"
+        } else {
+            ""
+        }
+    ));
+    if let Some(old) = previous.and_then(|p| p.token_id.filter(|_| p.token.is_some())) {
+        if old != signed_in.token.id {
+            ctx.out.note(&format!(
+                "The profile's previous token ({old}) was replaced but still works until it expires; revoke it with `envshield tokens revoke {old}{}` if you no longer need it.",
+                profile_flag(&signed_in.profile)
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fixtures::context;
+
+    #[test]
+    fn paste_ends_become_clear_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let forced = WaitEnd::NoCode {
+            required_by_server: true,
+        }
+        .into_error(&ctx, true);
+        assert_eq!(forced.code, "confirmation_required");
+        assert!(
+            forced.message.contains("envshield login --paste"),
+            "{}",
+            forced.message
+        );
+        assert!(
+            forced.message.contains("standard input"),
+            "{}",
+            forced.message
+        );
+        let ended = WaitEnd::Ended("Too many wrong codes.".into()).into_error(&ctx, true);
+        assert_eq!(ended.code, "expired_token");
+        assert_eq!(
+            ended.message,
+            "the sign-in request is no longer valid (Too many wrong codes). Run `envshield login --paste` to try again."
+        );
+    }
+
+    #[test]
+    fn wait_ends_become_clear_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let e = WaitEnd::Interrupted.into_error(&ctx, false);
+        assert_eq!(e.exit_code, 130);
+        let e = WaitEnd::Denied("Denied.".into()).into_error(&ctx, false);
+        assert_eq!(e.code, "access_denied");
+        assert_eq!(
+            e.message,
+            "the sign-in request was denied in the browser (Denied). Run `envshield login` to try again."
+        );
+        assert_eq!(
+            WaitEnd::TimedOut.into_error(&ctx, false).code,
+            "login_timeout"
+        );
+        assert_eq!(
+            WaitEnd::Expired(String::new()).into_error(&ctx, false).code,
+            "expired_token"
+        );
+    }
+}

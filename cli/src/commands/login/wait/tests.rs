@@ -1,0 +1,201 @@
+//! Polling against a canned server.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::commands::login::fixtures::{fast, start, APPROVED};
+use crate::test_support::{canned_server, closed_port_url, http, json};
+
+/// What one wait did: its end, the progress it showed, the requests made.
+struct Waited {
+    outcome: Result<Approved, WaitEnd>,
+    seen: Vec<Progress>,
+    requests: Vec<String>,
+}
+
+/// Waits, with fast timing, on a server that answers with `responses`.
+fn wait_on(poll_interval: u64, responses: Vec<String>) -> Waited {
+    let (base, server) = canned_server(responses);
+    let client = ApiClient::new(&base).unwrap();
+    let mut seen = Vec::new();
+    let outcome = wait_for_approval(
+        &client,
+        &start(poll_interval),
+        &fast(),
+        &AtomicBool::new(false),
+        &mut |p| seen.push(p),
+    );
+    let requests = server.join().unwrap();
+    Waited {
+        outcome,
+        seen,
+        requests,
+    }
+}
+
+#[test]
+fn pending_slow_down_then_approved() {
+    let waited = wait_on(
+        0,
+        vec![
+            json("200 OK", r#"{"status":"pending","pollInterval":0}"#),
+            json(
+                "429 Too Many Requests",
+                r#"{"status":"slow_down","error":"slow_down","message":"m","pollInterval":0}"#,
+            ),
+            json("200 OK", APPROVED),
+        ],
+    );
+    let approved = waited.outcome.unwrap();
+    assert_eq!(approved.token, "esh_tok");
+    assert_eq!(approved.scopes, vec!["read"]);
+    assert_eq!(waited.requests.len(), 3);
+    assert!(waited
+        .requests
+        .iter()
+        .all(|r| r.starts_with("POST /api/v1/cli/auth/device/poll ")));
+    assert!(matches!(waited.seen[0], Progress::SlowDown { .. }));
+}
+
+#[test]
+fn slow_down_never_shortens_the_interval() {
+    // Interval 1 s from start, slow_down says 2 s: the wait grows.
+    let began = Instant::now();
+    let waited = wait_on(
+        1,
+        vec![
+            json(
+                "429 Too Many Requests",
+                r#"{"status":"slow_down","error":"slow_down","message":"m","pollInterval":2}"#,
+            ),
+            json("200 OK", APPROVED),
+        ],
+    );
+    waited.outcome.unwrap();
+    // The first poll goes at once (the server holds it); after
+    // slow_down the client waits the longer interval.
+    assert!(began.elapsed() >= Duration::from_secs(2));
+    assert_eq!(
+        waited.seen,
+        vec![Progress::SlowDown {
+            interval: Duration::from_secs(2)
+        }]
+    );
+}
+
+#[test]
+fn denied_and_expired_end_the_wait() {
+    let denied = wait_on(
+        0,
+        vec![json(
+            "403 Forbidden",
+            r#"{"status":"denied","error":"access_denied","message":"Denied by you."}"#,
+        )],
+    );
+    assert_eq!(
+        denied.outcome.unwrap_err(),
+        WaitEnd::Denied("Denied by you.".into())
+    );
+    let expired = wait_on(
+        0,
+        vec![json(
+            "410 Gone",
+            r#"{"status":"expired","error":"expired_token","message":"Gone."}"#,
+        )],
+    );
+    assert_eq!(
+        expired.outcome.unwrap_err(),
+        WaitEnd::Expired("Gone.".into())
+    );
+}
+
+#[test]
+fn brief_server_errors_are_retried_with_backoff() {
+    let waited = wait_on(
+        0,
+        vec![
+            json(
+                "503 Service Unavailable",
+                r#"{"error":"unavailable","message":"busy"}"#,
+            ),
+            http("502 Bad Gateway", "text/html", "<html></html>"),
+            json("200 OK", APPROVED),
+        ],
+    );
+    assert!(waited.outcome.is_ok());
+    assert_eq!(
+        waited.seen,
+        vec![
+            Progress::Retrying {
+                attempt: 1,
+                delay: Duration::from_millis(5)
+            },
+            Progress::Retrying {
+                attempt: 2,
+                delay: Duration::from_millis(10)
+            },
+            Progress::Recovered,
+        ]
+    );
+}
+
+#[test]
+fn gives_up_after_max_retries() {
+    let client = ApiClient::new(&closed_port_url()).unwrap();
+    let mut retries = 0;
+    let end = wait_for_approval(
+        &client,
+        &start(0),
+        &fast(),
+        &AtomicBool::new(false),
+        &mut |p| {
+            if let Progress::Retrying { .. } = p {
+                retries += 1;
+            }
+        },
+    )
+    .unwrap_err();
+    assert_eq!(retries, MAX_RETRIES);
+    let WaitEnd::Failed(err) = &end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(err.code(), "unreachable");
+}
+
+#[test]
+fn ctrl_c_and_timeout_stop_the_wait() {
+    let client = ApiClient::new("http://127.0.0.1:9/api/v1").unwrap();
+    let wait = |options: &WaitOptions, interrupted: bool| {
+        wait_for_approval(
+            &client,
+            &start(5),
+            options,
+            &AtomicBool::new(interrupted),
+            &mut |_| {},
+        )
+        .unwrap_err()
+    };
+    assert_eq!(wait(&fast(), true), WaitEnd::Interrupted);
+
+    let options = WaitOptions {
+        hard_timeout: Duration::from_millis(30),
+        ..fast()
+    };
+    assert_eq!(wait(&options, false), WaitEnd::TimedOut);
+}
+
+#[test]
+fn a_poll_asking_for_the_confirmation_code_ends_polling() {
+    let waited = wait_on(
+        0,
+        vec![json(
+            "200 OK",
+            r#"{"status":"confirmation_required","message":"Type the code."}"#,
+        )],
+    );
+    assert_eq!(
+        waited.outcome.unwrap_err(),
+        WaitEnd::ConfirmationRequired("Type the code.".into())
+    );
+}
