@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pg_local::LocalPostgres;
 use secrecy::{ExposeSecret, SecretString};
 
 use envshield_server::config::Config;
-use envshield_server::db::{self, local_pg::LocalPostgres};
+use envshield_server::db;
 use envshield_server::domain::{Email, Role};
 use envshield_server::service::accounts;
 use envshield_server::startup::Application;

@@ -12,11 +12,12 @@ use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use pg_local::LocalPostgres;
 use secrecy::SecretString;
 
 use crate::config::Config;
 use crate::crypto;
-use crate::db::{self, local_pg::LocalPostgres};
+use crate::db;
 use crate::startup::Application;
 
 struct Cluster {

@@ -7,6 +7,23 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod oauth;
+
+pub use oauth::{
+    AuthorizationServerMetadata, DeviceAuthorizationResponse, IntrospectionResponse,
+    OAuthErrorBody, TokenResponse,
+};
+
+/// Stands in for a secret in hand-written `Debug` output, so tokens and codes
+/// never reach a log line or a panic message.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// `POST /api/v1/cli/auth/device/start`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,7 +55,7 @@ pub enum ConfirmationMode {
 }
 
 /// Answer to `start`: what the CLI shows and keeps while it polls.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct StartDeviceResponse {
     /// The CLI's secret for polling. Never shown to the person.
@@ -65,7 +82,7 @@ pub struct StartDeviceResponse {
 }
 
 /// `POST /api/v1/cli/auth/device/poll` body (and the GET query).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollDeviceRequest {
     /// The device code from `start`.
@@ -77,7 +94,7 @@ pub struct PollDeviceRequest {
 }
 
 /// Every answer of `poll`, told apart by `status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PollDeviceResponse {
     /// 200: nobody has decided yet; poll again after `pollInterval` seconds.
@@ -162,7 +179,7 @@ pub struct CompleteDeviceRequest {
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelDeviceRequest {
     /// The device code from `start`.
@@ -170,7 +187,7 @@ pub struct CancelDeviceRequest {
 }
 
 /// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExchangeDeviceRequest {
     /// The device code from `start`.
@@ -180,7 +197,7 @@ pub struct ExchangeDeviceRequest {
 }
 
 /// `POST /api/v1/cli/auth/refresh`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
@@ -189,7 +206,7 @@ pub struct RefreshRequest {
 
 /// Answer to `refresh`: a new access token and a new refresh token (the old
 /// refresh token is now spent; presenting it again revokes the family).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshResponse {
     /// New access token.
@@ -326,6 +343,123 @@ pub struct ErrorBody {
     pub status: Option<String>,
 }
 
+// Hand-written `Debug` for every body that carries a token, refresh token,
+// device code or confirmation code: the secret is shown as `[redacted]`.
+
+impl std::fmt::Debug for StartDeviceResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartDeviceResponse")
+            .field("device_code", &Redacted)
+            .field("user_code", &self.user_code)
+            .field("verification_url", &self.verification_url)
+            .field("verification_uri", &self.verification_uri)
+            .field("expires_at", &self.expires_at)
+            .field("expires_in", &self.expires_in)
+            .field("poll_interval", &self.poll_interval)
+            .field("token_name", &self.token_name)
+            .field("scopes", &self.scopes)
+            .field("confirmation", &self.confirmation)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PollDeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollDeviceRequest")
+            .field("device_code", &Redacted)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PollDeviceResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pending { poll_interval } => f
+                .debug_struct("Pending")
+                .field("poll_interval", poll_interval)
+                .finish(),
+            Self::Approved {
+                token: _,
+                token_id,
+                token_name,
+                scopes,
+                expires_at,
+                refresh_token,
+            } => f
+                .debug_struct("Approved")
+                .field("token", &Redacted)
+                .field("token_id", token_id)
+                .field("token_name", token_name)
+                .field("scopes", scopes)
+                .field("expires_at", expires_at)
+                .field("refresh_token", &refresh_token.as_ref().map(|_| Redacted))
+                .finish(),
+            Self::ConfirmationRequired { message } => f
+                .debug_struct("ConfirmationRequired")
+                .field("message", message)
+                .finish(),
+            Self::SlowDown {
+                error,
+                message,
+                poll_interval,
+            } => f
+                .debug_struct("SlowDown")
+                .field("error", error)
+                .field("message", message)
+                .field("poll_interval", poll_interval)
+                .finish(),
+            Self::Denied { error, message } => f
+                .debug_struct("Denied")
+                .field("error", error)
+                .field("message", message)
+                .finish(),
+            Self::Expired { error, message } => f
+                .debug_struct("Expired")
+                .field("error", error)
+                .field("message", message)
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CancelDeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelDeviceRequest")
+            .field("device_code", &Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ExchangeDeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeDeviceRequest")
+            .field("device_code", &Redacted)
+            .field("confirmation_code", &Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("refresh_token", &Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RefreshResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshResponse")
+            .field("token", &Redacted)
+            .field("token_id", &self.token_id)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &Redacted)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +500,79 @@ mod tests {
             serde_json::from_str(r#"{"userCode":"BCDF-GHJK","decision":"deny"}"#).unwrap();
         assert_eq!(req.decision, Decision::Deny);
         assert_eq!(req.scopes, None);
+    }
+
+    #[test]
+    fn debug_never_prints_tokens_or_codes() {
+        const SECRET: &str = "s3cr3t-value";
+        let when = chrono::DateTime::<Utc>::UNIX_EPOCH;
+        let shown = [
+            format!(
+                "{:?}",
+                StartDeviceResponse {
+                    device_code: SECRET.into(),
+                    user_code: "BCDF-GHJK".into(),
+                    verification_url: "u".into(),
+                    verification_uri: "u".into(),
+                    expires_at: when,
+                    expires_in: 600,
+                    poll_interval: 5,
+                    token_name: "t".into(),
+                    scopes: vec![],
+                    confirmation: ConfirmationMode::Poll,
+                }
+            ),
+            format!(
+                "{:?}",
+                PollDeviceRequest {
+                    device_code: SECRET.into(),
+                    wait: Some(20),
+                }
+            ),
+            format!(
+                "{:?}",
+                PollDeviceResponse::Approved {
+                    token: SECRET.into(),
+                    token_id: Uuid::nil(),
+                    token_name: "t".into(),
+                    scopes: vec!["envs:read".into()],
+                    expires_at: None,
+                    refresh_token: Some(SECRET.into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                CancelDeviceRequest {
+                    device_code: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                ExchangeDeviceRequest {
+                    device_code: SECRET.into(),
+                    confirmation_code: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                RefreshRequest {
+                    refresh_token: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:#?}",
+                RefreshResponse {
+                    token: SECRET.into(),
+                    token_id: Uuid::nil(),
+                    scopes: vec![],
+                    expires_at: Some(when),
+                    refresh_token: SECRET.into(),
+                }
+            ),
+        ];
+        for s in shown {
+            assert!(!s.contains(SECRET), "{s}");
+            assert!(s.contains("[redacted]"), "{s}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! PostgreSQL access: the pool, the helper that runs queries off the async
-//! workers, embedded migrations, and the private local cluster.
+//! workers, and embedded migrations. The private local cluster is the
+//! `pg-local` crate.
 
-pub mod local_pg;
 pub mod models;
 pub mod schema;
 mod unit;

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde_json::json;
 
 use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::domain::{DeviceCode, Flow};
@@ -19,7 +18,10 @@ use crate::routes::limit::RateLimit;
 use crate::service::device::{self, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
 use crate::state::AppState;
-use envshield_api_types::ConfirmationMode;
+use envshield_api_types::{
+    AuthorizationServerMetadata, ConfirmationMode, DeviceAuthorizationResponse, OAuthErrorBody,
+    TokenResponse,
+};
 
 /// Routes of the OAuth surface, with their rate limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -49,7 +51,10 @@ impl OAuthError {
         HttpResponse::build(self.status)
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
-            .json(json!({ "error": self.error, "error_description": self.description }))
+            .json(OAuthErrorBody {
+                error: self.error,
+                error_description: Some(self.description),
+            })
     }
 }
 
@@ -66,7 +71,7 @@ fn bad(error: &str, description: &str) -> OAuthError {
 }
 
 /// A 200 that must not be cached (tokens, codes).
-fn no_store(body: serde_json::Value) -> HttpResponse {
+fn no_store(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -224,20 +229,23 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let base = state.config.app_base();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .json(json!({
-            "issuer": base,
-            "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
-            "token_endpoint": format!("{base}/oauth/token"),
-            "revocation_endpoint": format!("{base}/oauth/revoke"),
-            "introspection_endpoint": format!("{base}/oauth/introspect"),
-            "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
-            "scopes_supported": state.config.scope_catalogue,
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
-            "introspection_endpoint_auth_methods_supported": ["bearer"],
-            "response_types_supported": [],
-            "service_documentation": format!("{base}/"),
-        }))
+        .json(AuthorizationServerMetadata {
+            device_authorization_endpoint: format!("{base}/oauth/device_authorization"),
+            token_endpoint: format!("{base}/oauth/token"),
+            revocation_endpoint: format!("{base}/oauth/revoke"),
+            introspection_endpoint: format!("{base}/oauth/introspect"),
+            grant_types_supported: vec![
+                DEVICE_CODE_GRANT.to_owned(),
+                REFRESH_TOKEN_GRANT.to_owned(),
+            ],
+            scopes_supported: state.config.scope_catalogue.clone(),
+            token_endpoint_auth_methods_supported: vec!["none".to_owned()],
+            revocation_endpoint_auth_methods_supported: vec!["none".to_owned()],
+            introspection_endpoint_auth_methods_supported: vec!["bearer".to_owned()],
+            response_types_supported: Vec::new(),
+            service_documentation: format!("{base}/"),
+            issuer: base,
+        })
 }
 
 /// `POST /oauth/device_authorization` (RFC 8628 §3.1–3.2).
@@ -272,14 +280,14 @@ pub async fn device_authorization(
     };
     let base = state.config.app_base();
     let shown = started.user_code.display();
-    Ok(no_store(json!({
-        "device_code": started.device_code.expose(),
-        "user_code": shown,
-        "verification_uri": format!("{base}/cli/device"),
-        "verification_uri_complete": format!("{base}/cli/login?code={shown}"),
-        "expires_in": (started.expires_at - now).num_seconds(),
-        "interval": started.interval_secs,
-    })))
+    Ok(no_store(DeviceAuthorizationResponse {
+        device_code: started.device_code.expose().to_owned(),
+        verification_uri: format!("{base}/cli/device"),
+        verification_uri_complete: format!("{base}/cli/login?code={shown}"),
+        user_code: shown,
+        expires_in: (started.expires_at - now).num_seconds(),
+        interval: started.interval_secs,
+    }))
 }
 
 /// `POST /oauth/token`: the device-code grant (RFC 8628 §3.4–3.5) and the
@@ -370,18 +378,13 @@ fn token_response(
     scopes: &[String],
     refresh: Option<&crate::domain::PlainToken>,
 ) -> HttpResponse {
-    let mut body = json!({
-        "access_token": access.expose(),
-        "token_type": "Bearer",
-        "scope": scopes.join(" "),
-    });
-    if let Some(exp) = expires_at {
-        body["expires_in"] = json!((exp - Utc::now()).num_seconds().max(0));
-    }
-    if let Some(r) = refresh {
-        body["refresh_token"] = json!(r.expose());
-    }
-    no_store(body)
+    no_store(TokenResponse {
+        access_token: access.expose().to_owned(),
+        token_type: "Bearer".to_owned(),
+        scope: scopes.join(" "),
+        expires_in: expires_at.map(|exp| (exp - Utc::now()).num_seconds().max(0)),
+        refresh_token: refresh.map(|r| r.expose().to_owned()),
+    })
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.

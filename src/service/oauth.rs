@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
-use serde_json::{json, Value};
+use envshield_api_types::IntrospectionResponse;
+use serde_json::json;
 
 use crate::config::{Config, CLI_CLIENT_ID};
 use crate::db::models::revocation::Target;
@@ -139,7 +140,7 @@ pub async fn introspect_presented(
     state: &AppState,
     presented: String,
     hint: Hint,
-) -> Result<Value, AppError> {
+) -> Result<IntrospectionResponse, AppError> {
     let config = state.config.clone();
     db::run(&state.pool, move |conn| {
         introspect(conn, &config, &presented, hint, Utc::now())
@@ -155,8 +156,8 @@ pub fn introspect(
     presented: &str,
     hint: Hint,
     now: DateTime<Utc>,
-) -> Result<Value, AppError> {
-    let inactive = json!({ "active": false });
+) -> Result<IntrospectionResponse, AppError> {
+    let inactive = IntrospectionResponse::inactive();
     for kind in order(hint) {
         match kind {
             Hint::Access => {
@@ -169,21 +170,18 @@ pub fn introspect(
                 if !row.is_active(now) || user.disabled_at.is_some() {
                     return Ok(inactive);
                 }
-                let mut claims = json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "scope": row.scopes.join(" "),
-                    "client_id": row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID),
-                    "username": user.email,
-                    "sub": user.id,
-                    "iat": row.created_at.timestamp(),
-                    "jti": row.id,
-                    "iss": config.app_base(),
+                return Ok(IntrospectionResponse {
+                    active: true,
+                    token_type: Some("Bearer".to_owned()),
+                    scope: Some(row.scopes.join(" ")),
+                    client_id: Some(row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID).to_owned()),
+                    username: Some(user.email),
+                    sub: Some(user.id),
+                    iat: Some(row.created_at.timestamp()),
+                    exp: row.expires_at.map(|exp| exp.timestamp()),
+                    jti: Some(row.id),
+                    iss: Some(config.app_base()),
                 });
-                if let Some(exp) = row.expires_at {
-                    claims["exp"] = json!(exp.timestamp());
-                }
-                return Ok(claims);
             }
             Hint::Refresh => {
                 let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
@@ -201,17 +199,18 @@ pub fn introspect(
                 let Some(user) = user.filter(|_| live) else {
                     return Ok(inactive);
                 };
-                return Ok(json!({
-                    "active": true,
-                    "token_type": "refresh_token",
-                    "scope": row.scopes.join(" "),
-                    "client_id": row.client_id,
-                    "username": user.email,
-                    "sub": user.id,
-                    "iat": row.created_at.timestamp(),
-                    "exp": row.idle_expires_at.min(row.family_expires_at).timestamp(),
-                    "iss": config.app_base(),
-                }));
+                return Ok(IntrospectionResponse {
+                    active: true,
+                    token_type: Some("refresh_token".to_owned()),
+                    scope: Some(row.scopes.join(" ")),
+                    client_id: Some(row.client_id),
+                    username: Some(user.email),
+                    sub: Some(user.id),
+                    iat: Some(row.created_at.timestamp()),
+                    exp: Some(row.idle_expires_at.min(row.family_expires_at).timestamp()),
+                    jti: None,
+                    iss: Some(config.app_base()),
+                });
             }
         }
     }

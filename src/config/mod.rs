@@ -1,77 +1,27 @@
 //! Typed configuration from the environment (and an optional `.env`),
-//! validated once at start-up.
+//! validated once at start-up. Reading single variables lives in `env`, keys
+//! in `keys`, OAuth clients, token policies and scopes in `clients`.
+
+mod clients;
+mod env;
+mod keys;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
 
-use crate::crypto::{self, SealKey, SealKeyring};
 use crate::domain::{Flow, Role};
 
-/// Scopes a token can carry unless `API_TOKEN_SCOPES` says otherwise.
-pub const DEFAULT_SCOPE_CATALOGUE: &str =
-    "envs:read,envs:write,tokens:read,tokens:write,tokens:introspect";
-/// Scopes given when a CLI asks for none, unless `API_TOKEN_SCOPES_DEFAULT` says otherwise.
-pub const DEFAULT_SCOPES: &str = "envs:read,envs:write,tokens:read,tokens:write";
-/// Descriptions of the built-in scopes, shown on the approval page.
-const BUILT_IN_SCOPE_DESCRIPTIONS: [(&str, &str); 5] = [
-    ("envs:read", "Read environment variables and secrets"),
-    (
-        "envs:write",
-        "Create, change and delete environment variables and secrets",
-    ),
-    ("tokens:read", "List your API tokens"),
-    ("tokens:write", "Revoke your API tokens"),
-    (
-        "tokens:introspect",
-        "Check whether any token is valid (OAuth introspection)",
-    ),
-];
-/// The CLI's built-in OAuth client id.
-pub const CLI_CLIENT_ID: &str = "envshield-cli";
-/// RFC 8628 device-code grant type.
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-/// RFC 6749 refresh grant type.
-pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
+pub use clients::{
+    OAuthClient, TokenPolicy, CLI_CLIENT_ID, DEFAULT_SCOPES, DEFAULT_SCOPE_CATALOGUE,
+    DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
+};
+pub use keys::Keys;
 
-/// What a client gets once a device login is approved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenPolicy {
-    /// One long-lived API token (`API_TOKEN_TTL_DAYS`).
-    ApiToken,
-    /// A short-lived access token (`ACCESS_TOKEN_TTL_MIN`) and a rotating refresh token.
-    AccessRefresh,
-}
-
-/// A registered public OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OAuthClient {
-    /// `client_id`.
-    pub client_id: String,
-    /// Grant types it may use.
-    pub grants: Vec<String>,
-    /// Scopes it may ask for (a subset of the catalogue).
-    pub scopes: Vec<String>,
-    /// What it gets.
-    pub token_policy: TokenPolicy,
-}
-
-impl OAuthClient {
-    /// Whether the client may use `grant`.
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grants.iter().any(|g| g == grant)
-    }
-}
-/// File, inside the data folder, holding locally generated keys.
-const LOCAL_KEYS_FILE: &str = "keys.json";
+use env::{parse_app_url, parse_bool, parse_num, split_list, valid_prefix};
 
 /// Where the server runs: local development or production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,34 +45,6 @@ pub struct RateLimits {
     pub login_per_min: u32,
     /// `POST /login` attempts per account (email) per hour.
     pub login_per_account_per_hour: u32,
-}
-
-/// The server's secrets. `Debug` shows key ids only.
-pub struct Keys {
-    /// Seals minted tokens while they wait for the CLI.
-    pub seal: SealKeyring,
-    /// Keys the HMAC of device and user codes.
-    pub code_hmac: SecretBox<[u8; 32]>,
-    /// Signs and encrypts session cookies (64 bytes).
-    pub session: SecretBox<[u8; 64]>,
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("seal", &self.seal)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Clone for Keys {
-    fn clone(&self) -> Self {
-        Self {
-            seal: self.seal.clone(),
-            code_hmac: SecretBox::new(Box::new(*self.code_hmac.expose_secret())),
-            session: SecretBox::new(Box::new(*self.session.expose_secret())),
-        }
-    }
 }
 
 /// Everything the server needs to run, validated.
@@ -211,14 +133,6 @@ fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
-/// Keys generated for local use, persisted 0600 in the data folder.
-#[derive(Serialize, Deserialize)]
-struct LocalKeys {
-    token_seal_key: String,
-    code_hmac_key: String,
-    session_key: String,
-}
-
 impl Config {
     /// Reads `.env` (if present) and the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -233,7 +147,7 @@ impl Config {
 
     /// Builds the configuration from a map of variables (tests pass their own).
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |k: &str| env::get(vars, k);
 
         let environment = match get("ENVSHIELD_ENV").unwrap_or("local") {
             "local" | "development" | "dev" | "test" => Environment::Local,
@@ -252,26 +166,8 @@ impl Config {
             )));
         }
 
-        let scope_catalogue = parse_list("API_TOKEN_SCOPES", get("API_TOKEN_SCOPES"))?
-            .unwrap_or_else(|| split_list(DEFAULT_SCOPE_CATALOGUE));
-        if scope_catalogue.is_empty() {
-            return Err(err("API_TOKEN_SCOPES must name at least one scope"));
-        }
-        let default_scopes =
-            parse_list("API_TOKEN_SCOPES_DEFAULT", get("API_TOKEN_SCOPES_DEFAULT"))?
-                .unwrap_or_else(|| {
-                    let builtin = split_list(DEFAULT_SCOPES);
-                    if builtin.iter().all(|s| scope_catalogue.contains(s)) {
-                        builtin
-                    } else {
-                        scope_catalogue.clone()
-                    }
-                });
-        if let Some(bad) = default_scopes.iter().find(|s| !scope_catalogue.contains(s)) {
-            return Err(err(format!(
-                "API_TOKEN_SCOPES_DEFAULT names `{bad}`, which is not in API_TOKEN_SCOPES"
-            )));
-        }
+        let (scope_catalogue, default_scopes) =
+            clients::scopes(get("API_TOKEN_SCOPES"), get("API_TOKEN_SCOPES_DEFAULT"))?;
 
         let api_token_prefix = get("API_TOKEN_PREFIX").unwrap_or("esh_").to_owned();
         if !valid_prefix(&api_token_prefix) {
@@ -286,57 +182,24 @@ impl Config {
             Some(v) => Some(parse_num::<u32>("API_TOKEN_TTL_DAYS", v, 1, 36_500)?),
         };
 
-        let keys = load_keys(vars, environment, &data_dir)?;
-        let scope_descriptions = scope_descriptions(get("API_TOKEN_SCOPE_DESCRIPTIONS"))?;
-        let scope_roles =
-            scope_roles(get("API_TOKEN_SCOPE_ROLES").unwrap_or("tokens:introspect=admin"))?;
+        let keys = keys::load_keys(vars, environment, &data_dir)?;
+        let scope_descriptions = clients::scope_descriptions(get("API_TOKEN_SCOPE_DESCRIPTIONS"))?;
+        let scope_roles = clients::scope_roles(
+            get("API_TOKEN_SCOPE_ROLES").unwrap_or("tokens:introspect=admin"),
+        )?;
         let token_roles = split_list(get("CLI_TOKEN_ROLES").unwrap_or("user,admin"))
             .iter()
-            .map(|r| parse_role("CLI_TOKEN_ROLES", r))
+            .map(|r| clients::parse_role("CLI_TOKEN_ROLES", r))
             .collect::<Result<Vec<_>, _>>()?;
-        let cli_policy = parse_policy(
+        let cli_policy = clients::parse_policy(
             "CLI_TOKEN_POLICY",
             get("CLI_TOKEN_POLICY").unwrap_or("api_token"),
         )?;
-        let cli_oauth_token_policy = parse_policy(
+        let cli_oauth_token_policy = clients::parse_policy(
             "CLI_OAUTH_TOKEN_POLICY",
             get("CLI_OAUTH_TOKEN_POLICY").unwrap_or("access_refresh"),
         )?;
-        let mut clients = vec![OAuthClient {
-            client_id: CLI_CLIENT_ID.to_owned(),
-            grants: vec![DEVICE_CODE_GRANT.to_owned(), REFRESH_TOKEN_GRANT.to_owned()],
-            scopes: scope_catalogue.clone(),
-            token_policy: cli_policy,
-        }];
-        if let Some(json) = get("OAUTH_CLIENTS") {
-            let extra: Vec<OAuthClient> = serde_json::from_str(json)
-                .map_err(|e| err(format!("OAUTH_CLIENTS is not a JSON array of clients: {e}")))?;
-            for c in extra {
-                if clients.iter().any(|k| k.client_id == c.client_id) {
-                    return Err(err(format!(
-                        "OAUTH_CLIENTS: duplicate client `{}`",
-                        c.client_id
-                    )));
-                }
-                if let Some(bad) = c.scopes.iter().find(|s| !scope_catalogue.contains(s)) {
-                    return Err(err(format!(
-                        "OAUTH_CLIENTS: client `{}` names scope `{bad}`, which is not in API_TOKEN_SCOPES",
-                        c.client_id
-                    )));
-                }
-                if let Some(bad) = c
-                    .grants
-                    .iter()
-                    .find(|g| g.as_str() != DEVICE_CODE_GRANT && g.as_str() != REFRESH_TOKEN_GRANT)
-                {
-                    return Err(err(format!(
-                        "OAUTH_CLIENTS: client `{}` names unsupported grant `{bad}`",
-                        c.client_id
-                    )));
-                }
-                clients.push(c);
-            }
-        }
+        let clients = clients::clients(cli_policy, &scope_catalogue, get("OAUTH_CLIENTS"))?;
         let device_confirmation = match get("DEVICE_CONFIRMATION").unwrap_or("poll") {
             "poll" => envshield_api_types::ConfirmationMode::Poll,
             "paste" => envshield_api_types::ConfirmationMode::Paste,
@@ -432,7 +295,8 @@ impl Config {
         self.clients.iter().find(|c| c.client_id == client_id)
     }
 
-    /// The token policy for a session of `client` started through `flow`.
+    /// The token policy for a session of `client` started through `flow`
+    /// (`v1` or `oauth`).
     pub fn token_policy(&self, client: &OAuthClient, flow: Flow) -> TokenPolicy {
         if flow == Flow::OAuth && client.client_id == CLI_CLIENT_ID {
             self.cli_oauth_token_policy
@@ -478,244 +342,14 @@ impl Config {
     }
 }
 
-fn parse_app_url(raw: &str) -> Result<url::Url, ConfigError> {
-    let url =
-        url::Url::parse(raw).map_err(|e| err(format!("APP_URL `{raw}` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(err(format!(
-            "APP_URL `{raw}` must be an http(s) URL with a host"
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(err("APP_URL must not carry a query or fragment"));
-    }
-    Ok(url)
-}
-
-fn parse_policy(name: &str, value: &str) -> Result<TokenPolicy, ConfigError> {
-    match value {
-        "api_token" => Ok(TokenPolicy::ApiToken),
-        "access_refresh" => Ok(TokenPolicy::AccessRefresh),
-        other => Err(err(format!(
-            "{name} must be `api_token` or `access_refresh`, not `{other}`"
-        ))),
-    }
-}
-
-fn valid_prefix(p: &str) -> bool {
-    (2..=16).contains(&p.len())
-        && p.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-fn scope_descriptions(json: Option<&str>) -> Result<HashMap<String, String>, ConfigError> {
-    let mut map: HashMap<String, String> = BUILT_IN_SCOPE_DESCRIPTIONS
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    if let Some(json) = json {
-        let extra: HashMap<String, String> = serde_json::from_str(json).map_err(|e| {
-            err(format!(
-                "API_TOKEN_SCOPE_DESCRIPTIONS is not a JSON object of scope → description: {e}"
-            ))
-        })?;
-        map.extend(extra);
-    }
-    Ok(map)
-}
-
-/// `scope=role|role,scope=role` → which roles may grant each listed scope.
-fn scope_roles(spec: &str) -> Result<HashMap<String, Vec<Role>>, ConfigError> {
-    let mut map = HashMap::new();
-    for item in split_list(spec) {
-        let Some((scope, roles)) = item.split_once('=') else {
-            return Err(err(format!(
-                "API_TOKEN_SCOPE_ROLES: `{item}` should look like `scope=role|role`"
-            )));
-        };
-        let roles = roles
-            .split('|')
-            .map(|r| parse_role("API_TOKEN_SCOPE_ROLES", r))
-            .collect::<Result<Vec<_>, _>>()?;
-        map.insert(scope.to_owned(), roles);
-    }
-    Ok(map)
-}
-
-/// A role named in variable `name`.
-fn parse_role(name: &str, text: &str) -> Result<Role, ConfigError> {
-    Role::parse(text).ok_or_else(|| err(format!("{name}: `{text}` is not a role (user, admin)")))
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A comma list, or a JSON array of strings (seed 004's form).
-fn parse_list(name: &str, value: Option<&str>) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(v) = value else { return Ok(None) };
-    if v.starts_with('[') {
-        let list: Vec<String> = serde_json::from_str(v)
-            .map_err(|e| err(format!("{name} is not a JSON array of strings: {e}")))?;
-        return Ok(Some(list));
-    }
-    let list = split_list(v);
-    if let Some(bad) = list.iter().find(|s| {
-        !s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'))
-    }) {
-        return Err(err(format!("{name}: `{bad}` is not a valid scope name")));
-    }
-    Ok(Some(list))
-}
-
-fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, ConfigError> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false" | "0" | "no" | "off") => Ok(false),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some(other) => Err(err(format!("{name} must be true or false, not `{other}`"))),
-    }
-}
-
-fn parse_num<T>(name: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let n: T = value
-        .parse()
-        .map_err(|_| err(format!("{name} must be a whole number, not `{value}`")))?;
-    if n < min || n > max {
-        return Err(err(format!(
-            "{name} must be between {min} and {max}, not {n}"
-        )));
-    }
-    Ok(n)
-}
-
-fn decode_key<const N: usize>(name: &str, value: &str) -> Result<[u8; N], ConfigError> {
-    let bytes = STANDARD
-        .decode(value)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value))
-        .map_err(|_| err(format!("{name} must be base64")))?;
-    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
-        err(format!(
-            "{name} must decode to exactly {N} bytes (got {}); generate one with `openssl rand -base64 {N}`",
-            bytes.len()
-        ))
-    })
-}
-
-fn load_keys(
-    vars: &HashMap<String, String>,
-    environment: Environment,
-    data_dir: &Path,
-) -> Result<Keys, ConfigError> {
-    let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let names = ["TOKEN_SEAL_KEY", "CODE_HMAC_KEY", "SESSION_KEY"];
-    let missing: Vec<&str> = names.iter().copied().filter(|k| get(k).is_none()).collect();
-    if environment == Environment::Production && !missing.is_empty() {
-        return Err(err(format!(
-            "production requires explicit keys; missing: {}. Generate each with `openssl rand -base64 32` (SESSION_KEY: 64)",
-            missing.join(", ")
-        )));
-    }
-    let local = if missing.is_empty() {
-        None
-    } else {
-        Some(local_keys(data_dir)?)
-    };
-    let pick = |name: &str, local_value: Option<&String>| -> Result<String, ConfigError> {
-        get(name)
-            .map(str::to_owned)
-            .or_else(|| local_value.cloned())
-            .ok_or_else(|| err(format!("{name} is missing")))
-    };
-    let seal = decode_key::<32>(
-        "TOKEN_SEAL_KEY",
-        &pick("TOKEN_SEAL_KEY", local.as_ref().map(|l| &l.token_seal_key))?,
-    )?;
-    let code = decode_key::<32>(
-        "CODE_HMAC_KEY",
-        &pick("CODE_HMAC_KEY", local.as_ref().map(|l| &l.code_hmac_key))?,
-    )?;
-    let session = decode_key::<64>(
-        "SESSION_KEY",
-        &pick("SESSION_KEY", local.as_ref().map(|l| &l.session_key))?,
-    )?;
-    let previous = match get("TOKEN_SEAL_KEYS_PREVIOUS") {
-        None => Vec::new(),
-        Some(list) => split_list(list)
-            .iter()
-            .map(|k| decode_key::<32>("TOKEN_SEAL_KEYS_PREVIOUS", k).map(SealKey::new))
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(Keys {
-        seal: SealKeyring::new(SealKey::new(seal), previous),
-        code_hmac: SecretBox::new(Box::new(code)),
-        session: SecretBox::new(Box::new(session)),
-    })
-}
-
-/// Reads the local keys file, creating it (0600) with fresh keys the first time.
-fn local_keys(data_dir: &Path) -> Result<LocalKeys, ConfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-
-    let path = data_dir.join(LOCAL_KEYS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            return serde_json::from_str(&text).map_err(|e| {
-                err(format!(
-                    "{} is not a valid keys file ({e}); restore it or delete it to generate new keys (pending logins will be lost)",
-                    path.display()
-                ))
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(format!("cannot read {}: {e}", path.display()))),
-    }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
-    // The local PostgreSQL runs as another user when we are root and must be
-    // able to traverse this folder; the keys file itself stays 0600.
-    let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711));
-    let keys = LocalKeys {
-        token_seal_key: STANDARD.encode(crypto::random_bytes::<32>()),
-        code_hmac_key: STANDARD.encode(crypto::random_bytes::<32>()),
-        session_key: STANDARD.encode(crypto::random_bytes::<64>()),
-    };
-    let json = serde_json::to_string_pretty(&keys).map_err(|e| err(e.to_string()))?;
-    let tmp = data_dir.join(format!(".{LOCAL_KEYS_FILE}.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(json.as_bytes())?;
-        f.sync_all()?;
-        // Another process may have created the file meanwhile: keep theirs.
-        std::fs::hard_link(&tmp, &path)
-    };
-    let result = write();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), "generated local keys");
-            Ok(keys)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => local_keys(data_dir),
-        Err(e) => Err(err(format!("cannot write {}: {e}", path.display()))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+
+    use crate::crypto;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -1,0 +1,264 @@
+//! A private PostgreSQL cluster for running without `DATABASE_URL`.
+//!
+//! The cluster lives in a directory of our own (`pgdata/`, `run/`,
+//! `postgres.log`) and is served by the machine's installed PostgreSQL
+//! binaries. It listens only on a Unix socket in a 0700 directory, so "trust"
+//! authentication admits nobody but the owning OS user (and root).
+//!
+//! Used by `envshield-server` when no `DATABASE_URL` is set, and by its test
+//! support, which shares one cluster under `target/` between test binaries.
+//! When run as root, every PostgreSQL binary runs as the `postgres` system
+//! user (`initdb` and `postgres` refuse root).
+
+mod binaries;
+mod cluster;
+mod command;
+mod error;
+mod url;
+mod user;
+
+#[cfg(test)]
+mod testdir;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+pub use error::LocalPgError;
+
+use binaries::find_bin_dir;
+use cluster::{lock_file, ServerState};
+use command::{command_failed, command_line, run};
+use error::io_err;
+use url::{check_path_is_safe, percent_encode, socket_dir_for};
+use user::{effective_uid, lookup_os_user, OsUser, SERVER_OS_USER};
+
+/// Database role created by `initdb`; the URLs we hand out connect as it.
+const DB_USER: &str = "envshield";
+/// The socket lives in a private directory, so the default port cannot clash
+/// with a system-wide server.
+const PORT: u16 = 5432;
+/// Bounds both `pg_ctl -w` and our own waits for a server someone else started.
+const TIMEOUT_SECS: u64 = 60;
+
+/// A private PostgreSQL cluster run from the machine's installed binaries.
+///
+/// Dropping the value stops the server if this value started it, unless
+/// [`LocalPostgres::keep_running`] was called.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    bin_dir: PathBuf,
+    cluster_dir: PathBuf,
+    pgdata: PathBuf,
+    log_file: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+    /// `Some` when we are root and every PostgreSQL binary runs as `postgres`.
+    run_as: Option<OsUser>,
+    euid: u32,
+    started: bool,
+    keep_running: bool,
+}
+
+impl LocalPostgres {
+    /// Find binaries, `initdb` the cluster in `cluster_dir` if it has none, start the
+    /// server if it is not already running there, wait until it accepts connections.
+    ///
+    /// Concurrent calls on the same directory (from any process) are
+    /// serialised, so exactly one of them starts the server and the others
+    /// reuse it.
+    ///
+    /// # Errors
+    ///
+    /// When no binaries are found, the directory cannot be prepared, or
+    /// `initdb`/`pg_ctl` fail (the error carries their stderr and the log tail).
+    pub fn start(cluster_dir: &Path) -> Result<LocalPostgres, LocalPgError> {
+        let bin_dir = find_bin_dir()?;
+        let euid = effective_uid();
+        let run_as = if euid == 0 {
+            Some(lookup_os_user(SERVER_OS_USER)?.ok_or(LocalPgError::NoPostgresUser)?)
+        } else {
+            None
+        };
+
+        // Checked before creating anything, and again once symlinks are resolved.
+        check_path_is_safe(
+            &std::path::absolute(cluster_dir).map_err(io_err("resolve path", cluster_dir))?,
+        )?;
+        fs::create_dir_all(cluster_dir).map_err(io_err("create directory", cluster_dir))?;
+        let cluster_dir =
+            fs::canonicalize(cluster_dir).map_err(io_err("resolve path", cluster_dir))?;
+        check_path_is_safe(&cluster_dir)?;
+
+        let mut pg = LocalPostgres {
+            bin_dir,
+            pgdata: cluster_dir.join("pgdata"),
+            log_file: cluster_dir.join("postgres.log"),
+            socket_dir: socket_dir_for(&cluster_dir),
+            cluster_dir,
+            port: PORT,
+            run_as,
+            euid,
+            started: false,
+            keep_running: false,
+        };
+        if pg.run_as.is_some() {
+            pg.make_reachable_by_server_user()?;
+        }
+
+        // Held until the server is ready, so a concurrent `start` finds it
+        // running instead of racing us through initdb or pg_ctl.
+        let lock = lock_file(&pg.cluster_dir.join(".lock"))?;
+        pg.prepare_private_dir(&pg.socket_dir)?;
+        pg.prepare_log_file()?;
+        pg.ensure_cluster()?;
+        pg.start_or_reuse()?;
+        drop(lock);
+        Ok(pg)
+    }
+
+    /// libpq connection URL for `database` (user `envshield`), e.g.
+    /// `postgres://envshield@/DB?host=/abs/socket/dir&port=5432` (percent-encode the host path).
+    #[must_use]
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{DB_USER}@/{}?host={}&port={}",
+            percent_encode(database.as_bytes()),
+            percent_encode(self.socket_dir.as_os_str().as_bytes()),
+            self.port
+        )
+    }
+
+    /// Create `database` if it does not exist (run the cluster's own `psql`/`createdb` binary).
+    ///
+    /// Safe to call concurrently: losing a creation race to another process
+    /// counts as success.
+    ///
+    /// # Errors
+    ///
+    /// When the name is unusable or `psql` fails (e.g. the server is down).
+    pub fn ensure_database(&self, database: &str) -> Result<(), LocalPgError> {
+        validate_database_name(database)?;
+        // psql quotes `:'db'` itself and `%I` quotes the identifier, so any
+        // name is safe; variables are only interpolated in scripts, hence stdin.
+        let create = "SELECT format('CREATE DATABASE %I', :'db') \
+                      WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \\gexec\n";
+        match self.psql(database, create) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let exists = "SELECT 1 FROM pg_database WHERE datname = :'db';\n";
+                match self.psql(database, exists) {
+                    Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == "1" => Ok(()),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Stop the server (`pg_ctl stop -m fast`) if this value started it.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl stop` fails and the server is still running.
+    pub fn stop(&mut self) -> Result<(), LocalPgError> {
+        if !self.started {
+            return Ok(());
+        }
+        let mut cmd = self.pg_command("pg_ctl");
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w", "-t"])
+            .arg(TIMEOUT_SECS.to_string());
+        let out = run(&mut cmd)?;
+        if !out.status.success() {
+            // Someone else stopping it first is not a failure of ours.
+            if matches!(self.server_state(), Ok(ServerState::Running(_)) | Err(_)) {
+                return Err(command_failed(&cmd, &out));
+            }
+        }
+        self.started = false;
+        tracing::info!(pgdata = %self.pgdata.display(), "stopped local PostgreSQL");
+        Ok(())
+    }
+
+    /// Leave the server running when this value is dropped (used by the test harness, whose
+    /// cluster is shared by several test processes).
+    pub fn keep_running(&mut self) {
+        self.keep_running = true;
+    }
+
+    /// Directory of the PostgreSQL binaries in use (e.g. for pgbench/psql users).
+    #[must_use]
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    fn psql(&self, database: &str, script: &str) -> Result<Output, LocalPgError> {
+        let mut cmd = self.pg_command("psql");
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v"])
+            .arg(format!("db={database}"))
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", DB_USER, "-d", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| LocalPgError::Spawn {
+            command: command_line(&cmd),
+            source,
+        })?;
+        let written = match child.stdin.take() {
+            Some(mut stdin) => stdin.write_all(script.as_bytes()),
+            None => Ok(()),
+        };
+        let out = child
+            .wait_with_output()
+            .map_err(|source| LocalPgError::Spawn {
+                command: command_line(&cmd),
+                source,
+            })?;
+        // A failed exit explains a broken pipe better than the pipe error does.
+        if !out.status.success() {
+            return Err(command_failed(&cmd, &out));
+        }
+        written.map_err(|source| LocalPgError::Spawn {
+            command: command_line(&cmd),
+            source,
+        })?;
+        Ok(out)
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        if self.keep_running {
+            return;
+        }
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, pgdata = %self.pgdata.display(), "could not stop local PostgreSQL");
+        }
+    }
+}
+
+fn validate_database_name(name: &str) -> Result<(), LocalPgError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 63 {
+        // PostgreSQL would silently truncate it, and later lookups by the full
+        // name would never match.
+        "it is longer than 63 bytes"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(LocalPgError::InvalidDatabaseName {
+        name: name.to_owned(),
+        reason,
+    })
+}
