@@ -623,10 +623,14 @@ fn approve(
         now,
     )?;
     let token_id = issued.access_id;
-    let sealed = config.keys.seal.seal(
-        session.id.as_bytes(),
-        grants::sealed_payload(&issued).as_bytes(),
-    );
+    let sealed = config
+        .keys
+        .seal
+        .seal(
+            session.id.as_bytes(),
+            grants::sealed_payload(&issued).as_bytes(),
+        )
+        .map_err(AppError::internal)?;
     let code_key = config.keys.code_hmac.expose_secret();
     let confirmation_code = (session.confirmation == "paste").then(ConfirmationCode::generate);
     let code_hash = confirmation_code.as_ref().map(|c| c.keyed_hash(code_key));
