@@ -13,6 +13,8 @@ use subtle::ConstantTimeEq;
 const KEY_ID_LEN: usize = 4;
 /// AES-GCM nonce length.
 const NONCE_LEN: usize = 12;
+/// SHA-256's block size: the key length HMAC-SHA256 works with.
+const HMAC_BLOCK_LEN: usize = 64;
 
 /// Bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -41,10 +43,12 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// HMAC-SHA256 of `message` under `key`, with a domain label so the same key
 /// never produces the same tag for two kinds of input.
 pub fn hmac_sha256(key: &[u8; 32], domain: &str, message: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so construction cannot fail.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        unreachable!("HMAC takes keys of any length")
-    };
+    // HMAC zero-pads a key shorter than the hash's block to the block size
+    // (RFC 2104 §2), so the padded block is the same key; handing it over
+    // whole uses the constructor that has no error case.
+    let mut block = [0u8; HMAC_BLOCK_LEN];
+    block[..key.len()].copy_from_slice(key);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
     mac.update(domain.as_bytes());
     mac.update(&[0]);
     mac.update(message);
@@ -78,11 +82,6 @@ impl SealKey {
         id.copy_from_slice(&digest[..KEY_ID_LEN]);
         Self { id, key }
     }
-
-    /// The key id, hex.
-    pub fn id_hex(&self) -> String {
-        hex::encode(self.id)
-    }
 }
 
 /// The current sealing key plus older keys still accepted for opening.
@@ -90,6 +89,15 @@ impl SealKey {
 pub struct SealKeyring {
     current: SealKey,
     previous: Vec<SealKey>,
+}
+
+/// Sealing failed: AES-GCM refuses a plaintext or associated data beyond its
+/// limits (about 64 GiB), which no token comes near.
+#[derive(Debug, thiserror::Error)]
+#[error("AES-GCM refused to seal {len} bytes")]
+pub struct SealError {
+    /// Length of the plaintext that was refused.
+    pub len: usize,
 }
 
 /// Opening a sealed blob failed: unknown key, wrong associated data, or tampering.
@@ -113,25 +121,30 @@ impl SealKeyring {
     }
 
     /// `key id || nonce || AES-256-GCM(plaintext, aad)` under the current key.
-    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    ///
+    /// # Errors
+    ///
+    /// Only for inputs beyond AES-GCM's limits (about 64 GiB).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let cipher = Aes256Gcm::new((&self.current.key).into());
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let nonce = Nonce::from_slice(&nonce_bytes);
-        // Encryption only fails for plaintexts beyond GCM's 64 GiB limit.
-        let Ok(ciphertext) = cipher.encrypt(
-            nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        ) else {
-            unreachable!("AES-GCM encryption of a short token cannot fail")
-        };
+        let ciphertext = cipher
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| SealError {
+                len: plaintext.len(),
+            })?;
         let mut out = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&self.current.id);
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&ciphertext);
-        out
+        Ok(out)
     }
 
     /// Opens a blob made by [`SealKeyring::seal`] with the same `aad`.
@@ -168,7 +181,7 @@ mod tests {
     #[test]
     fn seal_round_trips_and_binds_associated_data() {
         let ring = ring();
-        let sealed = ring.seal(b"row-1", b"esh_secret");
+        let sealed = ring.seal(b"row-1", b"esh_secret").unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"esh_secret"));
         assert_eq!(ring.open(b"row-1", &sealed).unwrap(), b"esh_secret");
         assert!(matches!(
@@ -180,7 +193,7 @@ mod tests {
     #[test]
     fn tampering_is_detected() {
         let ring = ring();
-        let mut sealed = ring.seal(b"a", b"secret");
+        let mut sealed = ring.seal(b"a", b"secret").unwrap();
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(ring.open(b"a", &sealed).is_err());
@@ -193,7 +206,9 @@ mod tests {
     #[test]
     fn rotated_keys_still_open_old_blobs() {
         let old = SealKey::new([1; 32]);
-        let sealed = SealKeyring::new(old.clone(), vec![]).seal(b"x", b"t");
+        let sealed = SealKeyring::new(old.clone(), vec![])
+            .seal(b"x", b"t")
+            .unwrap();
         let rotated = SealKeyring::new(SealKey::new([2; 32]), vec![old]);
         assert_eq!(rotated.open(b"x", &sealed).unwrap(), b"t");
         let without_old = SealKeyring::new(SealKey::new([2; 32]), vec![]);
@@ -214,6 +229,17 @@ mod tests {
             hmac_sha256(&key, "device", b"abc"),
             hmac_sha256(&key, "device", b"abc")
         );
+    }
+
+    #[test]
+    fn hmac_of_the_padded_block_equals_hmac_of_the_key() {
+        let key = [9u8; 32];
+        let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+        reference.update(b"device");
+        reference.update(&[0]);
+        reference.update(b"abc");
+        let expected: [u8; 32] = reference.finalize().into_bytes().into();
+        assert_eq!(hmac_sha256(&key, "device", b"abc"), expected);
     }
 
     #[test]

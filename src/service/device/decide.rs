@@ -229,10 +229,14 @@ fn approve(
         now,
     )?;
     let token_id = issued.access_id;
-    let sealed = config.keys.seal.seal(
-        session.id.as_bytes(),
-        grants::sealed_payload(&issued).as_bytes(),
-    );
+    let sealed = config
+        .keys
+        .seal
+        .seal(
+            session.id.as_bytes(),
+            grants::sealed_payload(&issued).as_bytes(),
+        )
+        .map_err(AppError::internal)?;
     let code_key = config.keys.code_hmac.expose_secret();
     let confirmation_code =
         (session.confirmation == Confirmation::Paste).then(ConfirmationCode::generate);
