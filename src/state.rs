@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::db::DbPool;
+use crate::db::{self, Db, DbPool};
+use crate::error::AppError;
 use crate::rate_limit::RateLimiters;
 use crate::realtime::Realtime;
 
@@ -25,4 +26,28 @@ pub struct AppState {
     /// Caps concurrent bcrypt work at half the cores, so a burst of
     /// sign-ins cannot take every core from polls and token checks.
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the synchronous half of a service needs beside its connection.
+pub struct Context {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The realtime caches, told what changed once it commits.
+    pub realtime: Arc<Realtime>,
+}
+
+impl AppState {
+    /// Runs `f` on a pooled connection off the async workers (see
+    /// [`db::run`]), with the configuration and the realtime caches at hand.
+    pub async fn run<F, T>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut Db<'_>, &Context) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let context = Context {
+            config: self.config.clone(),
+            realtime: self.realtime.clone(),
+        };
+        db::run(&self.pool, move |conn| f(conn, &context)).await
+    }
 }

@@ -13,7 +13,7 @@ use crate::command::{
 };
 use crate::error::io_err;
 use crate::url::guc_list_item;
-use crate::{LocalPgError, LocalPostgres, DB_USER, PORT, TIMEOUT_SECS};
+use crate::{LocalPgError, LocalPostgres, DB_USER, TIMEOUT_SECS};
 
 /// What `pg_ctl status` plus `postmaster.pid` tell us about the cluster.
 #[derive(Debug)]
@@ -153,7 +153,8 @@ impl LocalPostgres {
         // No server of this cluster runs and the socket directory is ours
         // alone, so leftover socket lock files can only be stale; the server
         // would refuse to start if one named a PID that is alive again.
-        for name in [format!(".s.PGSQL.{PORT}.lock"), format!(".s.PGSQL.{PORT}")] {
+        let port = self.port;
+        for name in [format!(".s.PGSQL.{port}.lock"), format!(".s.PGSQL.{port}")] {
             let path = self.socket_dir.join(name);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -164,11 +165,14 @@ impl LocalPostgres {
         }
 
         // pg_ctl hands these to `/bin/sh -c`, hence the shell quoting.
-        let options = format!(
-            "-c listen_addresses='' -c port={PORT} -c unix_socket_directories={} \
+        let mut options = format!(
+            "-c listen_addresses='' -c port={port} -c unix_socket_directories={} \
              -c max_connections=200 -c shared_buffers=64MB",
             shell_quote(&guc_list_item(&self.socket_dir.to_string_lossy()))
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={}", shell_quote(value)));
+        }
         let mut cmd = self.pg_command("pg_ctl");
         cmd.arg("-D")
             .arg(&self.pgdata)
@@ -203,7 +207,6 @@ impl LocalPostgres {
             });
         }
         self.started = true;
-        self.port = PORT;
         Ok(())
     }
 

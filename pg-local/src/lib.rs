@@ -43,6 +43,26 @@ const PORT: u16 = 5432;
 /// Bounds both `pg_ctl -w` and our own waits for a server someone else started.
 const TIMEOUT_SECS: u64 = 60;
 
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The port: the socket's name, and the TCP port if one is listened on.
+    pub port: u16,
+    /// Extra server settings, `(name, value)`, e.g. `listen_addresses`,
+    /// `ssl`, `ssl_cert_file`.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    /// A Unix socket only, on the default port.
+    fn default() -> Self {
+        Self {
+            port: PORT,
+            settings: Vec::new(),
+        }
+    }
+}
+
 /// A private PostgreSQL cluster run from the machine's installed binaries.
 ///
 /// Dropping the value stops the server if this value started it, unless
@@ -58,6 +78,8 @@ pub struct LocalPostgres {
     /// `Some` when we are root and every PostgreSQL binary runs as `postgres`.
     run_as: Option<OsUser>,
     euid: u32,
+    /// Extra server settings (`-c name=value`), after ours.
+    settings: Vec<(String, String)>,
     started: bool,
     keep_running: bool,
 }
@@ -75,6 +97,20 @@ impl LocalPostgres {
     /// When no binaries are found, the directory cannot be prepared, or
     /// `initdb`/`pg_ctl` fail (the error carries their stderr and the log tail).
     pub fn start(cluster_dir: &Path) -> Result<LocalPostgres, LocalPgError> {
+        Self::start_with(cluster_dir, &Options::default())
+    }
+
+    /// Like [`LocalPostgres::start`], with `options` (a port, server
+    /// settings such as TCP listening and TLS). A server already running in
+    /// the cluster is reused as it is.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalPostgres::start`].
+    pub fn start_with(
+        cluster_dir: &Path,
+        options: &Options,
+    ) -> Result<LocalPostgres, LocalPgError> {
         let bin_dir = find_bin_dir()?;
         let euid = effective_uid();
         let run_as = if euid == 0 {
@@ -98,9 +134,10 @@ impl LocalPostgres {
             log_file: cluster_dir.join("postgres.log"),
             socket_dir: socket_dir_for(&cluster_dir),
             cluster_dir,
-            port: PORT,
+            port: options.port,
             run_as,
             euid,
+            settings: options.settings.clone(),
             started: false,
             keep_running: false,
         };

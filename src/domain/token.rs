@@ -54,7 +54,8 @@ impl PlainToken {
             return None;
         }
         let (head, sum) = input.split_at(input.len() - CHECKSUM_LEN);
-        crypto::ct_eq(checksum(head).as_bytes(), sum.as_bytes()).then(|| Self(input.to_owned()))
+        // The checksum is public (it follows from the body): nothing to time.
+        (checksum(head) == sum).then(|| Self(input.to_owned()))
     }
 
     /// The plaintext, for the one response that hands it out.

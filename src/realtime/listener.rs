@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::models::notifications::{DEVICE_CHANNEL, TOKENS_CHANNEL};
+use crate::realtime::tls::{self, ListenTarget};
 use crate::realtime::Realtime;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
@@ -32,8 +33,10 @@ async fn listen_once(
     database_url: &str,
     realtime: &Realtime,
     backoff: &mut Duration,
-) -> Result<(), tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = database_url.parse()?;
+) -> Result<(), ListenError> {
+    let ListenTarget {
+        mut config, tls, ..
+    } = tls::target(database_url).map_err(ListenError::Config)?;
     // A connection that dies silently (a NAT or a failover dropping it)
     // would leave the caches trusting a listener that hears nothing.
     config
@@ -41,7 +44,40 @@ async fn listen_once(
         .keepalives_idle(Duration::from_secs(30))
         .keepalives_interval(Duration::from_secs(10))
         .keepalives_retries(3);
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await?;
+            serve(client, connection, realtime, backoff).await
+        }
+        None => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            serve(client, connection, realtime, backoff).await
+        }
+    }
+}
+
+/// Why the listener is not listening.
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    /// `DATABASE_URL` cannot be used as it is.
+    #[error("{0}")]
+    Config(String),
+    /// Connecting or listening failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Listens on an open connection until it drops.
+async fn serve<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    realtime: &Realtime,
+    backoff: &mut Duration,
+) -> Result<(), ListenError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     let driver = tokio::spawn(async move {
         loop {

@@ -16,6 +16,8 @@
 mod listener;
 pub mod pacer;
 pub mod pending;
+mod shards;
+pub mod tls;
 pub mod tokens;
 mod waiters;
 

@@ -7,10 +7,12 @@
 //! instance sees its polls arrive too close together.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
+
+use super::shards::{shard_of, Sharded};
 
 /// Seconds added to the interval each time a client polls too fast.
 pub const SLOW_DOWN_STEP_SECS: i32 = 5;
@@ -18,8 +20,6 @@ pub const SLOW_DOWN_STEP_SECS: i32 = 5;
 pub const MAX_POLL_INTERVAL_SECS: i32 = 60;
 /// A poll this much earlier than the interval is still accepted (network jitter).
 const GRACE: Duration = Duration::from_millis(500);
-/// Independent locks, so concurrent polls of different sessions rarely meet.
-const SHARDS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -37,28 +37,20 @@ pub struct Pace {
 }
 
 /// Last poll of each recently polled pending session.
+#[derive(Default)]
 pub struct PollPacer {
-    shards: Vec<Mutex<HashMap<Uuid, Seen>>>,
-}
-
-impl Default for PollPacer {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
+    shards: Sharded<HashMap<Uuid, Seen>>,
 }
 
 impl PollPacer {
-    fn shard(&self, id: &Uuid) -> &Mutex<HashMap<Uuid, Seen>> {
-        let index = usize::from(id.as_bytes()[15]) % SHARDS;
-        &self.shards[index]
+    fn shard(&self, id: &Uuid) -> Option<MutexGuard<'_, HashMap<Uuid, Seen>>> {
+        self.shards.lock(shard_of(id.as_bytes()[15]))
     }
 
     /// Records a poll of session `id` at `now`, whose stored interval is
     /// `stored_interval_secs`, and says whether it came too early.
     pub fn poll(&self, id: Uuid, stored_interval_secs: i32, now: Instant) -> Pace {
-        let Ok(mut map) = self.shard(&id).lock() else {
+        let Some(mut map) = self.shard(&id) else {
             // A poisoned shard only loses pacing, never an answer.
             return Pace {
                 interval_secs: stored_interval_secs,
@@ -96,7 +88,7 @@ impl PollPacer {
 
     /// Forgets a session that left the pending state on this instance.
     pub fn forget(&self, id: Uuid) {
-        if let Ok(mut map) = self.shard(&id).lock() {
+        if let Some(mut map) = self.shard(&id) {
             map.remove(&id);
         }
     }
@@ -105,19 +97,13 @@ impl PollPacer {
     /// their next poll is on time whatever they were told.
     pub fn forget_idle(&self, now: Instant) {
         let longest = Duration::from_secs(u64::try_from(MAX_POLL_INTERVAL_SECS).unwrap_or(60));
-        for shard in &self.shards {
-            if let Ok(mut map) = shard.lock() {
-                map.retain(|_, seen| now.saturating_duration_since(seen.at) <= longest);
-            }
-        }
+        self.shards
+            .each(|map| map.retain(|_, seen| now.saturating_duration_since(seen.at) <= longest));
     }
 
     /// Sessions remembered.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
-            .sum()
+        self.shards.sum(HashMap::len)
     }
 
     /// Whether no session is remembered.

@@ -9,14 +9,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Independent locks, so concurrent polls of different sessions rarely meet.
-const SHARDS: usize = 16;
+use super::shards::{shard_of, Sharded, SHARDS};
 
 /// A pending session, as much of it as a poll needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +47,7 @@ struct CacheShard {
 
 /// Pending sessions by device-code hash; see the module documentation.
 pub struct PendingCache {
-    shards: Vec<Mutex<CacheShard>>,
+    shards: Sharded<CacheShard>,
     enabled: AtomicBool,
     ttl: Duration,
     max_rows_per_shard: usize,
@@ -60,15 +58,11 @@ impl PendingCache {
     /// disabled until the notification listener switches it on.
     pub fn new(ttl: Duration) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: Sharded::default(),
             enabled: AtomicBool::new(false),
             ttl,
             max_rows_per_shard: 100_000 / SHARDS,
         }
-    }
-
-    fn shard_of(key: &[u8; 32]) -> usize {
-        usize::from(key[0]) % SHARDS
     }
 
     fn active(&self) -> bool {
@@ -80,7 +74,7 @@ impl PendingCache {
         if !self.active() {
             return None;
         }
-        let mut shard = self.shards[Self::shard_of(key)].lock().ok()?;
+        let mut shard = self.shards.lock(shard_of(key[0]))?;
         match shard.rows.get(key) {
             Some((row, at)) if now.saturating_duration_since(*at) < self.ttl => Some(row.clone()),
             Some(_) => {
@@ -96,18 +90,18 @@ impl PendingCache {
         if !self.active() {
             return None;
         }
-        let shard = Self::shard_of(key);
-        let epoch = self.shards[shard].lock().ok()?.epoch;
+        let shard = shard_of(key[0]);
+        let epoch = self.shards.lock(shard)?.epoch;
         Some(Ticket { shard, epoch })
     }
 
     /// Caches `row`, read as pending after `ticket` was taken, unless an
     /// eviction came in since.
     pub fn insert(&self, key: [u8; 32], ticket: Ticket, row: PendingRow, now: Instant) {
-        if !self.active() || Self::shard_of(&key) != ticket.shard {
+        if !self.active() || shard_of(key[0]) != ticket.shard {
             return;
         }
-        let Ok(mut shard) = self.shards[ticket.shard].lock() else {
+        let Some(mut shard) = self.shards.lock(ticket.shard) else {
             return;
         };
         if shard.epoch == ticket.epoch && shard.rows.len() < self.max_rows_per_shard {
@@ -117,7 +111,7 @@ impl PendingCache {
 
     /// The session changed: forget it.
     pub fn evict(&self, key: &[u8; 32]) {
-        if let Ok(mut shard) = self.shards[Self::shard_of(key)].lock() {
+        if let Some(mut shard) = self.shards.lock(shard_of(key[0])) {
             shard.epoch = shard.epoch.wrapping_add(1);
             shard.rows.remove(key);
         }
@@ -127,32 +121,25 @@ impl PendingCache {
     /// everything either way: notifications may have been missed.
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(false, Ordering::Release);
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard.epoch = shard.epoch.wrapping_add(1);
-                shard.rows.clear();
-            }
-        }
+        self.shards.each(|shard| {
+            shard.epoch = shard.epoch.wrapping_add(1);
+            shard.rows.clear();
+        });
         self.enabled.store(on, Ordering::Release);
     }
 
     /// Drops entries past their lifetime.
     pub fn forget_stale(&self, now: Instant) {
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard
-                    .rows
-                    .retain(|_, (_, at)| now.saturating_duration_since(*at) < self.ttl);
-            }
-        }
+        self.shards.each(|shard| {
+            shard
+                .rows
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < self.ttl);
+        });
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.rows.len()))
-            .sum()
+        self.shards.sum(|s| s.rows.len())
     }
 
     /// Whether nothing is cached.

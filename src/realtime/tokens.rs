@@ -17,10 +17,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-const SHARDS: usize = 16;
+use super::shards::{shard_of, Sharded, SHARDS};
+
+/// Entries a shard holds at most, bounding memory.
 const MAX_ENTRIES_PER_SHARD: usize = 100_000 / SHARDS;
 
 type Shard<V> = HashMap<[u8; 32], (V, Instant, u64)>;
@@ -28,7 +30,7 @@ type Shard<V> = HashMap<[u8; 32], (V, Instant, u64)>;
 /// Authentications by token digest.
 pub struct TokenCache<V> {
     generation: AtomicU64,
-    shards: Vec<Mutex<Shard<V>>>,
+    shards: Sharded<Shard<V>>,
     ttl: Duration,
     enabled: AtomicBool,
 }
@@ -39,14 +41,14 @@ impl<V: Clone> TokenCache<V> {
     pub fn new(ttl: Duration) -> Self {
         Self {
             generation: AtomicU64::new(0),
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: Sharded::default(),
             ttl,
             enabled: AtomicBool::new(false),
         }
     }
 
-    fn shard(&self, digest: &[u8; 32]) -> &Mutex<Shard<V>> {
-        &self.shards[usize::from(digest[0]) % SHARDS]
+    fn shard(&self, digest: &[u8; 32]) -> Option<MutexGuard<'_, Shard<V>>> {
+        self.shards.lock(shard_of(digest[0]))
     }
 
     fn active(&self) -> bool {
@@ -64,7 +66,7 @@ impl<V: Clone> TokenCache<V> {
             return None;
         }
         let current = self.generation();
-        let mut shard = self.shard(digest).lock().ok()?;
+        let mut shard = self.shard(digest)?;
         match shard.get(digest) {
             Some((auth, at, generation))
                 if *generation == current && now.saturating_duration_since(*at) < self.ttl =>
@@ -84,7 +86,7 @@ impl<V: Clone> TokenCache<V> {
         if !self.active() || generation != self.generation() {
             return;
         }
-        if let Ok(mut shard) = self.shard(&digest).lock() {
+        if let Some(mut shard) = self.shard(&digest) {
             if shard.len() < MAX_ENTRIES_PER_SHARD {
                 shard.insert(digest, (auth, now, generation));
             }
@@ -94,11 +96,7 @@ impl<V: Clone> TokenCache<V> {
     /// Something that may end a token's validity happened: forget all.
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard.clear();
-            }
-        }
+        self.shards.each(HashMap::clear);
     }
 
     /// On while the listener is connected; emptied on every switch.
@@ -110,10 +108,8 @@ impl<V: Clone> TokenCache<V> {
 
     /// Drops entries past their lifetime.
     pub fn forget_stale(&self, now: Instant) {
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard.retain(|_, (_, at, _)| now.saturating_duration_since(*at) < self.ttl);
-            }
-        }
+        self.shards.each(|shard| {
+            shard.retain(|_, (_, at, _)| now.saturating_duration_since(*at) < self.ttl)
+        });
     }
 }

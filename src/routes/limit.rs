@@ -8,7 +8,7 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::Method;
 use actix_web::{web, Error, ResponseError};
-use futures_util::future::{Either, FutureExt, Map};
+use futures_util::future::{Either, FutureExt, LocalBoxFuture, Map};
 
 use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
@@ -27,7 +27,7 @@ enum Answer {
 
 /// A per-client limit on a resource. A hit answers 429 with `Retry-After`
 /// and is written to the audit log at most once a minute per client and
-/// limit (off the request path).
+/// limit, naming the path that was hit.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     limit: Limit,
@@ -99,14 +99,15 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = Either<Map<S::Future, Passed<B>>, Ready<Result<Self::Response, Error>>>;
+    type Future =
+        Either<Map<S::Future, Passed<B>>, LocalBoxFuture<'static, Result<Self::Response, Error>>>;
 
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
             let err = AppError::internal("application state is not registered");
-            return Either::Right(ready(Err(err.into())));
+            return Either::Right(Box::pin(ready(Err(err.into()))));
         };
         let limit = self.rule.limit;
         let ip = client_ip(req.request(), &state.config.trusted_proxies);
@@ -122,15 +123,22 @@ where
         };
         let path = req.path().to_owned();
         tracing::warn!(endpoint = %path, %ip, "rate limit exceeded");
-        if state.limiters.should_audit(limit, ip) {
-            actix_web::rt::spawn(record_limited(state, path, ip));
-        }
-        let err = AppError::RateLimited { retry_after_secs };
-        let response = match self.rule.answer {
-            Answer::Json => err.error_response(),
-            Answer::Page => PageError(err).error_response(),
-        };
-        Either::Right(ready(Ok(req.into_response(response).map_into_right_body())))
+        let audit = state.limiters.should_audit(limit, ip);
+        let answer = self.rule.answer;
+        // Refused requests are rare and cheap to answer, so the audit write
+        // (at most once a minute per client and limit) is awaited: the
+        // event is stored before the client hears 429.
+        Either::Right(Box::pin(async move {
+            if audit {
+                record_limited(state, path, ip).await;
+            }
+            let err = AppError::RateLimited { retry_after_secs };
+            let response = match answer {
+                Answer::Json => err.error_response(),
+                Answer::Page => PageError(err).error_response(),
+            };
+            Ok(req.into_response(response).map_into_right_body())
+        }))
     }
 }
 

@@ -2,8 +2,6 @@
 //! one long-lived API token, or a short-lived access token with a rotating
 //! refresh token (RFC 6749 §6, RFC 9700 §4.14 reuse detection).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
 use serde_json::json;
@@ -12,10 +10,8 @@ use uuid::Uuid;
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, refresh_tokens, users};
-use crate::db::{self, Db};
 use crate::domain::{PlainToken, Scopes, TokenSource};
 use crate::error::AppError;
-use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
 use crate::state::AppState;
@@ -165,7 +161,9 @@ fn invalid_grant(message: &str) -> GrantError {
 }
 
 /// Rotates a refresh token for `client_id` (any client when `None`, the v1
-/// API): see [`refresh`].
+/// API): the presented one is spent, a new access token
+/// and refresh token are issued in the same family. Presenting a spent token
+/// again revokes the whole family and records a high-severity event.
 pub async fn refresh_grant(
     state: &AppState,
     client_id: Option<String>,
@@ -173,123 +171,100 @@ pub async fn refresh_grant(
     scope: Option<Vec<String>>,
     client_ip: String,
 ) -> Result<Result<Issued, GrantError>, AppError> {
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        refresh(
-            conn,
-            &config,
-            &realtime,
-            client_id.as_deref(),
-            &presented,
-            scope,
-            &client_ip,
-            Utc::now(),
-        )
-    })
-    .await
-}
-
-/// Rotates a refresh token: the presented one is spent, a new access token
-/// and refresh token are issued in the same family. Presenting a spent token
-/// again revokes the whole family and records a high-severity event.
-#[expect(clippy::too_many_arguments, reason = "one per fact of the request")]
-pub fn refresh(
-    conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
-    client_id: Option<&str>,
-    presented: &str,
-    scope: Option<Vec<String>>,
-    client_ip: &str,
-    now: DateTime<Utc>,
-) -> Result<Result<Issued, GrantError>, AppError> {
-    let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented.trim()) else {
-        return Ok(Err(invalid_grant("The refresh token is malformed.")));
-    };
-    // The transaction commits in every case: a detected reuse must leave the
-    // family revoked even though the request is refused.
-    conn.transaction(|conn| {
-        let Some(row) = refresh_tokens::lock_by_digest(conn, &token.digest())? else {
-            return Ok(Err(invalid_grant("The refresh token is not valid.")));
-        };
-        if client_id.is_some_and(|c| c != row.client_id) {
-            return Ok(Err(invalid_grant(
-                "The refresh token was issued to another client.",
-            )));
-        }
-        if row.revoked_at.is_some() {
-            return Ok(Err(invalid_grant(
-                "The refresh token was revoked. Sign in again.",
-            )));
-        }
-        if row.used_at.is_some() {
-            tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
-            events::record(
-                conn,
-                Event::new(
-                    EventKind::RefreshTokenReused,
-                    Severity::High,
-                    Some(client_ip),
-                )
-                .user(row.user_id)
-                .details(json!({
-                    "family_id": row.family_id,
-                    "client_id": row.client_id,
-                    "reason": "a spent refresh token was presented again; the family was revoked",
-                })),
-            )?;
-            return Ok(Err(invalid_grant(
-                "This refresh token was already used, so its sign-in was revoked. Sign in again.",
-            )));
-        }
-        if now >= row.idle_expires_at || now >= row.family_expires_at {
-            return Ok(Err(invalid_grant(
-                "The refresh token expired. Sign in again.",
-            )));
-        }
-        let user = users::find(conn, row.user_id)?;
-        if user.as_ref().is_none_or(|u| u.disabled_at.is_some()) {
-            return Ok(Err(invalid_grant("The account is disabled.")));
-        }
-        if config.client(&row.client_id).is_none() {
-            return Ok(Err(invalid_grant("The client is no longer registered.")));
-        }
-        let original =
-            Scopes::parse(&row.scopes, &config.scope_catalogue).map_err(AppError::internal)?;
-        let scopes = match scope {
-            None => original,
-            Some(asked) => match Scopes::parse(&asked, &config.scope_catalogue) {
-                Ok(s) if s.is_subset_of(&original) => s,
-                _ => {
-                    return Ok(Err(GrantError {
-                        code: "invalid_scope",
-                        message: format!(
-                            "A refresh can only keep or narrow the scopes of the sign-in: {}.",
-                            original.as_slice().join(" ")
-                        ),
-                    }))
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+        let (client_id, presented) = (client_id.as_deref(), presented.as_str());
+        let client_ip = client_ip.as_str();
+            let (config, realtime) = (&*cx.config, &cx.realtime);
+            let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented.trim()) else {
+                return Ok(Err(invalid_grant("The refresh token is malformed.")));
+            };
+            // The transaction commits in every case: a detected reuse must leave the
+            // family revoked even though the request is refused.
+            conn.transaction(|conn| {
+                let Some(row) = refresh_tokens::lock_by_digest(conn, &token.digest())? else {
+                    return Ok(Err(invalid_grant("The refresh token is not valid.")));
+                };
+                if client_id.is_some_and(|c| c != row.client_id) {
+                    return Ok(Err(invalid_grant(
+                        "The refresh token was issued to another client.",
+                    )));
                 }
-            },
-        };
-        refresh_tokens::mark_used(conn, row.id, now)?;
-        let name = api_tokens::family_name(conn, row.family_id)?
-            .unwrap_or_else(|| format!("{} access token", row.client_id));
-        let issued = issue(
-            conn,
-            config,
-            &Grant {
-                client_id: &row.client_id,
-                user_id: row.user_id,
-                name: &name,
-                scopes: scopes.as_slice(),
-                api_token_expires_at: None,
-                family: Some((row.family_id, row.family_expires_at)),
-                source: TokenSource::OAuth,
-                policy: TokenPolicy::AccessRefresh,
-            },
-            now,
-        )?;
-        Ok(Ok(issued))
-    })
+                if row.revoked_at.is_some() {
+                    return Ok(Err(invalid_grant(
+                        "The refresh token was revoked. Sign in again.",
+                    )));
+                }
+                if row.used_at.is_some() {
+                    tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
+                    events::record(
+                        conn,
+                        Event::new(
+                            EventKind::RefreshTokenReused,
+                            Severity::High,
+                            Some(client_ip),
+                        )
+                        .user(row.user_id)
+                        .details(json!({
+                            "family_id": row.family_id,
+                            "client_id": row.client_id,
+                            "reason": "a spent refresh token was presented again; the family was revoked",
+                        })),
+                    )?;
+                    return Ok(Err(invalid_grant(
+                        "This refresh token was already used, so its sign-in was revoked. Sign in again.",
+                    )));
+                }
+                if now >= row.idle_expires_at || now >= row.family_expires_at {
+                    return Ok(Err(invalid_grant(
+                        "The refresh token expired. Sign in again.",
+                    )));
+                }
+                let user = users::find(conn, row.user_id)?;
+                if user.as_ref().is_none_or(|u| u.disabled_at.is_some()) {
+                    return Ok(Err(invalid_grant("The account is disabled.")));
+                }
+                if config.client(&row.client_id).is_none() {
+                    return Ok(Err(invalid_grant("The client is no longer registered.")));
+                }
+                let original =
+                    Scopes::parse(&row.scopes, &config.scope_catalogue).map_err(AppError::internal)?;
+                let scopes = match scope {
+                    None => original,
+                    Some(asked) => match Scopes::parse(&asked, &config.scope_catalogue) {
+                        Ok(s) if s.is_subset_of(&original) => s,
+                        _ => {
+                            return Ok(Err(GrantError {
+                                code: "invalid_scope",
+                                message: format!(
+                                    "A refresh can only keep or narrow the scopes of the sign-in: {}.",
+                                    original.as_slice().join(" ")
+                                ),
+                            }))
+                        }
+                    },
+                };
+                refresh_tokens::mark_used(conn, row.id, now)?;
+                let name = api_tokens::family_name(conn, row.family_id)?
+                    .unwrap_or_else(|| format!("{} access token", row.client_id));
+                let issued = issue(
+                    conn,
+                    config,
+                    &Grant {
+                        client_id: &row.client_id,
+                        user_id: row.user_id,
+                        name: &name,
+                        scopes: scopes.as_slice(),
+                        api_token_expires_at: None,
+                        family: Some((row.family_id, row.family_expires_at)),
+                        source: TokenSource::OAuth,
+                        policy: TokenPolicy::AccessRefresh,
+                    },
+                    now,
+                )?;
+                Ok(Ok(issued))
+            })
+        })
+        .await
 }

@@ -1,19 +1,17 @@
 //! RFC 7009 revocation and RFC 7662 introspection over every kind of token.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel::PgConnection;
 use envshield_api_types::IntrospectionResponse;
 use serde_json::json;
 
 use crate::config::{Config, CLI_CLIENT_ID};
+use crate::db::models::api_tokens::{self, ApiToken};
+use crate::db::models::refresh_tokens::{self, RefreshToken};
 use crate::db::models::revocation::Target;
-use crate::db::models::{api_tokens, refresh_tokens, users};
-use crate::db::{self, Db};
+use crate::db::models::users::{self, User};
 use crate::domain::PlainToken;
 use crate::error::AppError;
-use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
 use crate::state::AppState;
@@ -44,7 +42,46 @@ fn order(hint: Hint) -> [Hint; 2] {
     }
 }
 
-/// RFC 7009: revokes `presented` if it is a token issued to `client_id`.
+/// A presented token, found by its digest.
+enum Presented {
+    /// An access or API token, and its owner.
+    Access(ApiToken, User),
+    /// A refresh token.
+    Refresh(RefreshToken),
+}
+
+/// Looks `presented` up as the kind `hint` names first, then as the other.
+fn find_presented(
+    conn: &mut PgConnection,
+    config: &Config,
+    presented: &str,
+    hint: Hint,
+) -> Result<Option<Presented>, AppError> {
+    for kind in order(hint) {
+        let found = match kind {
+            Hint::Access => match PlainToken::parse(&config.api_token_prefix, presented) {
+                Some(token) => api_tokens::find_by_digest(conn, &token.digest())?
+                    .map(|(row, user)| Presented::Access(row, user)),
+                None => None,
+            },
+            Hint::Refresh => match PlainToken::parse(&config.refresh_token_prefix, presented) {
+                Some(token) => {
+                    refresh_tokens::find_by_digest(conn, &token.digest())?.map(Presented::Refresh)
+                }
+                None => None,
+            },
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// RFC 7009: revokes `presented` if it is a token issued to `client_id`, a
+/// refresh token with its whole family. Unknown tokens, and tokens of other
+/// clients, are left alone without saying so (RFC 7009 answers 200 either
+/// way, so nothing can be probed).
 pub async fn revoke_presented(
     state: &AppState,
     client_id: String,
@@ -52,167 +89,96 @@ pub async fn revoke_presented(
     hint: Hint,
     client_ip: String,
 ) -> Result<(), AppError> {
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        revoke(
-            conn,
-            &config,
-            &realtime,
-            &client_id,
-            &presented,
-            hint,
-            &client_ip,
-            Utc::now(),
-        )
-    })
-    .await
-}
-
-/// Revokes `presented` if it is a token issued to `client_id`. Unknown
-/// tokens, and tokens of other clients, are left alone without saying so
-/// (RFC 7009 answers 200 either way, so nothing can be probed).
-#[expect(clippy::too_many_arguments, reason = "one per fact of the request")]
-pub fn revoke(
-    conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
-    client_id: &str,
-    presented: &str,
-    hint: Hint,
-    client_ip: &str,
-    now: DateTime<Utc>,
-) -> Result<(), AppError> {
-    for kind in order(hint) {
-        match kind {
-            Hint::Access => {
-                let Some(token) = PlainToken::parse(&config.api_token_prefix, presented) else {
-                    continue;
-                };
-                let Some((row, _)) = api_tokens::find_by_digest(conn, &token.digest())? else {
-                    continue;
-                };
-                if row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID) != client_id {
-                    return Ok(());
-                }
-                return conn.transaction(|conn| {
-                    let revoked =
-                        tokens::revoke_tokens(conn, realtime, Target::Tokens(&[row.id]), now)?;
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let Some(found) = find_presented(conn, &cx.config, &presented, hint)? else {
+                return Ok(());
+            };
+            let ip = client_ip.as_str();
+            conn.transaction(|conn| match found {
+                Presented::Access(row, _)
+                    if row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID) == client_id =>
+                {
+                    let target = Target::Tokens(&[row.id]);
+                    let revoked = tokens::revoke_tokens(conn, &cx.realtime, target, now)?;
                     if let Some(token) = revoked.token(row.id) {
                         let details = json!({ "token_name": token.name, "via": "oauth_revoke" });
-                        tokens::record_revoked(conn, token, client_ip, details)?;
+                        tokens::record_revoked(conn, token, ip, details)?;
                     }
                     Ok(())
-                });
-            }
-            Hint::Refresh => {
-                let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
-                    continue;
-                };
-                let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
-                    continue;
-                };
-                if row.client_id != client_id {
-                    return Ok(());
                 }
-                return conn.transaction(|conn| {
-                    tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
-                    events::record(
-                        conn,
-                        Event::new(
-                            EventKind::CliTokenRevoked,
-                            Severity::Medium,
-                            Some(client_ip),
-                        )
-                        .user(row.user_id)
-                        .details(json!({ "family_id": row.family_id, "via": "oauth_revoke" })),
-                    )?;
+                Presented::Refresh(row) if row.client_id == client_id => {
+                    let target = Target::Family(row.family_id);
+                    tokens::revoke_tokens(conn, &cx.realtime, target, now)?;
+                    let details = json!({ "family_id": row.family_id, "via": "oauth_revoke" });
+                    let event = Event::new(EventKind::CliTokenRevoked, Severity::Medium, Some(ip));
+                    events::record(conn, event.user(row.user_id).details(details))?;
                     Ok(())
-                });
-            }
-        }
-    }
-    Ok(())
+                }
+                // Another client's token.
+                _ => Ok(()),
+            })
+        })
+        .await
 }
 
-/// RFC 7662: the claims of `presented` if it is live.
+/// RFC 7662 introspection: the claims of `presented` if it is live, else
+/// `{"active": false}`.
 pub async fn introspect_presented(
     state: &AppState,
     presented: String,
     hint: Hint,
 ) -> Result<IntrospectionResponse, AppError> {
-    let config = state.config.clone();
-    db::run(&state.pool, move |conn| {
-        introspect(conn, &config, &presented, hint, Utc::now())
-    })
-    .await
-}
-
-/// RFC 7662 introspection: the token's claims if it is live, else
-/// `{"active": false}`.
-pub fn introspect(
-    conn: &mut PgConnection,
-    config: &Config,
-    presented: &str,
-    hint: Hint,
-    now: DateTime<Utc>,
-) -> Result<IntrospectionResponse, AppError> {
-    let inactive = IntrospectionResponse::inactive();
-    for kind in order(hint) {
-        match kind {
-            Hint::Access => {
-                let Some(token) = PlainToken::parse(&config.api_token_prefix, presented) else {
-                    continue;
-                };
-                let Some((row, user)) = api_tokens::find_by_digest(conn, &token.digest())? else {
-                    continue;
-                };
-                if !row.is_active(now) || user.disabled_at.is_some() {
-                    return Ok(inactive);
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let config = &*cx.config;
+            let inactive = IntrospectionResponse::inactive();
+            Ok(match find_presented(conn, config, &presented, hint)? {
+                None => inactive,
+                Some(Presented::Access(row, user)) => {
+                    if !row.is_active(now) || user.disabled_at.is_some() {
+                        return Ok(inactive);
+                    }
+                    IntrospectionResponse {
+                        active: true,
+                        token_type: Some("Bearer".to_owned()),
+                        scope: Some(row.scopes.join(" ")),
+                        client_id: Some(
+                            row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID).to_owned(),
+                        ),
+                        username: Some(user.email),
+                        sub: Some(user.id),
+                        iat: Some(row.created_at.timestamp()),
+                        exp: row.expires_at.map(|exp| exp.timestamp()),
+                        jti: Some(row.id),
+                        iss: Some(config.app_base()),
+                    }
                 }
-                return Ok(IntrospectionResponse {
-                    active: true,
-                    token_type: Some("Bearer".to_owned()),
-                    scope: Some(row.scopes.join(" ")),
-                    client_id: Some(row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID).to_owned()),
-                    username: Some(user.email),
-                    sub: Some(user.id),
-                    iat: Some(row.created_at.timestamp()),
-                    exp: row.expires_at.map(|exp| exp.timestamp()),
-                    jti: Some(row.id),
-                    iss: Some(config.app_base()),
-                });
-            }
-            Hint::Refresh => {
-                let Some(token) = PlainToken::parse(&config.refresh_token_prefix, presented) else {
-                    continue;
-                };
-                let Some(row) = refresh_tokens::find_by_digest(conn, &token.digest())? else {
-                    continue;
-                };
-                let user = users::find(conn, row.user_id)?;
-                let live = row.used_at.is_none()
-                    && row.revoked_at.is_none()
-                    && now < row.idle_expires_at
-                    && now < row.family_expires_at
-                    && user.as_ref().is_some_and(|u| u.disabled_at.is_none());
-                let Some(user) = user.filter(|_| live) else {
-                    return Ok(inactive);
-                };
-                return Ok(IntrospectionResponse {
-                    active: true,
-                    token_type: Some("refresh_token".to_owned()),
-                    scope: Some(row.scopes.join(" ")),
-                    client_id: Some(row.client_id),
-                    username: Some(user.email),
-                    sub: Some(user.id),
-                    iat: Some(row.created_at.timestamp()),
-                    exp: Some(row.idle_expires_at.min(row.family_expires_at).timestamp()),
-                    jti: None,
-                    iss: Some(config.app_base()),
-                });
-            }
-        }
-    }
-    Ok(inactive)
+                Some(Presented::Refresh(row)) => {
+                    let user = users::find(conn, row.user_id)?;
+                    let live = row.used_at.is_none()
+                        && row.revoked_at.is_none()
+                        && now < row.idle_expires_at
+                        && now < row.family_expires_at;
+                    let Some(user) = user.filter(|u| live && u.disabled_at.is_none()) else {
+                        return Ok(inactive);
+                    };
+                    IntrospectionResponse {
+                        active: true,
+                        token_type: Some("refresh_token".to_owned()),
+                        scope: Some(row.scopes.join(" ")),
+                        client_id: Some(row.client_id),
+                        username: Some(user.email),
+                        sub: Some(user.id),
+                        iat: Some(row.created_at.timestamp()),
+                        exp: Some(row.idle_expires_at.min(row.family_expires_at).timestamp()),
+                        jti: None,
+                        iss: Some(config.app_base()),
+                    }
+                }
+            })
+        })
+        .await
 }

@@ -288,47 +288,27 @@ pub async fn revoke_token(
     reach: Reach,
     client_ip: String,
 ) -> Result<(), AppError> {
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        revoke(
-            conn,
-            &realtime,
-            &actor,
-            token_id,
-            reach,
-            &client_ip,
-            Utc::now(),
-        )
-    })
-    .await
-}
-
-/// See [`revoke_token`]: the revocation and its audit event in one
-/// transaction; this instance's caches are told at commit.
-pub fn revoke(
-    conn: &mut Db<'_>,
-    realtime: &Arc<Realtime>,
-    actor: &User,
-    token_id: Uuid,
-    reach: Reach,
-    client_ip: &str,
-    now: DateTime<Utc>,
-) -> Result<(), AppError> {
-    let not_found = || AppError::NotFound("The token".to_owned());
-    let token = api_tokens::find(conn, token_id)?.ok_or_else(not_found)?;
-    if !reach.allows(actor, token.user_id) {
-        return Err(not_found());
-    }
-    conn.transaction(|conn| {
-        let revoked = revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
-        if let Some(token) = revoked.token(token_id) {
-            let details = json!({
-                "token_name": token.name,
-                "revoked_by": actor.id,
-                "by_admin": token.user_id != actor.id,
-            });
-            record_revoked(conn, token, client_ip, details)?;
-        }
-        Ok(())
-    })
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let (realtime, actor, client_ip) = (&cx.realtime, &actor, client_ip.as_str());
+            let not_found = || AppError::NotFound("The token".to_owned());
+            let token = api_tokens::find(conn, token_id)?.ok_or_else(not_found)?;
+            if !reach.allows(actor, token.user_id) {
+                return Err(not_found());
+            }
+            conn.transaction(|conn| {
+                let revoked = revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
+                if let Some(token) = revoked.token(token_id) {
+                    let details = json!({
+                        "token_name": token.name,
+                        "revoked_by": actor.id,
+                        "by_admin": token.user_id != actor.id,
+                    });
+                    record_revoked(conn, token, client_ip, details)?;
+                }
+                Ok(())
+            })
+        })
+        .await
 }

@@ -585,6 +585,30 @@ async fn dump_all(app: &crate::helpers::TestApp) -> String {
 }
 
 #[tokio::test]
+async fn rate_limit_events_name_the_endpoint_that_was_hit() {
+    let app = spawn_app_with(|c| c.rate_limits.complete_per_min = 1).await;
+    for path in ["cancel", "cancel", "exchange"] {
+        app.cli
+            .post(app.url(&format!("/api/v1/cli/auth/device/{path}")))
+            .json(&json!({ "deviceCode": "x", "confirmationCode": "x" }))
+            .send()
+            .await
+            .unwrap();
+    }
+    let named = |path: &str| {
+        format!(
+            "kind = 'cli_rate_limit_exceeded' AND details->>'endpoint' = '/api/v1/cli/auth/device/{path}'"
+        )
+    };
+    assert_eq!(app.count("security_events", &named("cancel")).await, 1);
+    assert_eq!(
+        app.count("security_events", &named("complete")).await,
+        0,
+        "not filed under another endpoint"
+    );
+}
+
+#[tokio::test]
 async fn start_is_rate_limited_per_ip_with_retry_after_and_an_event() {
     let app = spawn_app_with(|c| c.rate_limits.start_per_min = 2).await;
     assert_eq!(app.start(json!({})).await.status(), 200);

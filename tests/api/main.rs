@@ -12,4 +12,6 @@ mod pages_admin;
 mod pages_cli;
 mod pages_support;
 mod pages_tokens;
+mod realtime_tls;
 mod tokens;
+mod unit_of_work;

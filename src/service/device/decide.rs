@@ -115,25 +115,12 @@ pub async fn find_request(
     }))
 }
 
-/// Approves or denies a live request.
-pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOutcome, AppError> {
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        complete(conn, &config, &realtime, input, Utc::now())
-    })
-    .await
-}
-
 /// Approves or denies a live request, under a row lock so concurrent
 /// decisions queue and exactly one token is ever minted.
-pub fn complete(
-    conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
-    input: CompleteInput,
-    now: DateTime<Utc>,
-) -> Result<CompleteOutcome, AppError> {
+pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOutcome, AppError> {
+    let now = Utc::now();
+    state.run(move |conn, cx| {
+    let (config, realtime) = (&*cx.config, &cx.realtime);
     let hash = input
         .user_code
         .keyed_hash(config.keys.code_hmac.expose_secret());
@@ -175,6 +162,7 @@ pub fn complete(
         changed(conn, realtime, &session.device_code_hash)?;
         Ok(outcome)
     })
+    }).await
 }
 
 /// Tells every instance that a session changed: the NOTIFY is delivered at

@@ -18,15 +18,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 pub use decide::{
-    complete, decide, expired_request, find_request, CompleteInput, CompleteOutcome, RequestView,
+    decide, expired_request, find_request, CompleteInput, CompleteOutcome, RequestView,
 };
-pub use pickup::{
-    cancel, cancel_session, exchange, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES,
-};
+pub use pickup::{cancel_session, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES};
 pub use poll::{counted_poll, poll, poll_and_wait, PollOutcome, Poller};
-pub use start::{start, start_session, StartInput, Started};
+pub use start::{start_session, StartInput, Started};
 
-use crate::db::{self, models::device_sessions, Db};
+use crate::db::{models::device_sessions, Db};
 use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::state::AppState;
@@ -38,11 +36,9 @@ pub async fn purge(
     now: DateTime<Utc>,
     keep: Duration,
 ) -> Result<(usize, usize), AppError> {
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        purge_due(conn, &realtime, now, keep)
-    })
-    .await
+    state
+        .run(move |conn, cx| purge_due(conn, &cx.realtime, now, keep))
+        .await
 }
 
 /// See [`purge`]; returns how many sessions expired and were deleted.

@@ -1,22 +1,17 @@
 //! The CLI's side once a person decided, besides polling: paste mode's
 //! exchange of the confirmation code, and cancelling.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::decide::changed;
 use super::poll::{deliver, PollOutcome};
-use crate::config::Config;
 use crate::crypto;
 use crate::db::models::device_sessions;
 use crate::db::models::revocation::Target;
-use crate::db::{self, Db};
 use crate::domain::{Confirmation, ConfirmationCode, DeviceCode, SessionStatus};
 use crate::error::AppError;
-use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
 use crate::state::AppState;
@@ -42,92 +37,79 @@ pub enum ExchangeOutcome {
     Expired,
 }
 
-/// Paste mode's pickup with the code shown in the browser.
+/// Paste mode's pickup: releases the token only with the confirmation code shown in the
+/// approving browser. Wrong codes are counted; too many cancel the session
+/// and revoke its token.
 pub async fn exchange_code(
     state: &AppState,
     device_code: DeviceCode,
     confirmation: String,
     client_ip: String,
 ) -> Result<ExchangeOutcome, AppError> {
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        exchange(
-            conn,
-            &config,
-            &realtime,
-            &device_code,
-            &confirmation,
-            &client_ip,
-            Utc::now(),
-        )
-    })
-    .await
-}
-
-/// Releases the token only with the confirmation code shown in the
-/// approving browser. Wrong codes are counted; too many cancel the session
-/// and revoke its token.
-pub fn exchange(
-    conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
-    device_code: &DeviceCode,
-    confirmation: &str,
-    client_ip: &str,
-    now: DateTime<Utc>,
-) -> Result<ExchangeOutcome, AppError> {
-    let key = config.keys.code_hmac.expose_secret();
-    let hash = device_code.keyed_hash(key);
-    let presented = ConfirmationCode::parse(confirmation);
-    conn.transaction(|conn| {
-        let Some(session) = device_sessions::lock_by_device_hash(conn, &hash)? else {
-            return Ok(ExchangeOutcome::Expired);
-        };
-        if session.status.is_live() && session.expires_at <= now {
-            return Ok(ExchangeOutcome::Expired);
-        }
-        match session.status {
-            SessionStatus::Pending => return Ok(ExchangeOutcome::Pending),
-            SessionStatus::Denied => return Ok(ExchangeOutcome::Denied),
-            SessionStatus::Approved if session.confirmation == Confirmation::Paste => {}
-            _ => return Ok(ExchangeOutcome::Expired),
-        }
-        let matches = match (&presented, &session.confirmation_code_hash) {
-            (Some(code), Some(stored)) => crypto::ct_eq(&code.keyed_hash(key), stored),
-            _ => false,
-        };
-        if matches {
-            return match device_sessions::consume(conn, session.id, now, Confirmation::Paste)? {
-                Some((sealed, token_id)) => Ok(ExchangeOutcome::Delivered(deliver(
-                    conn, config, session.id, &sealed, token_id,
-                )?)),
-                None => Ok(ExchangeOutcome::Expired),
-            };
-        }
-        let failures = device_sessions::add_confirmation_failure(conn, session.id)?;
-        events::record(
-            conn,
-            Event::new(
-                EventKind::ConfirmationFailed,
-                Severity::Medium,
-                Some(client_ip),
-            )
-            .about(session.user_id, session.token_id)
-            .details(json!({ "session_id": session.id, "failures": failures })),
-        )?;
-        if failures >= MAX_CONFIRMATION_FAILURES {
-            device_sessions::cancel(conn, &hash)?;
-            changed(conn, realtime, &hash)?;
-            if let Some(token_id) = session.token_id {
-                tokens::revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
-            }
-            return Ok(ExchangeOutcome::Expired);
-        }
-        Ok(ExchangeOutcome::WrongCode {
-            attempts_left: MAX_CONFIRMATION_FAILURES - failures,
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let (device_code, client_ip) = (&device_code, client_ip.as_str());
+            let confirmation = confirmation.as_str();
+            let (config, realtime) = (&*cx.config, &cx.realtime);
+            let key = config.keys.code_hmac.expose_secret();
+            let hash = device_code.keyed_hash(key);
+            let presented = ConfirmationCode::parse(confirmation);
+            conn.transaction(|conn| {
+                let Some(session) = device_sessions::lock_by_device_hash(conn, &hash)? else {
+                    return Ok(ExchangeOutcome::Expired);
+                };
+                if session.status.is_live() && session.expires_at <= now {
+                    return Ok(ExchangeOutcome::Expired);
+                }
+                match session.status {
+                    SessionStatus::Pending => return Ok(ExchangeOutcome::Pending),
+                    SessionStatus::Denied => return Ok(ExchangeOutcome::Denied),
+                    SessionStatus::Approved if session.confirmation == Confirmation::Paste => {}
+                    _ => return Ok(ExchangeOutcome::Expired),
+                }
+                let matches = match (&presented, &session.confirmation_code_hash) {
+                    (Some(code), Some(stored)) => crypto::ct_eq(&code.keyed_hash(key), stored),
+                    _ => false,
+                };
+                if matches {
+                    return match device_sessions::consume(
+                        conn,
+                        session.id,
+                        now,
+                        Confirmation::Paste,
+                    )? {
+                        Some((sealed, token_id)) => Ok(ExchangeOutcome::Delivered(deliver(
+                            conn, config, session.id, &sealed, token_id,
+                        )?)),
+                        None => Ok(ExchangeOutcome::Expired),
+                    };
+                }
+                let failures = device_sessions::add_confirmation_failure(conn, session.id)?;
+                events::record(
+                    conn,
+                    Event::new(
+                        EventKind::ConfirmationFailed,
+                        Severity::Medium,
+                        Some(client_ip),
+                    )
+                    .about(session.user_id, session.token_id)
+                    .details(json!({ "session_id": session.id, "failures": failures })),
+                )?;
+                if failures >= MAX_CONFIRMATION_FAILURES {
+                    device_sessions::cancel(conn, &hash)?;
+                    changed(conn, realtime, &hash)?;
+                    if let Some(token_id) = session.token_id {
+                        tokens::revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
+                    }
+                    return Ok(ExchangeOutcome::Expired);
+                }
+                Ok(ExchangeOutcome::WrongCode {
+                    attempts_left: MAX_CONFIRMATION_FAILURES - failures,
+                })
+            })
         })
-    })
+        .await
 }
 
 /// The CLI gave up (Ctrl-C): cancels the session and revokes a token
@@ -137,49 +119,32 @@ pub async fn cancel_session(
     device_code: DeviceCode,
     client_ip: String,
 ) -> Result<bool, AppError> {
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        cancel(
-            conn,
-            &config,
-            &realtime,
-            &device_code,
-            &client_ip,
-            Utc::now(),
-        )
-    })
-    .await
-}
-
-/// See [`cancel_session`].
-pub fn cancel(
-    conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
-    device_code: &DeviceCode,
-    client_ip: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, AppError> {
-    let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
-    conn.transaction(|conn| {
-        let Some(session) = device_sessions::cancel(conn, &hash)? else {
-            return Ok(false);
-        };
-        changed(conn, realtime, &hash)?;
-        if let Some(token_id) = session.token_id {
-            tokens::revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
-        }
-        events::record(
-            conn,
-            Event::new(
-                EventKind::CliDeviceCancelled,
-                Severity::Low,
-                Some(client_ip),
-            )
-            .about(session.user_id, session.token_id)
-            .details(json!({ "session_id": session.id })),
-        )?;
-        Ok(true)
-    })
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let (device_code, client_ip) = (&device_code, client_ip.as_str());
+            let (config, realtime) = (&*cx.config, &cx.realtime);
+            let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
+            conn.transaction(|conn| {
+                let Some(session) = device_sessions::cancel(conn, &hash)? else {
+                    return Ok(false);
+                };
+                changed(conn, realtime, &hash)?;
+                if let Some(token_id) = session.token_id {
+                    tokens::revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), now)?;
+                }
+                events::record(
+                    conn,
+                    Event::new(
+                        EventKind::CliDeviceCancelled,
+                        Severity::Low,
+                        Some(client_ip),
+                    )
+                    .about(session.user_id, session.token_id)
+                    .details(json!({ "session_id": session.id })),
+                )?;
+                Ok(true)
+            })
+        })
+        .await
 }

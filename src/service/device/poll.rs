@@ -3,7 +3,6 @@
 //! the client asks to wait; and the sealed token opened for the one poll
 //! that consumes it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,7 +18,7 @@ use crate::error::AppError;
 use crate::realtime::{PendingRow, Realtime};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants;
-use crate::state::AppState;
+use crate::state::{AppState, Context};
 
 /// Every answer a poll can get.
 #[derive(Debug)]
@@ -105,15 +104,13 @@ pub async fn poll_and_wait(
     if tokio::time::timeout(wait, woken).await.is_err() {
         return Ok(PollOutcome::Pending { interval_secs });
     }
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    Box::pin(db::run(&state.pool, move |conn| {
+    Box::pin(state.run(move |conn, cx| {
         let poller = Poller {
             client_id: None,
             client_ip: &client_ip,
             counted: false,
         };
-        poll(conn, &config, &realtime, &code, poller, Utc::now())
+        poll(conn, cx, &code, poller, Utc::now())
     }))
     .await
 }
@@ -139,17 +136,16 @@ pub async fn counted_poll(
         }
         return Ok(cached.outcome);
     }
-    let config = state.config.clone();
-    let realtime = state.realtime.clone();
-    db::run(&state.pool, move |conn| {
-        let poller = Poller {
-            client_id: client_id.as_deref(),
-            client_ip: &client_ip,
-            counted: true,
-        };
-        poll(conn, &config, &realtime, &code, poller, now)
-    })
-    .await
+    state
+        .run(move |conn, cx| {
+            let poller = Poller {
+                client_id: client_id.as_deref(),
+                client_ip: &client_ip,
+                counted: true,
+            };
+            poll(conn, cx, &code, poller, now)
+        })
+        .await
 }
 
 /// A poll answered from memory: the session was read as pending moments ago
@@ -201,12 +197,12 @@ fn paced(interval_secs: i32, too_fast: bool) -> PollOutcome {
 /// stored), and is cached for the next polls.
 pub fn poll(
     conn: &mut Db<'_>,
-    config: &Config,
-    realtime: &Arc<Realtime>,
+    cx: &Context,
     device_code: &DeviceCode,
     poller: Poller<'_>,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
+    let (config, realtime) = (&*cx.config, &cx.realtime);
     let Poller {
         client_id,
         client_ip,

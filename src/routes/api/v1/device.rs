@@ -120,7 +120,7 @@ async fn poll(
     Ok(poll_response(outcome))
 }
 
-/// The HTTP answer for a poll outcome, per DESIGN.md's table.
+/// The HTTP answer for a poll outcome, per docs/API.md.
 pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
     let (status, body) = match outcome {
         PollOutcome::Pending { interval_secs } => (
