@@ -24,8 +24,7 @@ use crate::realtime::Realtime;
 use crate::state::AppState;
 use crate::telemetry::RedactedRootSpan;
 
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub use crate::routes::MAX_BODY_BYTES;
 /// How often expired sessions are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 /// How long ended device sessions are kept for audit.

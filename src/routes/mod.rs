@@ -11,6 +11,9 @@ pub mod pages;
 
 use actix_web::web;
 
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/api/v1/cli").configure(api::v1::configure))

@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::rate_limit::Limit;
 pub use crate::routes::html::{path_and_query, render, see_other, sign_in_first, Nav, PageError};
 use crate::routes::limit::RateLimit;
-use crate::startup::MAX_BODY_BYTES;
+use crate::routes::MAX_BODY_BYTES;
 
 /// The stylesheet, compiled in so the binary is self-contained.
 const APP_CSS: &str = include_str!("../../../static/css/app.css");
