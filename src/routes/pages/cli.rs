@@ -14,11 +14,9 @@ use crate::domain::{SessionStatus, UserCode};
 use crate::error::AppError;
 use crate::routes::extract::{page_form, ClientIp, FormPage, MaybeViewer, SignedInForm, Viewer};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
-use crate::service::device::{self, CompleteInput, CompleteOutcome, RequestView};
+use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
 use crate::state::AppState;
 
-/// Shorter lifetimes offered in the expiry choice, in days.
-const EXPIRY_CHOICES_DAYS: [u32; 4] = [7, 30, 90, 365];
 /// What `/cli/device` says about any code it cannot use: the same words for
 /// malformed, unknown and expired codes, so guesses learn nothing.
 const WRONG_CODE: &str = "That code is not valid or has expired. Check the code in your terminal.";
@@ -166,13 +164,11 @@ fn days(d: u32) -> String {
 /// Lifetimes shorter than the configured one, then the configured default
 /// (the empty value, which lets the server apply it).
 fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<ExpiryChoice> {
-    let mut choices: Vec<ExpiryChoice> = EXPIRY_CHOICES_DAYS
-        .iter()
-        .filter(|d| max_days.is_none_or(|m| **d < m))
+    let mut choices: Vec<ExpiryChoice> = policy::shorter_lifetimes(max_days)
         .map(|d| ExpiryChoice {
             value: d.to_string(),
-            label: days(*d),
-            selected: chosen == Some(*d),
+            label: days(d),
+            selected: chosen == Some(d),
         })
         .collect();
     let any_selected = choices.iter().any(|c| c.selected);

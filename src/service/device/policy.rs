@@ -9,6 +9,17 @@ use crate::config::{Config, OAuthClient};
 use crate::domain::{Role, Scopes, TokenName};
 use crate::error::AppError;
 
+/// Shorter lifetimes an approver may pick, in days.
+const SHORTER_LIFETIMES_DAYS: [u32; 4] = [7, 30, 90, 365];
+
+/// The lifetimes offered besides the configured one: those shorter than
+/// `max_days` (all of them when tokens never expire).
+pub fn shorter_lifetimes(max_days: Option<u32>) -> impl Iterator<Item = u32> {
+    SHORTER_LIFETIMES_DAYS
+        .into_iter()
+        .filter(move |d| max_days.is_none_or(|m| *d < m))
+}
+
 /// Longest user agent kept.
 pub const MAX_USER_AGENT_CHARS: usize = 256;
 
@@ -92,7 +103,8 @@ pub fn token_expiry(
         (None, max) => max,
     };
     days.map(|d| {
-        now.checked_add_signed(Duration::days(i64::from(d)))
+        Duration::try_days(i64::from(d))
+            .and_then(|lifetime| now.checked_add_signed(lifetime))
             .ok_or_else(|| AppError::bad_request("invalid_expiry", "Pick an expiry from the list."))
     })
     .transpose()
@@ -240,6 +252,48 @@ mod tests {
         }
         let huge = token_expiry(Some(u32::MAX), None, now).unwrap_err();
         assert_eq!(huge.code(), "invalid_expiry");
+    }
+
+    #[test]
+    fn shorter_lifetimes_stay_below_the_configured_one() {
+        assert_eq!(shorter_lifetimes(Some(90)).collect::<Vec<_>>(), [7, 30]);
+        assert_eq!(shorter_lifetimes(None).count(), 4, "never expires: all");
+        assert_eq!(shorter_lifetimes(Some(7)).count(), 0);
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "envshield-policy-{}-{}",
+            std::process::id(),
+            hex::encode(crate::crypto::random_bytes::<4>())
+        ));
+        let mut vars: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        vars.insert("ENVSHIELD_DATA_DIR".into(), dir.display().to_string());
+        let config = Config::from_map(&vars).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        config
+    }
+
+    #[test]
+    fn roles_decide_who_may_create_tokens_and_grant_which_scopes() {
+        let cat = strings(&["envs:read", "tokens:introspect"]);
+        let read = Scopes::parse(&strings(&["envs:read"]), &cat).unwrap();
+        let introspect = Scopes::parse(&strings(&["tokens:introspect"]), &cat).unwrap();
+        let c = config(&[("API_TOKEN_SCOPES", "envs:read,tokens:introspect")]);
+        assert!(check_approver(&c, Role::User, &read).is_ok());
+        let err = check_approver(&c, Role::User, &introspect).unwrap_err();
+        assert_eq!(err.code(), "scope_not_allowed", "admins only, by default");
+        assert!(check_approver(&c, Role::Admin, &introspect).is_ok());
+        let admins = config(&[
+            ("API_TOKEN_SCOPES", "envs:read,tokens:introspect"),
+            ("CLI_TOKEN_ROLES", "admin"),
+        ]);
+        let err = check_approver(&admins, Role::User, &read).unwrap_err();
+        assert_eq!(err.code(), "role_not_allowed");
+        assert!(err.public_message().contains("`user` role"));
     }
 
     #[test]
