@@ -108,7 +108,9 @@ impl RateLimiters {
 
 /// The client's IP: the direct peer, unless the peer is a trusted proxy, in
 /// which case the right-most `X-Forwarded-For` entry that is not itself a
-/// trusted proxy.
+/// trusted proxy. Entries may carry a port (`ip:port`, `[v6]:port`). When
+/// that entry cannot be read, the peer's address answers: an entry further
+/// left was written by whoever sent the request, so it proves nothing.
 pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
     let peer = req
         .peer_addr()
@@ -123,12 +125,29 @@ pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect::<Vec<_>>();
-    forwarded
-        .iter()
-        .rev()
-        .filter_map(|s| s.parse::<IpAddr>().ok())
-        .find(|ip| !trusted_proxies.contains(ip))
-        .unwrap_or(peer)
+    for entry in forwarded.iter().rev() {
+        match forwarded_address(entry) {
+            Some(ip) if trusted_proxies.contains(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
+        }
+    }
+    peer
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
 }
 
 #[cfg(test)]
@@ -164,6 +183,26 @@ mod tests {
         }
         assert!(l.should_audit(Limit::Start, a));
         assert!(!l.should_audit(Limit::Start, a));
+    }
+
+    #[test]
+    fn finding_12_forwarded_entries_with_a_port_are_read_and_a_bad_one_is_not_skipped() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let via = |forwarded: &str| {
+            let req = TestRequest::default()
+                .peer_addr("10.0.0.5:1234".parse().unwrap())
+                .insert_header(("x-forwarded-for", forwarded))
+                .to_http_request();
+            client_ip(&req, &[proxy])
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(via("198.51.100.9, 203.0.113.7:4711"), ip("203.0.113.7"));
+        assert_eq!(via("198.51.100.9, [2001:db8::7]:443"), ip("2001:db8::7"));
+        assert_eq!(via("[2001:db8::8]"), ip("2001:db8::8"));
+        // The right-most untrusted entry cannot be read: the proxy's own
+        // address answers, never an entry a client could have written.
+        assert_eq!(via("198.51.100.9, not-an-address"), proxy);
+        assert_eq!(via("198.51.100.9, 203.0.113.7:port"), proxy);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::error::{InternalError, JsonPayloadError};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::http::header;
+use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -25,6 +26,8 @@ use crate::state::AppState;
 use crate::telemetry::RedactedRootSpan;
 
 pub use crate::routes::MAX_BODY_BYTES;
+/// `Strict-Transport-Security` when `APP_URL` is https: one year.
+const HSTS: &str = "max-age=31536000";
 /// How often expired sessions are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 /// How long ended device sessions are kept for audit.
@@ -136,9 +139,16 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
     let config = state.config.clone();
     let session_key = Key::from(config.keys.session.expose_secret().as_slice());
     let secure = config.secure_cookies();
+    // Browsers that reached the service over HTTPS keep using it; a plain
+    // http local setup must not pin it.
+    let hsts = config.app_url.scheme() == "https";
     let workers = config.workers;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(
+                hsts,
+                DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS)),
+            ))
             .wrap(
                 DefaultHeaders::new()
                     .add((

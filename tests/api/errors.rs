@@ -74,3 +74,28 @@ async fn database_outage_answers_503_and_recovers_by_itself() {
         "recovered without a restart"
     );
 }
+
+#[tokio::test]
+async fn finding_9_hsts_on_every_response_when_app_url_is_https() {
+    let https = crate::helpers::spawn_app_with(|c| {
+        c.app_url = url::Url::parse("https://auth.example.com").unwrap();
+    })
+    .await;
+    for path in ["/health", "/login", "/api/v1/cli/whoami", "/no/such/page"] {
+        let r = https.cli.get(https.url(path)).send().await.unwrap();
+        assert_eq!(
+            r.headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .as_deref(),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+    let http = spawn_app().await;
+    let r = http.cli.get(http.url("/health")).send().await.unwrap();
+    assert!(
+        r.headers().get("strict-transport-security").is_none(),
+        "plain-http local setups must not pin HTTPS"
+    );
+}

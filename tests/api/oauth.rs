@@ -550,13 +550,60 @@ async fn revocation_answers_200_and_honours_the_hint() {
     );
 }
 
+/// A token with only the `tokens:introspect` scope, approved by `admin`.
+async fn introspect_token(app: &TestApp, admin: &reqwest::Client) -> String {
+    let s: Value = app
+        .start(json!({ "scopes": ["tokens:introspect"] }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = s["userCode"].as_str().unwrap();
+    assert_eq!(app.approve(admin, code).await.status(), 200);
+    let r: Value = app
+        .poll(s["deviceCode"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn introspection_is_for_admins_and_introspect_tokens_only() {
+async fn finding_6_introspection_needs_the_introspect_scope_even_for_admins() {
+    let app = spawn_app_with(refresh_clients).await;
+    let (_, admin) = app.signed_in_browser("admin@example.com", true).await;
+    let admin_login = refresh_login(&app, &admin).await;
+    let without_scope = admin_login["access_token"].as_str().unwrap();
+    let r = app
+        .cli
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth(without_scope)
+        .form(&[("token", without_scope)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an admin's token without the scope");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    let with_scope = introspect_token(&app, &admin).await;
+    let r = app
+        .cli
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth(&with_scope)
+        .form(&[("token", without_scope)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn introspection_is_for_introspect_tokens_only() {
     let app = spawn_app_with(refresh_clients).await;
     let (_, user) = app.signed_in_browser("dev@example.com", false).await;
     let (_, admin) = app.signed_in_browser("admin@example.com", true).await;
     let user_login = refresh_login(&app, &user).await;
-    let admin_login = refresh_login(&app, &admin).await;
     let target = user_login["access_token"].as_str().unwrap();
 
     let introspect = |bearer: Option<String>, token: String| {
@@ -582,7 +629,7 @@ async fn introspection_is_for_admins_and_introspect_tokens_only() {
         (403, "insufficient_scope")
     );
 
-    let admin_token = admin_login["access_token"].as_str().unwrap().to_owned();
+    let admin_token = introspect_token(&app, &admin).await;
     let (s, claims) = introspect(Some(admin_token.clone()), target.to_owned()).await;
     assert_eq!(s, 200);
     assert_eq!(claims["active"], true);
