@@ -446,6 +446,73 @@ async fn the_approver_may_narrow_scopes_and_expiry_but_not_widen_them() {
 }
 
 #[tokio::test]
+async fn finding_4_an_uncollected_approval_frees_its_token_slot_at_expiry() {
+    let app = spawn_app_with(|c| {
+        c.clients[0].token_policy = envshield_server::config::TokenPolicy::AccessRefresh;
+        c.max_api_tokens_per_user = 1;
+    })
+    .await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
+    // Nobody polls; the request expires and the purge runs.
+    app.sql("UPDATE cli_device_sessions SET expires_at = now() - interval '1 second'")
+        .await;
+    let url = app.server.db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        envshield_server::service::device::purge_due(
+            &mut envshield_server::db::Db::new(&mut conn),
+            &std::sync::Arc::default(),
+            chrono::Utc::now(),
+            chrono::Duration::days(7),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        app.count("refresh_tokens", "revoked_at IS NULL").await,
+        0,
+        "the family of the uncollected approval is revoked"
+    );
+    let again = app.start_ok().await;
+    assert_eq!(
+        app.approve(&b, &again.user_code).await.status(),
+        200,
+        "the slot is free again"
+    );
+}
+
+#[tokio::test]
+async fn finding_8_an_expiry_outside_the_offered_choices_is_a_400() {
+    // Tokens that never expire by default leave only the chosen lifetime
+    // to bound the date arithmetic.
+    let app = spawn_app_with(|c| c.api_token_ttl_days = None).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let s = app.start_ok().await;
+    for days in [u64::from(u32::MAX), 45, 366] {
+        let r = app
+            .complete(
+                &b,
+                json!({ "userCode": s.user_code, "decision": "approve", "expiresInDays": days }),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{days}");
+        let e: ErrorBody = r.json().await.unwrap();
+        assert_eq!(e.error, "invalid_expiry", "{days}");
+    }
+    let r = app
+        .complete(
+            &b,
+            json!({ "userCode": s.user_code, "decision": "approve", "expiresInDays": 90 }),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "an offered choice");
+}
+
+#[tokio::test]
 async fn the_per_user_token_limit_says_how_to_free_a_slot() {
     let app = spawn_app_with(|c| c.max_api_tokens_per_user = 2).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;

@@ -379,6 +379,31 @@ async fn refresh(app: &TestApp, refresh_token: &str, scope: Option<&str>) -> (u1
 }
 
 #[tokio::test]
+async fn finding_11_revoking_a_half_revoked_family_finishes_the_job() {
+    let app = spawn_app_with(refresh_clients).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let login = refresh_login(&app, &b).await;
+    // Half revoked: the access token is, its refresh token is not.
+    app.sql("UPDATE api_tokens SET revoked_at = now()").await;
+    assert_eq!(app.count("refresh_tokens", "revoked_at IS NULL").await, 1);
+    let access = login["access_token"].as_str().unwrap();
+    let (s, _, _) = form(
+        &app,
+        "/oauth/revoke",
+        &[("token", access), ("client_id", "envshield-cli")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.count("refresh_tokens", "revoked_at IS NULL").await,
+        0,
+        "the refresh token of the family is revoked too"
+    );
+    let (s, _) = refresh(&app, login["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(s, 400, "and no longer refreshes");
+}
+
+#[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
     let app = spawn_app_with(refresh_clients).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;

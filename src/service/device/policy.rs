@@ -79,8 +79,8 @@ pub fn granted_scopes(
 }
 
 /// When an approved API token expires: after the days the approver chose
-/// (at least one, at most `max_days`), else after `max_days`; `None` when
-/// tokens never expire and none was chosen.
+/// (one of [`shorter_lifetimes`], or `max_days` itself), else after
+/// `max_days`; `None` when tokens never expire and none was chosen.
 pub fn token_expiry(
     chosen_days: Option<u32>,
     max_days: Option<u32>,
@@ -98,6 +98,16 @@ pub fn token_expiry(
                 "invalid_expiry",
                 format!("The token can live at most {max} days."),
             ))
+        }
+        (Some(d), max) if max != Some(d) && !shorter_lifetimes(max).any(|offered| offered == d) => {
+            let offered: Vec<String> = shorter_lifetimes(max).map(|o| o.to_string()).collect();
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                format!(
+                    "Pick one of the offered lifetimes ({} days), or leave it out for the default.",
+                    offered.join(", ")
+                ),
+            ));
         }
         (Some(d), _) => Some(d),
         (None, max) => max,
@@ -252,6 +262,12 @@ mod tests {
         }
         let huge = token_expiry(Some(u32::MAX), None, now).unwrap_err();
         assert_eq!(huge.code(), "invalid_expiry");
+        let not_offered = token_expiry(Some(45), Some(365), now).unwrap_err();
+        assert!(not_offered.public_message().contains("7, 30, 90"));
+        assert!(
+            token_expiry(Some(365), Some(365), now).is_ok(),
+            "the default itself"
+        );
     }
 
     #[test]
