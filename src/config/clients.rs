@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use envshield_api_types::ConfirmationMode;
 use serde::Deserialize;
 
 use crate::domain::Role;
@@ -59,6 +60,11 @@ pub struct OAuthClient {
     pub scopes: Vec<String>,
     /// What it gets.
     pub token_policy: TokenPolicy,
+    /// Under `DEVICE_CONFIRMATION=paste`: `paste` if it can type the code
+    /// shown in the browser back (through `device/exchange`), `poll` to
+    /// exempt it; unset, it is refused. The CLI's own client can paste.
+    #[serde(default)]
+    pub confirmation: Option<ConfirmationMode>,
 }
 
 impl OAuthClient {
@@ -119,6 +125,7 @@ pub(super) fn clients(
         grants: vec![DEVICE_CODE_GRANT.to_owned(), REFRESH_TOKEN_GRANT.to_owned()],
         scopes: scope_catalogue.to_vec(),
         token_policy: cli_policy,
+        confirmation: Some(ConfirmationMode::Paste),
     }];
     let Some(json) = oauth_clients_json else {
         return Ok(clients);

@@ -15,12 +15,11 @@ use crate::rate_limit::Limit;
 use crate::routes::api::v1::device::user_agent;
 use crate::routes::extract::{BearerAuth, ClientIp};
 use crate::routes::limit::RateLimit;
-use crate::service::device::{self, PollOutcome, StartInput};
+use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
 use crate::state::AppState;
 use envshield_api_types::{
-    AuthorizationServerMetadata, ConfirmationMode, DeviceAuthorizationResponse, OAuthErrorBody,
-    TokenResponse,
+    AuthorizationServerMetadata, DeviceAuthorizationResponse, OAuthErrorBody, TokenResponse,
 };
 
 /// Routes of the OAuth surface, with their rate limits.
@@ -264,6 +263,10 @@ pub async fn device_authorization(
         )
         .into_response());
     }
+    let confirmation = match policy::oauth_confirmation(state.config.device_confirmation, client) {
+        Ok(mode) => mode,
+        Err(e) => return service_error(e),
+    };
     let now = Utc::now();
     let input = StartInput {
         token_name: Some(format!("{} - {}", client.client_id, now.format("%Y-%m-%d"))),
@@ -271,7 +274,7 @@ pub async fn device_authorization(
         client_ip: ip.to_string(),
         user_agent: user_agent(&req),
         client_id: client.client_id.clone(),
-        confirmation: ConfirmationMode::Poll,
+        confirmation,
         flow: Flow::OAuth,
     };
     let started = match device::start_session(&state, input, now).await {

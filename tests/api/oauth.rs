@@ -307,6 +307,62 @@ async fn token_endpoint_request_errors() {
 }
 
 #[tokio::test]
+async fn finding_1_a_paste_policy_holds_on_the_oauth_endpoints() {
+    let app = spawn_app_with(|c| {
+        c.device_confirmation = envshield_api_types::ConfirmationMode::Paste;
+        for (id, confirmation) in [
+            ("third-party", None),
+            (
+                "trusted-kiosk",
+                Some(envshield_api_types::ConfirmationMode::Poll),
+            ),
+        ] {
+            c.clients.push(envshield_server::config::OAuthClient {
+                client_id: id.to_owned(),
+                grants: vec![DEVICE_GRANT.to_owned()],
+                scopes: vec!["envs:read".to_owned()],
+                token_policy: TokenPolicy::ApiToken,
+                confirmation,
+            });
+        }
+    })
+    .await;
+    // A client that cannot type a code back is refused up front.
+    let (s, b, _) = form(
+        &app,
+        "/oauth/device_authorization",
+        &[("client_id", "third-party")],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
+    assert!(
+        b["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("DEVICE_CONFIRMATION=paste"),
+        "{b}"
+    );
+    // The CLI's own client can paste: approval alone releases nothing.
+    let (_, browser) = app.signed_in_browser("dev@example.com", false).await;
+    let auth = authorize(&app, None).await;
+    approve_code(&app, &browser, auth["user_code"].as_str().unwrap()).await;
+    let (s, b) = token(&app, auth["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    assert!(b.get("access_token").is_none());
+    // An operator may exempt a client by name.
+    let (s, _, _) = form(
+        &app,
+        "/oauth/device_authorization",
+        &[("client_id", "trusted-kiosk")],
+    )
+    .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
 async fn a_device_code_only_works_for_its_own_client() {
     let app = spawn_app_with(|c| {
         c.clients.push(envshield_server::config::OAuthClient {
@@ -314,6 +370,7 @@ async fn a_device_code_only_works_for_its_own_client() {
             grants: vec![DEVICE_GRANT.to_owned()],
             scopes: vec!["envs:read".to_owned()],
             token_policy: TokenPolicy::ApiToken,
+            confirmation: None,
         })
     })
     .await;

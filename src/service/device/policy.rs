@@ -179,6 +179,27 @@ pub fn confirmation(server: ConfirmationMode, asked: Option<ConfirmationMode>) -
     }
 }
 
+/// How a login started at `/oauth/device_authorization` is confirmed. Under
+/// a server-wide paste policy a client must be able to type the code back
+/// (or be exempted by name); a policy that an OAuth client could skip would
+/// protect nothing.
+pub fn oauth_confirmation(
+    server: ConfirmationMode,
+    client: &OAuthClient,
+) -> Result<ConfirmationMode, AppError> {
+    match (server, client.confirmation) {
+        (ConfirmationMode::Poll, _) => Ok(ConfirmationMode::Poll),
+        (ConfirmationMode::Paste, Some(mode)) => Ok(mode),
+        (ConfirmationMode::Paste, None) => Err(AppError::bad_request(
+            "unauthorized_client",
+            format!(
+                "This server requires paste-back confirmation (DEVICE_CONFIRMATION=paste) and client `{}` cannot type a code back. An operator can allow it with \"confirmation\": \"poll\" in OAUTH_CLIENTS.",
+                client.client_id
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +218,7 @@ mod tests {
             grants: vec![],
             scopes: strings(scopes),
             token_policy: crate::config::TokenPolicy::ApiToken,
+            confirmation: None,
         }
     }
 
@@ -329,6 +351,28 @@ mod tests {
         let long = "a".repeat(1000);
         assert_eq!(user_agent(Some(long)).unwrap().len(), MAX_USER_AGENT_CHARS);
         assert_eq!(user_agent(None), None);
+    }
+
+    #[test]
+    fn a_paste_policy_admits_only_clients_that_can_paste_or_are_exempt() {
+        use ConfirmationMode::{Paste, Poll};
+        let mut c = client(&["envs:read"]);
+        assert_eq!(oauth_confirmation(Poll, &c).unwrap(), Poll);
+        let err = oauth_confirmation(Paste, &c).unwrap_err();
+        assert_eq!(err.code(), "unauthorized_client");
+        c.confirmation = Some(Paste);
+        assert_eq!(oauth_confirmation(Paste, &c).unwrap(), Paste);
+        assert_eq!(
+            oauth_confirmation(Poll, &c).unwrap(),
+            Poll,
+            "only under the policy"
+        );
+        c.confirmation = Some(Poll);
+        assert_eq!(
+            oauth_confirmation(Paste, &c).unwrap(),
+            Poll,
+            "exempted by name"
+        );
     }
 
     #[test]
