@@ -127,12 +127,26 @@ fn local_keys(data_dir: &Path) -> Result<LocalKeys, ConfigError> {
     let path = data_dir.join(LOCAL_KEYS_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
+            // Anyone who can read these keys can forge sessions and open
+            // sealed tokens: refuse to run on them rather than widen the leak.
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "{} can be read by other users (mode {:o}); run `chmod 600 {}` and consider the keys leaked: rotate them if others had access",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                )));
+            }
             return serde_json::from_str(&text).map_err(|e| {
                 err(format!(
                     "{} is not a valid keys file ({e}); restore it or delete it to generate new keys (pending logins will be lost)",
                     path.display()
                 ))
-            })
+            });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(format!("cannot read {}: {e}", path.display()))),
@@ -191,6 +205,27 @@ mod tests {
     }
 
     #[test]
+    fn finding_13_a_keys_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "envshield-keys-open-{}-{}",
+            std::process::id(),
+            hex::encode(crypto::random_bytes::<4>())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        local_keys(&dir).unwrap();
+        let path = dir.join(LOCAL_KEYS_FILE);
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = local_keys(&dir).err().unwrap();
+            assert!(e.0.contains("chmod 600"), "{mode:o}: {e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(local_keys(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_corrupt_keys_file_is_reported_not_replaced() {
         let dir = std::env::temp_dir().join(format!(
             "envshield-keys-corrupt-{}-{}",
@@ -199,6 +234,9 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(LOCAL_KEYS_FILE), "not json").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.join(LOCAL_KEYS_FILE), private).unwrap();
         let e = local_keys(&dir).err().unwrap();
         assert!(e.0.contains("is not a valid keys file"), "{e}");
         assert_eq!(

@@ -15,4 +15,4 @@ pub use scopes::Scopes;
 pub use session_status::SessionStatus;
 pub use states::{Confirmation, Flow, Role, TokenSource};
 pub use token::{PlainToken, TOKEN_BODY_LEN};
-pub use token_name::TokenName;
+pub use token_name::{is_format_char, TokenName};

@@ -1,5 +1,26 @@
 //! Names people give their tokens.
 
+/// Invisible characters that change how the text around them reads
+/// (Unicode's format characters: direction overrides and isolates,
+/// zero-width spaces and joiners, tag characters, …). A name or user agent
+/// carrying them could show a person something other than what it is.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
 /// Longest token name, in characters.
 pub const MAX_TOKEN_NAME_CHARS: usize = 128;
 
@@ -22,6 +43,12 @@ impl TokenName {
         if s.chars().any(char::is_control) {
             return Err("The token name must not contain control characters.".to_owned());
         }
+        if s.chars().any(is_format_char) {
+            return Err(
+                "The token name must not contain invisible formatting characters (such as direction overrides or zero-width spaces)."
+                    .to_owned(),
+            );
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -39,6 +66,23 @@ impl TokenName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finding_13_invisible_formatting_is_refused() {
+        for name in [
+            "laptop\u{202E}gnp.exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "x\u{E0041}",
+        ] {
+            let err = TokenName::parse(name).unwrap_err();
+            assert!(err.contains("invisible"), "{name:?}: {err}");
+        }
+        assert!(
+            TokenName::parse("Übung – laptop 🚀").is_ok(),
+            "ordinary text stays"
+        );
+    }
 
     #[test]
     fn trims_and_bounds() {

@@ -119,6 +119,7 @@ pub async fn sign_in(
         Ok(users::find_by_email(conn, &lookup)?)
     })
     .await?;
+    let tried = found.as_ref().map(|u| u.id);
     let dummy = state.dummy_hash.clone();
     let user = bcrypt(state, move || check_password(found, &password, &dummy)).await?;
     let signed_in = user.as_ref().map(|u| u.id);
@@ -126,7 +127,10 @@ pub async fn sign_in(
         let ip = Some(client_ip.as_str());
         let event = match signed_in {
             Some(id) => Event::new(EventKind::LoginSucceeded, Severity::Low, ip).user(id),
+            // The account tried, when it exists, so its owner and admins
+            // see attempts on it.
             None => Event::new(EventKind::LoginFailed, Severity::Low, ip)
+                .about(tried, None)
                 .details(json!({ "reason": "bad_credentials" })),
         };
         events::record(conn, event)?;

@@ -281,3 +281,31 @@ async fn signup_checks_the_form_and_signs_the_new_account_in() {
         1
     );
 }
+
+#[tokio::test]
+async fn finding_13_failed_sign_ins_name_the_account_that_was_tried() {
+    let app = spawn_app().await;
+    let user = app.create_user("dev@example.com", false).await;
+    app.sign_in(&browser(), "dev@example.com", "wrong password!")
+        .await;
+    app.sign_in(&browser(), "nobody@example.com", PASSWORD)
+        .await;
+    assert_eq!(
+        app.count(
+            "security_events",
+            &format!("kind = 'login_failed' AND user_id = '{}'", user.id)
+        )
+        .await,
+        1,
+        "the real account's owner can see the attempt"
+    );
+    assert_eq!(
+        app.count(
+            "security_events",
+            "kind = 'login_failed' AND user_id IS NULL"
+        )
+        .await,
+        1,
+        "an unknown email names no account"
+    );
+}

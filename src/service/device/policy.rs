@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use envshield_api_types::ConfirmationMode;
 
 use crate::config::{Config, OAuthClient};
-use crate::domain::{Role, Scopes, TokenName};
+use crate::domain::{is_format_char, Role, Scopes, TokenName};
 use crate::error::AppError;
 
 /// Shorter lifetimes an approver may pick, in days.
@@ -158,11 +158,12 @@ pub fn check_token_cap(active: i64, max: u32) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The user agent as stored: control characters dropped, length capped.
+/// The user agent as stored: control and invisible formatting characters
+/// dropped, length capped.
 pub fn user_agent(raw: Option<String>) -> Option<String> {
     raw.map(|ua| {
         ua.chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && !is_format_char(*c))
             .take(MAX_USER_AGENT_CHARS)
             .collect()
     })
@@ -347,6 +348,11 @@ mod tests {
         assert_eq!(
             user_agent(Some("cli/1\n\u{7}x".into())).as_deref(),
             Some("cli/1x")
+        );
+        assert_eq!(
+            user_agent(Some("curl\u{202E}1.8\u{200B}".into())).as_deref(),
+            Some("curl1.8"),
+            "finding 13: invisible formatting is dropped"
         );
         let long = "a".repeat(1000);
         assert_eq!(user_agent(Some(long)).unwrap().len(), MAX_USER_AGENT_CHARS);
