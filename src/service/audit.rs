@@ -25,6 +25,12 @@ pub struct NewTokenAlert {
     pub created_at: DateTime<Utc>,
     /// The IP of the browser that approved it.
     pub ip: Option<String>,
+    /// The IP the login request came from: what a phished person needs to
+    /// see, since it is not theirs.
+    pub requested_from: Option<String>,
+    /// The requesting client's user agent (as it reported itself), or its
+    /// OAuth client id.
+    pub client: Option<String>,
 }
 
 /// Unseen `cli_token_created` events of `user_id`, newest first.
@@ -41,16 +47,21 @@ pub async fn new_token_alerts(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|e| NewTokenAlert {
-            id: e.id,
-            token_name: e
-                .details
-                .get("token_name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("(unnamed)")
-                .to_owned(),
-            created_at: e.created_at,
-            ip: e.ip,
+        .map(|e| {
+            let text = |key: &str| {
+                e.details
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            NewTokenAlert {
+                id: e.id,
+                token_name: text("token_name").unwrap_or_else(|| "(unnamed)".to_owned()),
+                created_at: e.created_at,
+                requested_from: text("requested_from"),
+                client: text("user_agent").or_else(|| text("client_id")),
+                ip: e.ip,
+            }
         })
         .collect())
 }

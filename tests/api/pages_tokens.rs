@@ -187,7 +187,8 @@ async fn new_tokens_show_a_banner_until_dismissed() {
     page.assert_has(&[
         "New tokens were created for your account",
         "<strong>test laptop</strong> on ",
-        " UTC from 127.0.0.1",
+        "requested from 127.0.0.1",
+        "approved from 127.0.0.1",
         "action=\"/settings/tokens/alerts/dismiss\"",
     ]);
 
@@ -257,4 +258,34 @@ async fn new_tokens_show_a_banner_until_dismissed() {
     get(&b, &app, "/settings/tokens")
         .await
         .assert_lacks(&["New tokens were created"]);
+}
+
+#[tokio::test]
+async fn finding_10_the_new_token_alert_names_where_the_request_came_from() {
+    let app = spawn_app().await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    // The CLI asks from another address than the approving browser's.
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .user_agent("envshield/9.9 (phisher-box)")
+        .build()
+        .unwrap();
+    let s: envshield_api_types::StartDeviceResponse = elsewhere
+        .post(app.url("/api/v1/cli/auth/device/start"))
+        .json(&serde_json::json!({ "tokenName": "shared doc" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approve_via_form(&app, &b, &s.user_code).await.status, 200);
+    let page = get(&b, &app, "/settings/tokens").await;
+    page.assert_has(&[
+        "<strong>shared doc</strong>",
+        "requested from 127.0.0.2",
+        "envshield/9.9 (phisher-box)",
+        "approved from 127.0.0.1",
+    ]);
+    page.assert_lacks(&["change your password"]);
 }

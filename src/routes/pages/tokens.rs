@@ -98,6 +98,19 @@ impl AlertRow {
     pub fn ip(&self) -> &str {
         self.0.ip.as_deref().unwrap_or("an unknown address")
     }
+
+    /// Where the login request came from.
+    pub fn requested_from(&self) -> &str {
+        self.0
+            .requested_from
+            .as_deref()
+            .unwrap_or("an unknown address")
+    }
+
+    /// The requesting client, as it described itself.
+    pub fn client(&self) -> &str {
+        self.0.client.as_deref().unwrap_or("an unnamed client")
+    }
 }
 
 #[derive(Template)]

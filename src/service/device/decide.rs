@@ -256,6 +256,8 @@ fn approve(
                 "token_name": session.token_name,
                 "scopes": granted.as_slice(),
                 "requested_from": session.client_ip,
+                "user_agent": session.user_agent,
+                "client_id": session.client_id,
             }),
         ),
     ] {
