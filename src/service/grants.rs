@@ -13,7 +13,7 @@ use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::{PlainToken, Scopes, TokenSource};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::tokens;
+use crate::service::{device, tokens};
 use crate::state::AppState;
 
 /// Tokens just minted; the plaintexts leave the process once.
@@ -221,15 +221,24 @@ pub async fn refresh_grant(
                         "The refresh token expired. Sign in again.",
                     )));
                 }
-                let user = users::find(conn, row.user_id)?;
-                if user.as_ref().is_none_or(|u| u.disabled_at.is_some()) {
+                let Some(user) = users::find(conn, row.user_id)?.filter(|u| u.disabled_at.is_none())
+                else {
+                    tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
                     return Ok(Err(invalid_grant("The account is disabled.")));
-                }
+                };
                 if config.client(&row.client_id).is_none() {
                     return Ok(Err(invalid_grant("The client is no longer registered.")));
                 }
                 let original =
                     Scopes::parse(&row.scopes, &config.scope_catalogue).map_err(AppError::internal)?;
+                // The rules of today, not of the sign-in: a role that may no
+                // longer hold these scopes ends the family.
+                if device::policy::check_approver(config, user.role, &original).is_err() {
+                    tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
+                    return Ok(Err(invalid_grant(
+                        "The account's role no longer allows this sign-in. Sign in again.",
+                    )));
+                }
                 let scopes = match scope {
                     None => original,
                     Some(asked) => match Scopes::parse(&asked, &config.scope_catalogue) {

@@ -436,6 +436,29 @@ async fn refresh(app: &TestApp, refresh_token: &str, scope: Option<&str>) -> (u1
 }
 
 #[tokio::test]
+async fn finding_7_a_refresh_applies_the_current_role_rules() {
+    let app = spawn_app_with(refresh_clients).await;
+    let (_, admin) = app.signed_in_browser("admin@example.com", true).await;
+    let auth = authorize(&app, Some("tokens:introspect")).await;
+    approve_code(&app, &admin, auth["user_code"].as_str().unwrap()).await;
+    let (s, login) = token(&app, auth["device_code"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{login}");
+    app.sql("UPDATE users SET role = 'user' WHERE email = 'admin@example.com'")
+        .await;
+    let (s, body) = refresh(&app, login["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("refresh_tokens", "revoked_at IS NULL").await,
+        0,
+        "the family the account may no longer hold is revoked"
+    );
+}
+
+#[tokio::test]
 async fn finding_11_revoking_a_half_revoked_family_finishes_the_job() {
     let app = spawn_app_with(refresh_clients).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
