@@ -33,6 +33,7 @@ pub struct RateLimiters {
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login_account: Option<DefaultKeyedRateLimiter<String>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
+    ipv6_prefix: u8,
 }
 
 fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
@@ -50,6 +51,26 @@ impl RateLimiters {
             login_account: NonZeroU32::new(limits.login_per_account_per_hour)
                 .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+            ipv6_prefix: limits.ipv6_prefix.min(128),
+        }
+    }
+
+    /// What a client is counted as: its IPv4 address, or its IPv6 network
+    /// (one subscriber holds a whole /64, so per-address buckets would be
+    /// unlimited).
+    fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6);
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(self.ipv6_prefix))
+                        .unwrap_or(0);
+                    IpAddr::V6(std::net::Ipv6Addr::from(bits & mask))
+                }
+            },
         }
     }
 
@@ -64,7 +85,7 @@ impl RateLimiters {
         let Some(limiter) = limiter else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&self.key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
@@ -88,7 +109,7 @@ impl RateLimiters {
     /// Whether this rate-limit hit should be written to the audit log (at
     /// most once a minute per client and endpoint).
     pub fn should_audit(&self, limit: Limit, ip: IpAddr) -> bool {
-        self.audit.check_key(&(ip, limit)).is_ok()
+        self.audit.check_key(&(self.key(ip), limit)).is_ok()
     }
 
     /// Forgets clients whose buckets are full again, bounding memory.
@@ -163,6 +184,7 @@ mod tests {
             complete_per_min: 1,
             login_per_min: 1,
             login_per_account_per_hour: 2,
+            ipv6_prefix: 64,
         });
         assert!(l.check_login_account("A@x.io").is_ok());
         assert!(l.check_login_account("a@X.io ").is_ok());
@@ -183,6 +205,33 @@ mod tests {
         }
         assert!(l.should_audit(Limit::Start, a));
         assert!(!l.should_audit(Limit::Start, a));
+    }
+
+    #[test]
+    fn finding_3_an_ipv6_network_shares_one_bucket() {
+        let l = RateLimiters::new(&RateLimits {
+            start_per_min: 1,
+            poll_per_min: 0,
+            complete_per_min: 0,
+            login_per_min: 0,
+            login_per_account_per_hour: 0,
+            ipv6_prefix: 64,
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.check(Limit::Start, ip("2001:db8:1:2::1")).is_ok());
+        assert!(
+            l.check(Limit::Start, ip("2001:db8:1:2:ffff::9")).is_err(),
+            "another address of the same /64"
+        );
+        assert!(
+            l.check(Limit::Start, ip("2001:db8:1:3::1")).is_ok(),
+            "another /64"
+        );
+        assert!(l.check(Limit::Start, ip("192.0.2.1")).is_ok());
+        assert!(
+            l.check(Limit::Start, ip("::ffff:192.0.2.1")).is_err(),
+            "an IPv4-mapped address is its IPv4 address"
+        );
     }
 
     #[test]

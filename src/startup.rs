@@ -239,6 +239,11 @@ async fn purge_loop(state: web::Data<AppState>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "purging device sessions failed; will retry"),
         }
+        match crate::service::audit::purge_events(&state, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted security events past retention"),
+            Err(e) => tracing::warn!(error = ?e, "purging security events failed; will retry"),
+        }
     }
 }
 

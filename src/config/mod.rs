@@ -45,6 +45,10 @@ pub struct RateLimits {
     pub login_per_min: u32,
     /// `POST /login` attempts per account (email) per hour.
     pub login_per_account_per_hour: u32,
+    /// `RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per network of
+    /// this prefix length (one /64 is one subscriber's, with any number of
+    /// addresses).
+    pub ipv6_prefix: u8,
 }
 
 /// Everything the server needs to run, validated.
@@ -119,6 +123,9 @@ pub struct Config {
     pub allow_signup: bool,
     /// `SESSION_TTL_HOURS` (default 12): a browser sign-in lasts this long.
     pub session_ttl: Duration,
+    /// `SECURITY_EVENT_RETENTION_DAYS` (default 90; 0 keeps them forever):
+    /// audit events older than this are deleted by the purge task.
+    pub security_event_retention_days: Option<u32>,
     /// Keys from `TOKEN_SEAL_KEY`, `TOKEN_SEAL_KEYS_PREVIOUS`, `CODE_HMAC_KEY`,
     /// `SESSION_KEY`, or generated and kept in the data folder locally.
     pub keys: Keys,
@@ -276,6 +283,9 @@ impl Config {
                     0,
                     1_000_000,
                 )?,
+                ipv6_prefix: get("RATE_LIMIT_IPV6_PREFIX").map_or(Ok(64), |v| {
+                    parse_num::<u8>("RATE_LIMIT_IPV6_PREFIX", v, 32, 128)
+                })?,
             },
             trusted_proxies,
             db_pool_size: num("DATABASE_POOL_SIZE", 10, 1, 1000)?,
@@ -286,6 +296,13 @@ impl Config {
             session_ttl: Duration::from_secs(
                 u64::from(num("SESSION_TTL_HOURS", 12, 1, 720)?) * 3600,
             ),
+            security_event_retention_days: Some(num(
+                "SECURITY_EVENT_RETENTION_DAYS",
+                90,
+                0,
+                36_500,
+            )?)
+            .filter(|d| *d > 0),
             keys,
         })
     }

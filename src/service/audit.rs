@@ -110,3 +110,20 @@ pub async fn list_events(
         .map(|(event, user_email)| LoggedEvent { event, user_email })
         .collect())
 }
+
+/// Deletes audit events past `SECURITY_EVENT_RETENTION_DAYS`, so the table
+/// cannot grow without bound; returns how many.
+pub async fn purge_events(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppError> {
+    let Some(days) = state.config.security_event_retention_days else {
+        return Ok(0);
+    };
+    let Some(before) =
+        chrono::Duration::try_days(i64::from(days)).and_then(|keep| now.checked_sub_signed(keep))
+    else {
+        return Ok(0);
+    };
+    db::run(&state.pool, move |conn| {
+        Ok(security_events::delete_before(conn, before)?)
+    })
+    .await
+}

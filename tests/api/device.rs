@@ -827,3 +827,35 @@ async fn start_statement_is_prepared_once_per_connection() {
     assert_eq!(prepared, 1, "one prepared statement, reused for every call");
     assert_eq!(events, 3, "each session has its audit event");
 }
+
+#[tokio::test]
+async fn finding_3_security_events_past_retention_are_deleted() {
+    use envshield_server::db::models::security_events;
+    let app = spawn_app().await;
+    app.sql(
+        "INSERT INTO security_events (kind, severity, details, created_at) VALUES \
+         ('login_failed', 'low', '{}', now() - interval '91 days'), \
+         ('login_failed', 'low', '{}', now() - interval '89 days')",
+    )
+    .await;
+    let config = envshield_server::testing::test_config(0);
+    assert_eq!(
+        config.security_event_retention_days,
+        Some(90),
+        "the default"
+    );
+    let url = app.server.db.url.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(90);
+        security_events::delete_before(&mut conn, cutoff).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        app.count("security_events", "kind = 'login_failed'").await,
+        1
+    );
+}

@@ -120,3 +120,9 @@ pub fn list_with_email(
         .limit(limit)
         .load(conn)
 }
+
+/// Deletes events recorded before `before`; returns how many.
+pub fn delete_before(conn: &mut PgConnection, before: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(security_events::table.filter(security_events::created_at.lt(before)))
+        .execute(conn)
+}
