@@ -3,12 +3,19 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimits;
+
+/// An account's sign-in attempts from all networks together may reach this
+/// many times the per-network limit before they are slowed.
+const ACCOUNT_CEILING_NETWORKS: u32 = 5;
+/// The longest an attempt over the account's ceiling is held.
+const MAX_SIGN_IN_SLOWDOWN: Duration = Duration::from_secs(10);
 
 /// The limited endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,7 +38,8 @@ pub struct RateLimiters {
     poll: Option<DefaultKeyedRateLimiter<IpAddr>>,
     complete: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    login_account: Option<DefaultKeyedRateLimiter<String>>,
+    login_account: Option<DefaultKeyedRateLimiter<(String, IpAddr)>>,
+    login_account_all: Option<DefaultKeyedRateLimiter<String>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
     ipv6_prefix: u8,
 }
@@ -50,6 +58,12 @@ impl RateLimiters {
             login: per_minute(limits.login_per_min),
             login_account: NonZeroU32::new(limits.login_per_account_per_hour)
                 .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
+            login_account_all: NonZeroU32::new(
+                limits
+                    .login_per_account_per_hour
+                    .saturating_mul(ACCOUNT_CEILING_NETWORKS),
+            )
+            .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             ipv6_prefix: limits.ipv6_prefix.min(128),
         }
@@ -91,19 +105,33 @@ impl RateLimiters {
         })
     }
 
-    /// `Ok` if another sign-in attempt for this account (email, any case) is
-    /// allowed now, else the seconds to wait. Slows password guessing spread
-    /// over many IPs.
-    pub fn check_login_account(&self, email: &str) -> Result<(), u64> {
-        let Some(limiter) = &self.login_account else {
-            return Ok(());
+    /// Whether another sign-in attempt for this account (email, any case)
+    /// from this client's network may go ahead: `Err` with the seconds to
+    /// wait when this network used up the account's attempts (a hard limit,
+    /// so failures elsewhere never lock the owner out), else `Ok` with how
+    /// long to hold the attempt first: when attempts from every network
+    /// together pass the account's ceiling, each is slowed, never refused.
+    pub fn check_login_account(&self, email: &str, ip: IpAddr) -> Result<Duration, u64> {
+        let account = email.trim().to_lowercase();
+        if let Some(limiter) = &self.login_account {
+            limiter
+                .check_key(&(account.clone(), self.key(ip)))
+                .map_err(|not_until| {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+                })?;
+        }
+        let Some(ceiling) = &self.login_account_all else {
+            return Ok(Duration::ZERO);
         };
-        limiter
-            .check_key(&email.trim().to_lowercase())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-            })
+        Ok(ceiling
+            .check_key(&account)
+            .err()
+            .map_or(Duration::ZERO, |not_until| {
+                not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .min(MAX_SIGN_IN_SLOWDOWN)
+            }))
     }
 
     /// Whether this rate-limit hit should be written to the audit log (at
@@ -121,6 +149,9 @@ impl RateLimiters {
             l.retain_recent();
         }
         if let Some(l) = &self.login_account {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.login_account_all {
             l.retain_recent();
         }
         self.audit.retain_recent();
@@ -186,13 +217,19 @@ mod tests {
             login_per_account_per_hour: 2,
             ipv6_prefix: 64,
         });
-        assert!(l.check_login_account("A@x.io").is_ok());
-        assert!(l.check_login_account("a@X.io ").is_ok());
+        let home: IpAddr = "198.51.100.7".parse().unwrap();
+        let away: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(l.check_login_account("A@x.io", away).is_ok());
+        assert!(l.check_login_account("a@X.io ", away).is_ok());
         assert!(
-            l.check_login_account("a@x.io").is_err(),
-            "per account, any case"
+            l.check_login_account("a@x.io", away).is_err(),
+            "per account and network, any case"
         );
-        assert!(l.check_login_account("b@x.io").is_ok());
+        assert!(
+            l.check_login_account("a@x.io", home).is_ok(),
+            "another network"
+        );
+        assert!(l.check_login_account("b@x.io", away).is_ok());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(l.check(Limit::Start, a).is_ok());

@@ -1,5 +1,7 @@
 //! Accounts: creation, sign-up, and password sign-in.
 
+use std::net::IpAddr;
+
 use diesel::PgConnection;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -108,11 +110,18 @@ pub async fn sign_in(
     state: &AppState,
     email: &str,
     password: SecretString,
-    client_ip: String,
+    client_ip: IpAddr,
 ) -> Result<Option<User>, AppError> {
-    if let Err(retry_after_secs) = state.limiters.check_login_account(email) {
-        tracing::warn!("sign-in attempts for one account over the limit");
-        return Err(AppError::RateLimited { retry_after_secs });
+    match state.limiters.check_login_account(email, client_ip) {
+        Err(retry_after_secs) => {
+            tracing::warn!("sign-in attempts for one account from one network over the limit");
+            return Err(AppError::RateLimited { retry_after_secs });
+        }
+        Ok(hold) if !hold.is_zero() => {
+            tracing::warn!("sign-in attempts for one account over its ceiling; slowing down");
+            tokio::time::sleep(hold).await;
+        }
+        Ok(_) => {}
     }
     let lookup = email.trim().to_owned();
     let found = db::run(&state.pool, move |conn| {
@@ -124,6 +133,7 @@ pub async fn sign_in(
     let user = bcrypt(state, move || check_password(found, &password, &dummy)).await?;
     let signed_in = user.as_ref().map(|u| u.id);
     db::run(&state.pool, move |conn| {
+        let client_ip = client_ip.to_string();
         let ip = Some(client_ip.as_str());
         let event = match signed_in {
             Some(id) => Event::new(EventKind::LoginSucceeded, Severity::Low, ip).user(id),

@@ -309,3 +309,34 @@ async fn finding_13_failed_sign_ins_name_the_account_that_was_tried() {
         "an unknown email names no account"
     );
 }
+
+#[tokio::test]
+async fn finding_2_failures_from_another_network_do_not_lock_the_owner_out() {
+    let app =
+        crate::helpers::spawn_app_with(|c| c.rate_limits.login_per_account_per_hour = 2).await;
+    app.create_user("dev@example.com", false).await;
+    let attacker = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = app
+            .sign_in(&attacker, "dev@example.com", "guess guess guess")
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 429],
+        "guessing from one network is bounded"
+    );
+    let owner = app.sign_in(&browser(), "dev@example.com", PASSWORD).await;
+    assert_eq!(
+        owner.status(),
+        303,
+        "the owner, from their own network, signs in"
+    );
+}

@@ -89,7 +89,7 @@ pub async fn login(
     let CsrfForm { form, session } = form;
     let redirect = safe_redirect(form.redirect.as_deref());
     let email = form.email.trim().to_owned();
-    let Some(user) = accounts::sign_in(&state, &email, form.password, ip.to_string()).await? else {
+    let Some(user) = accounts::sign_in(&state, &email, form.password, ip.0).await? else {
         return render(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
