@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimits;
 
@@ -40,6 +40,7 @@ pub struct RateLimiters {
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login_account: Option<DefaultKeyedRateLimiter<(String, IpAddr)>>,
     login_account_all: Option<DefaultKeyedRateLimiter<String>>,
+    start_global: Option<DefaultDirectRateLimiter>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
     ipv6_prefix: u8,
 }
@@ -64,6 +65,8 @@ impl RateLimiters {
                     .saturating_mul(ACCOUNT_CEILING_NETWORKS),
             )
             .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
+            start_global: NonZeroU32::new(limits.start_global_per_min)
+                .map(|n| RateLimiter::direct(Quota::per_minute(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             ipv6_prefix: limits.ipv6_prefix.min(128),
         }
@@ -96,13 +99,17 @@ impl RateLimiters {
             Limit::Complete => &self.complete,
             Limit::Login => &self.login,
         };
-        let Some(limiter) = limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&self.key(ip)).map_err(|not_until| {
+        let seconds = |not_until: governor::NotUntil<_>| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        };
+        if let Some(limiter) = limiter {
+            limiter.check_key(&self.key(ip)).map_err(seconds)?;
+        }
+        match (limit, &self.start_global) {
+            (Limit::Start, Some(all)) => all.check().map_err(seconds),
+            _ => Ok(()),
+        }
     }
 
     /// Whether another sign-in attempt for this account (email, any case)
@@ -211,6 +218,7 @@ mod tests {
     fn limits_per_ip_and_off_when_zero() {
         let l = RateLimiters::new(&RateLimits {
             start_per_min: 2,
+            start_global_per_min: 0,
             poll_per_min: 0,
             complete_per_min: 1,
             login_per_min: 1,
@@ -248,6 +256,7 @@ mod tests {
     fn finding_3_an_ipv6_network_shares_one_bucket() {
         let l = RateLimiters::new(&RateLimits {
             start_per_min: 1,
+            start_global_per_min: 0,
             poll_per_min: 0,
             complete_per_min: 0,
             login_per_min: 0,

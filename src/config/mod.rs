@@ -37,6 +37,9 @@ pub enum Environment {
 pub struct RateLimits {
     /// `device/start`.
     pub start_per_min: u32,
+    /// `RATE_LIMIT_START_GLOBAL_PER_MIN`: starts from every client together
+    /// (each writes a row and an audit event; addresses are cheap).
+    pub start_global_per_min: u32,
     /// `device/poll`.
     pub poll_per_min: u32,
     /// `device/complete` and `device/cancel`.
@@ -274,6 +277,7 @@ impl Config {
             max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
             rate_limits: RateLimits {
                 start_per_min: num("RATE_LIMIT_START_PER_MIN", 30, 0, 1_000_000)?,
+                start_global_per_min: num("RATE_LIMIT_START_GLOBAL_PER_MIN", 600, 0, 10_000_000)?,
                 poll_per_min: num("RATE_LIMIT_POLL_PER_MIN", 120, 0, 1_000_000)?,
                 complete_per_min: num("RATE_LIMIT_COMPLETE_PER_MIN", 30, 0, 1_000_000)?,
                 login_per_min: num("RATE_LIMIT_LOGIN_PER_MIN", 10, 0, 1_000_000)?,

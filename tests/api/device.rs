@@ -859,3 +859,23 @@ async fn finding_3_security_events_past_retention_are_deleted() {
         1
     );
 }
+
+#[tokio::test]
+async fn finding_3_unauthenticated_starts_have_a_global_cap() {
+    let app = spawn_app_with(|c| c.rate_limits.start_global_per_min = 2).await;
+    let mut statuses = Vec::new();
+    for last in 1..=3u8 {
+        let from = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap();
+        let r = from
+            .post(app.url("/api/v1/cli/auth/device/start"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "three addresses, one cap");
+}
