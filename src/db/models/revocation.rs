@@ -40,12 +40,6 @@ impl Revoked {
     pub fn token(&self, id: Uuid) -> Option<&ApiToken> {
         self.tokens.iter().find(|t| t.id == id)
     }
-
-    /// Adds what another revocation in the same transaction ended.
-    pub fn merge(&mut self, other: Revoked) {
-        self.tokens.extend(other.tokens);
-        self.refresh_tokens += other.refresh_tokens;
-    }
 }
 
 /// Revokes `target` in one transaction (a savepoint inside the caller's).

@@ -56,15 +56,6 @@ pub fn insert(conn: &mut PgConnection, event: &NewSecurityEvent<'_>) -> QueryRes
         .map(|_| ())
 }
 
-/// Events of a kind, newest first (for tests and the admin log).
-pub fn list_recent(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<SecurityEvent>> {
-    security_events::table
-        .select(SecurityEvent::as_select())
-        .order(security_events::id.desc())
-        .limit(limit)
-        .load(conn)
-}
-
 /// Unseen events of one kind for one account, newest first, at most `limit`
 /// (served by the partial index `security_events_unseen_idx`).
 pub fn unseen_for_user(
