@@ -12,6 +12,7 @@ use envshield_server::config::Config;
 use envshield_server::db;
 use envshield_server::domain::{Email, Role};
 use envshield_server::service::accounts;
+use envshield_server::service::users::{self, Actor, Change};
 use envshield_server::startup::Application;
 use envshield_server::telemetry;
 
@@ -51,6 +52,39 @@ enum UsersCommand {
         /// Give the account the admin role.
         #[arg(long)]
         admin: bool,
+    },
+    /// List accounts: email, role, status, creation time, id.
+    List {
+        /// Only accounts whose email contains this.
+        #[arg(long, default_value = "")]
+        search: String,
+    },
+    /// Disable an account: its sessions end and every token is revoked.
+    Disable {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Let a disabled account sign in again.
+    Enable {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Change an account's role; tokens the new role may not hold are revoked.
+    SetRole {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+        /// `user` or `admin`.
+        #[arg(long)]
+        role: String,
+    },
+    /// Set a new password, read from standard input; every session ends.
+    ResetPassword {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -109,27 +143,94 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {applied} migration(s); the database is up to date");
             Ok(())
         }
-        Command::Users {
-            command: UsersCommand::Create { email, admin },
-        } => {
-            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
-            let password = read_password()?;
+        Command::Users { command } => {
             let database = open_database(&config)?;
             let mut conn = connect(&database.url)?;
             db::run_migrations(&mut conn)?;
-            let role = if admin { Role::Admin } else { Role::User };
-            let user = accounts::create_user(
-                &mut conn,
-                &email,
-                &password,
-                role.as_str(),
-                config.bcrypt_cost,
-            )
-            .map_err(|e| anyhow::anyhow!(e.public_message()))?;
-            println!("created {} account {} ({})", user.role, user.email, user.id);
-            Ok(())
+            manage_users(&config, &mut conn, command)
         }
     }
+}
+
+/// Runs an account command on `conn` and prints what it did.
+fn manage_users(
+    config: &Config,
+    conn: &mut diesel::PgConnection,
+    command: UsersCommand,
+) -> anyhow::Result<()> {
+    let public = |e: envshield_server::error::AppError| anyhow::anyhow!(e.public_message());
+    let (email, change) = match command {
+        UsersCommand::Create { email, admin } => {
+            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
+            let password = read_password()?;
+            let role = if admin { Role::Admin } else { Role::User };
+            let user =
+                accounts::create_user(conn, &email, &password, role.as_str(), config.bcrypt_cost)
+                    .map_err(public)?;
+            users::record_created(&mut db::Db::new(conn), &Actor::operator(), &user)
+                .map_err(public)?;
+            println!("created {} account {} ({})", user.role, user.email, user.id);
+            return Ok(());
+        }
+        UsersCommand::List { search } => {
+            let found = db::models::users::search(conn, &search, i64::MAX, 0)?;
+            println!(
+                "{:<40} {:<6} {:<9} {:<17} ID",
+                "EMAIL", "ROLE", "STATUS", "CREATED"
+            );
+            for u in &found {
+                let status = if u.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                let created = u.created_at.format("%Y-%m-%d %H:%M");
+                println!(
+                    "{:<40} {:<6} {status:<9} {created:<17} {}",
+                    u.email, u.role, u.id
+                );
+            }
+            println!("{} account(s)", found.len());
+            return Ok(());
+        }
+        UsersCommand::Disable { email } => (email, Change::Disable),
+        UsersCommand::Enable { email } => (email, Change::Enable),
+        UsersCommand::SetRole { email, role } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("the role must be `user` or `admin`"))?;
+            (email, Change::SetRole(role))
+        }
+        UsersCommand::ResetPassword { email } => {
+            let password = read_password()?;
+            let hash =
+                accounts::hash_new_password(&password, config.bcrypt_cost).map_err(public)?;
+            (email, Change::SetPassword(hash))
+        }
+    };
+    let user = db::models::users::find_by_email(conn, email.trim())?
+        .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.trim()))?;
+    let (user, revoked) = users::apply(
+        &mut db::Db::new(conn),
+        config,
+        &Actor::operator(),
+        user.id,
+        &change,
+        chrono::Utc::now(),
+    )
+    .map_err(public)?;
+    let status = if user.disabled_at.is_some() {
+        "disabled"
+    } else {
+        "active"
+    };
+    println!(
+        "{}: role {}, {status}; {} token(s) and {} refresh token(s) revoked",
+        user.email,
+        user.role,
+        revoked.tokens.len(),
+        revoked.refresh_tokens
+    );
+    Ok(())
 }
 
 fn connect(url: &SecretString) -> anyhow::Result<diesel::PgConnection> {

@@ -41,6 +41,7 @@ pub struct RateLimiters {
     login_account: Option<DefaultKeyedRateLimiter<(String, IpAddr)>>,
     login_account_all: Option<DefaultKeyedRateLimiter<String>>,
     start_global: Option<DefaultDirectRateLimiter>,
+    code_entry_account: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
     ipv6_prefix: u8,
 }
@@ -67,6 +68,8 @@ impl RateLimiters {
             .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             start_global: NonZeroU32::new(limits.start_global_per_min)
                 .map(|n| RateLimiter::direct(Quota::per_minute(n))),
+            code_entry_account: NonZeroU32::new(limits.code_entry_per_account_per_hour)
+                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             ipv6_prefix: limits.ipv6_prefix.min(128),
         }
@@ -141,6 +144,19 @@ impl RateLimiters {
             }))
     }
 
+    /// `Ok` if this signed-in account may look up or decide another user
+    /// code now, from whichever address; else the seconds to wait. Bounds
+    /// code guessing by one account spread over many addresses.
+    pub fn check_code_entry(&self, account: uuid::Uuid) -> Result<(), u64> {
+        let Some(limiter) = &self.code_entry_account else {
+            return Ok(());
+        };
+        limiter.check_key(&account).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
     /// Whether this rate-limit hit should be written to the audit log (at
     /// most once a minute per client and endpoint).
     pub fn should_audit(&self, limit: Limit, ip: IpAddr) -> bool {
@@ -159,6 +175,9 @@ impl RateLimiters {
             l.retain_recent();
         }
         if let Some(l) = &self.login_account_all {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.code_entry_account {
             l.retain_recent();
         }
         self.audit.retain_recent();
@@ -223,6 +242,7 @@ mod tests {
             complete_per_min: 1,
             login_per_min: 1,
             login_per_account_per_hour: 2,
+            code_entry_per_account_per_hour: 0,
             ipv6_prefix: 64,
         });
         let home: IpAddr = "198.51.100.7".parse().unwrap();
@@ -261,6 +281,7 @@ mod tests {
             complete_per_min: 0,
             login_per_min: 0,
             login_per_account_per_hour: 0,
+            code_entry_per_account_per_hour: 0,
             ipv6_prefix: 64,
         });
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();

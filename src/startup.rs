@@ -230,20 +230,25 @@ async fn purge_loop(state: web::Data<AppState>) {
         tick.tick().await;
         state.limiters.retain_recent();
         state.realtime.forget_stale(std::time::Instant::now());
-        let result =
-            crate::service::device::purge(&state, chrono::Utc::now(), KEEP_ENDED_SESSIONS).await;
-        match result {
-            Ok((expired, deleted)) if expired + deleted > 0 => {
-                tracing::info!(expired, deleted, "purged device sessions");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = ?e, "purging device sessions failed; will retry"),
-        }
-        match crate::service::audit::purge_events(&state, chrono::Utc::now()).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted security events past retention"),
-            Err(e) => tracing::warn!(error = ?e, "purging security events failed; will retry"),
-        }
+        let now = chrono::Utc::now();
+        let device = crate::service::device::purge(&state, now, KEEP_ENDED_SESSIONS).await;
+        logged(
+            "device sessions expired, deleted",
+            device.map(|(e, d)| e + d),
+        );
+        let browser = crate::service::sessions::purge(&state, now, KEEP_ENDED_SESSIONS).await;
+        logged("browser sessions deleted", browser);
+        let events = crate::service::audit::purge_events(&state, now).await;
+        logged("security events past retention deleted", events);
+    }
+}
+
+/// Logs what a purge did, or that it failed (it runs again next time).
+fn logged(what: &str, result: Result<usize, crate::error::AppError>) {
+    match result {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "purged: {what}"),
+        Err(e) => tracing::warn!(error = ?e, "purge failed ({what}); will retry"),
     }
 }
 

@@ -1,13 +1,12 @@
 //! The browser session, a typed wrapper over actix-session.
 
 use actix_session::Session;
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::error::AppError;
 
-const USER_ID_KEY: &str = "user_id";
-const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+/// The session secret: a random value whose digest names the server-side
+/// session row (`user_sessions`).
+const SECRET_KEY: &str = "sid";
 const CSRF_KEY: &str = "csrf";
 
 /// Typed access to the session cookie's contents.
@@ -24,27 +23,20 @@ fn session_err(e: impl std::fmt::Display) -> AppError {
 }
 
 impl TypedSession {
-    /// Signs `user_id` in: a fresh session (new id, new CSRF token) so nothing
-    /// from before sign-in carries over.
-    pub fn sign_in(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<(), AppError> {
+    /// Signs in with a server-side session's secret: a fresh cookie (new
+    /// CSRF token) so nothing from before sign-in carries over.
+    pub fn sign_in(&self, secret: &str) -> Result<(), AppError> {
         self.0.renew();
         self.0.remove(CSRF_KEY);
-        self.0.insert(USER_ID_KEY, user_id).map_err(session_err)?;
-        self.0
-            .insert(SIGNED_IN_AT_KEY, now.timestamp())
-            .map_err(session_err)
+        self.0.insert(SECRET_KEY, secret).map_err(session_err)
     }
 
-    /// The signed-in account, if the sign-in is younger than `max_age`.
-    pub fn user_id(&self, now: DateTime<Utc>, max_age: std::time::Duration) -> Option<Uuid> {
-        let id = self.0.get::<Uuid>(USER_ID_KEY).ok().flatten()?;
-        let at = self.0.get::<i64>(SIGNED_IN_AT_KEY).ok().flatten()?;
-        let age = now.timestamp().saturating_sub(at);
-        let max = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-        (0..=max).contains(&age).then_some(id)
+    /// The server-side session's secret, if this browser signed in.
+    pub fn secret(&self) -> Option<String> {
+        self.0.get::<String>(SECRET_KEY).ok().flatten()
     }
 
-    /// Ends the session and clears the cookie.
+    /// Clears the cookie (the caller ends the server-side session).
     pub fn sign_out(&self) {
         self.0.purge();
     }

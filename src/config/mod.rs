@@ -48,6 +48,10 @@ pub struct RateLimits {
     pub login_per_min: u32,
     /// `POST /login` attempts per account (email) per hour.
     pub login_per_account_per_hour: u32,
+    /// `RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR`: user codes one
+    /// signed-in account may look up or decide, from every address
+    /// together (approval page, code entry, `device/complete`).
+    pub code_entry_per_account_per_hour: u32,
     /// `RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per network of
     /// this prefix length (one /64 is one subscriber's, with any number of
     /// addresses).
@@ -276,6 +280,12 @@ impl Config {
             cli_oauth_token_policy,
             max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
             rate_limits: RateLimits {
+                code_entry_per_account_per_hour: num(
+                    "RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR",
+                    60,
+                    0,
+                    1_000_000,
+                )?,
                 start_per_min: num("RATE_LIMIT_START_PER_MIN", 30, 0, 1_000_000)?,
                 start_global_per_min: num("RATE_LIMIT_START_GLOBAL_PER_MIN", 600, 0, 10_000_000)?,
                 poll_per_min: num("RATE_LIMIT_POLL_PER_MIN", 120, 0, 1_000_000)?,

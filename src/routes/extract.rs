@@ -9,15 +9,15 @@ use std::pin::Pin;
 use actix_session::SessionExt;
 use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use chrono::Utc;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::auth::session::TypedSession;
 use crate::db::models::users::User;
 use crate::error::AppError;
 use crate::rate_limit::client_ip;
 use crate::routes::html::{path_and_query, Nav, PageError};
-use crate::service::accounts;
+use crate::service::sessions::{self, SignedIn};
 use crate::service::tokens::{self, Authenticated, Refusal};
 use crate::state::AppState;
 
@@ -50,6 +50,24 @@ impl std::fmt::Display for ClientIp {
     }
 }
 
+/// The request's `User-Agent`, when it is text.
+#[derive(Debug, Clone)]
+pub struct UserAgent(pub Option<String>);
+
+impl FromRequest for UserAgent {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        ready(Ok(Self(ua)))
+    }
+}
+
 impl FromRequest for TypedSession {
     type Error = actix_web::Error;
     type Future = Ready<Result<Self, actix_web::Error>>;
@@ -59,10 +77,11 @@ impl FromRequest for TypedSession {
     }
 }
 
-/// The account signed in to this browser session, if any (and not disabled).
-async fn signed_in(session: &TypedSession, state: &AppState) -> Result<Option<User>, AppError> {
-    match session.user_id(Utc::now(), state.config.session_ttl) {
-        Some(user_id) => accounts::find_enabled(state, user_id).await,
+/// The live server-side session of this browser and its enabled account,
+/// if signed in.
+async fn signed_in(session: &TypedSession, state: &AppState) -> Result<Option<SignedIn>, AppError> {
+    match session.secret() {
+        Some(secret) => sessions::find(state, secret).await,
         None => Ok(None),
     }
 }
@@ -74,6 +93,8 @@ async fn signed_in(session: &TypedSession, state: &AppState) -> Result<Option<Us
 pub struct Viewer {
     /// The account.
     pub user: User,
+    /// The server-side session this browser holds.
+    pub session_id: Uuid,
     /// The session's CSRF token, for every form on the page.
     pub csrf_token: String,
 }
@@ -90,8 +111,9 @@ impl Viewer {
 
     async fn of(session: &TypedSession, state: &AppState) -> Result<Option<Self>, AppError> {
         Ok(match signed_in(session, state).await? {
-            Some(user) => Some(Self {
+            Some(SignedIn { session_id, user }) => Some(Self {
                 user,
+                session_id,
                 csrf_token: session.csrf_token()?,
             }),
             None => None,
@@ -270,7 +292,7 @@ impl FromRequest for SignedInUser {
             let state = state?;
             signed_in(&session, &state)
                 .await?
-                .map(SignedInUser)
+                .map(|s| SignedInUser(s.user))
                 .ok_or_else(|| AppError::Unauthorized {
                     code: "not_signed_in",
                     message: "Sign in at /login first.".to_owned(),

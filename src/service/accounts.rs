@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::auth::password;
 use crate::db::{
     self,
+    models::user_sessions::{self, Ending},
     models::users::{self, NewUser, User},
 };
 use crate::domain::{Email, Role};
@@ -82,16 +83,10 @@ pub fn check_password(
     user.filter(|u| ok && u.disabled_at.is_none())
 }
 
-/// The enabled account with this id (a browser session's), if any.
-pub async fn find_enabled(state: &AppState, user_id: Uuid) -> Result<Option<User>, AppError> {
-    let user = db::run(&state.pool, move |conn| Ok(users::find(conn, user_id)?)).await?;
-    Ok(user.filter(|u| u.disabled_at.is_none()))
-}
-
 /// Runs bcrypt work off the async workers, at most half the cores at once,
 /// so a burst of sign-ins cannot take every core from polls and Bearer
 /// checks.
-async fn bcrypt<T: Send + 'static>(
+pub(crate) async fn bcrypt<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
@@ -193,4 +188,67 @@ pub async fn sign_up(
         Err(e @ AppError::Conflict { .. }) => Ok(Err(SignUpRefused::Taken(e.public_message()))),
         Err(e) => Err(e),
     }
+}
+
+/// Why a password change was refused, to show on the form.
+#[derive(Debug)]
+pub struct PasswordRefused(pub String);
+
+/// Changes a signed-in person's password: the current one must match
+/// (attempts count toward the account's sign-in limit), the new one is typed
+/// twice and follows the sign-up rules. Every other session ends.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    current: SecretString,
+    new: SecretString,
+    again: &SecretString,
+    client_ip: IpAddr,
+) -> Result<Result<(), PasswordRefused>, AppError> {
+    let refuse = |m: &str| Ok(Err(PasswordRefused(m.to_owned())));
+    if new.expose_secret() != again.expose_secret() {
+        return refuse("The two new passwords do not match.");
+    }
+    if let Err(m) = password::validate_new_password(&new) {
+        return refuse(&m);
+    }
+    match state.limiters.check_login_account(&user.email, client_ip) {
+        Err(retry_after_secs) => return Err(AppError::RateLimited { retry_after_secs }),
+        Ok(hold) => tokio::time::sleep(hold).await,
+    }
+    let (hash, cost) = (user.password_hash.clone(), state.config.bcrypt_cost);
+    let new_hash = bcrypt(state, move || {
+        if password::verify_password(&current, &hash) {
+            password::hash_password(&new, cost).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+    .await??;
+    let Some(new_hash) = new_hash else {
+        return refuse("Your current password is not right.");
+    };
+    let user_id = user.id;
+    db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let now = chrono::Utc::now();
+            let changes = users::Changes {
+                password_hash: Some(&new_hash),
+                ..users::Changes::default()
+            };
+            users::update(conn, user_id, &changes)?;
+            let ended = user_sessions::end(conn, user_id, Ending::AllBut(session_id), now)?;
+            let ip = client_ip.to_string();
+            events::record(
+                conn,
+                Event::new(EventKind::PasswordChanged, Severity::Medium, Some(&ip))
+                    .user(user_id)
+                    .details(json!({ "other_sessions_ended": ended })),
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(Ok(()))
 }

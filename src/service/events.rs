@@ -56,6 +56,20 @@ pub enum EventKind {
     LoginFailed,
     /// A browser sign-in succeeded.
     LoginSucceeded,
+    /// Browser sessions were ended: signed out, or ended from elsewhere.
+    SessionsEnded,
+    /// A person changed their password.
+    PasswordChanged,
+    /// An admin or operator set a new password for an account.
+    PasswordReset,
+    /// An account was created by an admin or operator.
+    AccountCreated,
+    /// An account was disabled: sessions ended, tokens revoked.
+    AccountDisabled,
+    /// A disabled account was enabled again.
+    AccountEnabled,
+    /// An account's role changed.
+    RoleChanged,
 }
 
 impl EventKind {
@@ -75,6 +89,13 @@ impl EventKind {
             Self::ConfirmationFailed => "cli_confirmation_failed",
             Self::LoginFailed => "login_failed",
             Self::LoginSucceeded => "login_succeeded",
+            Self::SessionsEnded => "sessions_ended",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::AccountCreated => "account_created",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
+            Self::RoleChanged => "role_changed",
         }
     }
 }

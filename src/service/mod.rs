@@ -9,4 +9,6 @@ pub mod device;
 pub mod events;
 pub mod grants;
 pub mod oauth;
+pub mod sessions;
 pub mod tokens;
+pub mod users;

@@ -240,4 +240,22 @@ impl TestApp {
         .await
         .unwrap()
     }
+
+    /// The one text value `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct V {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        let url = self.server.db.url.clone();
+        let sql = format!("SELECT ({sql}) AS v");
+        tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            let mut conn = PgConnection::establish(&url).unwrap();
+            diesel::sql_query(sql).get_result::<V>(&mut conn).unwrap().v
+        })
+        .await
+        .unwrap()
+    }
 }

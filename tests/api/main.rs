@@ -8,6 +8,7 @@ mod helpers;
 mod login;
 mod longpoll;
 mod oauth;
+mod pages_account;
 mod pages_admin;
 mod pages_cli;
 mod pages_support;

@@ -6,4 +6,5 @@ pub mod notifications;
 pub mod refresh_tokens;
 pub mod revocation;
 pub mod security_events;
+pub mod user_sessions;
 pub mod users;

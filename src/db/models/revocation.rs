@@ -51,11 +51,48 @@ pub fn revoke(
     target: Target<'_>,
     now: DateTime<Utc>,
 ) -> QueryResult<Revoked> {
+    let (ids, families): (&[Uuid], Vec<Uuid>) = match target {
+        Target::Tokens(ids) => (ids, Vec::new()),
+        Target::Family(family) => (&[], vec![family]),
+    };
+    revoke_grants(conn, ids, families, now)
+}
+
+/// Revokes the account's live tokens and refresh families whose scopes
+/// `keep` refuses: every one when an account is disabled, those its new role
+/// may no longer hold when its role changes.
+#[must_use = "tell the realtime caches once the transaction commits"]
+pub fn revoke_account_grants(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    keep: impl Fn(&[String]) -> bool,
+) -> QueryResult<Revoked> {
+    let tokens: Vec<(Uuid, Vec<String>)> = api_tokens::table
+        .filter(api_tokens::user_id.eq(user_id))
+        .filter(api_tokens::revoked_at.is_null())
+        .select((api_tokens::id, api_tokens::scopes))
+        .load(conn)?;
+    let families: Vec<(Uuid, Vec<String>)> = refresh_tokens::table
+        .filter(refresh_tokens::user_id.eq(user_id))
+        .filter(refresh_tokens::revoked_at.is_null())
+        .select((refresh_tokens::family_id, refresh_tokens::scopes))
+        .load(conn)?;
+    let refused = |(id, scopes): (Uuid, Vec<String>)| (!keep(&scopes)).then_some(id);
+    let ids: Vec<Uuid> = tokens.into_iter().filter_map(refused).collect();
+    let families: Vec<Uuid> = families.into_iter().filter_map(refused).collect();
+    revoke_grants(conn, &ids, families, now)
+}
+
+/// Revokes these tokens, their families and these families, in one
+/// savepoint.
+fn revoke_grants(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    mut families: Vec<Uuid>,
+    now: DateTime<Utc>,
+) -> QueryResult<Revoked> {
     conn.transaction(|conn| {
-        let (ids, mut families): (&[Uuid], Vec<Uuid>) = match target {
-            Target::Tokens(ids) => (ids, Vec::new()),
-            Target::Family(family) => (&[], vec![family]),
-        };
         if !ids.is_empty() {
             families.extend(
                 api_tokens::table
@@ -64,9 +101,9 @@ pub fn revoke(
                     .select(api_tokens::family_id.assume_not_null())
                     .load::<Uuid>(conn)?,
             );
-            families.sort_unstable();
-            families.dedup();
         }
+        families.sort_unstable();
+        families.dedup();
         let tokens = diesel::update(
             api_tokens::table
                 .filter(

@@ -94,3 +94,62 @@ pub fn lock(conn: &mut PgConnection, id: Uuid) -> QueryResult<User> {
         .for_update()
         .first(conn)
 }
+
+/// Accounts whose email contains `search` (any case; all when empty), by
+/// email, one page of `limit` after `offset`.
+pub fn search(
+    conn: &mut PgConnection,
+    search: &str,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<User>> {
+    let pattern = format!(
+        "%{}%",
+        search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    users::table
+        .filter(lower(users::email).like(pattern))
+        .order(users::email.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(User::as_select())
+        .load(conn)
+}
+
+/// Locks every enabled admin but `except` and counts them: the guard that
+/// keeps one enabled admin, safe against two admins demoting each other at
+/// once.
+pub fn lock_other_enabled_admins(conn: &mut PgConnection, except: Uuid) -> QueryResult<usize> {
+    users::table
+        .filter(users::role.eq(Role::Admin))
+        .filter(users::disabled_at.is_null())
+        .filter(users::id.ne(except))
+        .select(users::id)
+        .for_update()
+        .load::<Uuid>(conn)
+        .map(|ids| ids.len())
+}
+
+/// A change to one account.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct Changes<'a> {
+    /// New password hash.
+    pub password_hash: Option<&'a str>,
+    /// New role.
+    pub role: Option<Role>,
+    /// `Some(Some(t))` disables, `Some(None)` enables.
+    pub disabled_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Applies `changes` to the account.
+pub fn update(conn: &mut PgConnection, id: Uuid, changes: &Changes<'_>) -> QueryResult<User> {
+    diesel::update(users::table.find(id))
+        .set(changes)
+        .returning(User::as_returning())
+        .get_result(conn)
+}

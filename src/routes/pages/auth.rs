@@ -3,16 +3,16 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use chrono::Utc;
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
 use crate::error::AppError;
-use crate::routes::extract::{page_form, ClientIp, CsrfForm, MaybeViewer};
+use crate::routes::extract::{page_form, ClientIp, CsrfForm, MaybeViewer, UserAgent};
 use crate::routes::pages::{render, see_other, Nav, PageError};
 use crate::service::accounts::{self, SignUpRefused};
+use crate::service::sessions;
 use crate::state::AppState;
 
 /// The one message for every failed sign-in: no hint whether the email exists.
@@ -83,6 +83,7 @@ page_form!(LoginForm);
 /// `POST /login`.
 pub async fn login(
     ip: ClientIp,
+    ua: UserAgent,
     state: web::Data<AppState>,
     form: CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -101,7 +102,8 @@ pub async fn login(
             },
         );
     };
-    session.sign_in(user.id, Utc::now())?;
+    let secret = sessions::start(&state, user.id, ip.0, ua.0).await?;
+    session.sign_in(&secret)?;
     Ok(see_other(redirect.as_deref().unwrap_or("/")))
 }
 
@@ -114,10 +116,17 @@ pub struct LogoutForm {
 
 page_form!(LogoutForm);
 
-/// `POST /logout`.
-pub async fn logout(form: CsrfForm<LogoutForm>) -> HttpResponse {
+/// `POST /logout`: ends this session on the server, so a copy of the
+/// cookie stops working too, and clears the cookie.
+pub async fn logout(
+    state: web::Data<AppState>,
+    form: CsrfForm<LogoutForm>,
+) -> Result<HttpResponse, PageError> {
+    if let Some(secret) = form.session.secret() {
+        sessions::end_by_secret(&state, secret).await?;
+    }
     form.session.sign_out();
-    see_other("/login")
+    Ok(see_other("/login"))
 }
 
 #[cfg(test)]
@@ -195,6 +204,8 @@ page_form!(SignupForm);
 
 /// `POST /signup`: creates a `user` account and signs it in.
 pub async fn signup(
+    ip: ClientIp,
+    ua: UserAgent,
     state: web::Data<AppState>,
     form: CsrfForm<SignupForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -218,6 +229,7 @@ pub async fn signup(
             )
         }
     };
-    session.sign_in(user.id, Utc::now())?;
+    let secret = sessions::start(&state, user.id, ip.0, ua.0).await?;
+    session.sign_in(&secret)?;
     Ok(see_other("/"))
 }

@@ -227,6 +227,7 @@ pub async fn approval_form(
         return EndedPage::invalid(viewer.nav());
     };
     let viewer = viewer.require(&approval_path(&code))?;
+    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     let Some(request) = device::find_request(&state, &code).await? else {
         return EndedPage::expired(viewer.nav());
     };
@@ -356,6 +357,7 @@ pub async fn decide(
     posted: SignedInForm<DecisionForm>,
 ) -> Result<HttpResponse, PageError> {
     let SignedInForm { form, viewer } = posted;
+    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     let Some(code) = form.user_code() else {
         return EndedPage::invalid(None);
     };
@@ -448,10 +450,12 @@ page_form!(CodeForm, back_to = "/cli/device");
 /// the client's rate limit, so live codes cannot be found by guessing.
 #[tracing::instrument(name = "enter_code", skip_all)]
 pub async fn enter_code(
+    ip: ClientIp,
     state: web::Data<AppState>,
     posted: SignedInForm<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
     let SignedInForm { form, viewer } = posted;
+    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     if let Some(code) = UserCode::parse(&form.code) {
         let live = device::find_request(&state, &code).await?.is_some_and(|r| {
             r.status == SessionStatus::Pending

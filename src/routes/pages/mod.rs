@@ -1,11 +1,13 @@
 //! Server-rendered pages (Askama), the helpers they share, and the HTML
 //! error page.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod home;
 pub mod tokens;
+pub mod users;
 
 use actix_web::error::InternalError;
 use actix_web::http::header;
@@ -57,7 +59,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(tokens::revoke_form))
                 .route(web::post().to(tokens::revoke)),
         )
+        .service(page("/settings/sessions").route(web::get().to(account::list_sessions)))
+        .service(
+            page("/settings/sessions/end-all").route(web::post().to(account::end_all_sessions)),
+        )
+        .service(page("/settings/sessions/{id}/end").route(web::post().to(account::end_session)))
+        .service(
+            limited("/settings/password", RateLimit::page(Limit::Login).posts())
+                .route(web::get().to(account::password_form))
+                .route(web::post().to(account::change_password)),
+        )
         .service(page("/admin").route(web::get().to(admin::admin_home)))
+        .service(
+            page("/admin/users")
+                .route(web::get().to(users::list_users))
+                .route(web::post().to(users::create_user)),
+        )
+        .service(
+            page("/admin/users/{id}/{action}")
+                .route(web::get().to(users::confirm_form))
+                .route(web::post().to(users::confirm)),
+        )
         .service(page("/admin/tokens").route(web::get().to(admin::list_tokens)))
         .service(
             page("/admin/tokens/{id}/revoke")

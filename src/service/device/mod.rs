@@ -26,8 +26,36 @@ pub use start::{start_session, StartInput, Started};
 
 use crate::db::{models::device_sessions, Db};
 use crate::error::AppError;
+use crate::rate_limit::Limit;
 use crate::realtime::Realtime;
+use crate::service::events::{self, Event, EventKind, Severity};
 use crate::state::AppState;
+
+/// Counts one look-up or decision of a user code by a signed-in account,
+/// from whichever address: past `RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR`
+/// a 429, recorded (at most once a minute per client) as an audit event
+/// naming the account.
+pub async fn count_code_entry(
+    state: &AppState,
+    account: uuid::Uuid,
+    ip: std::net::IpAddr,
+) -> Result<(), AppError> {
+    let Err(retry_after_secs) = state.limiters.check_code_entry(account) else {
+        return Ok(());
+    };
+    tracing::warn!("user-code entries by one account over the limit");
+    if state.limiters.should_audit(Limit::Complete, ip) {
+        crate::db::run(&state.pool, move |conn| {
+            let ip = ip.to_string();
+            let event = Event::new(EventKind::CliRateLimitExceeded, Severity::Medium, Some(&ip))
+                .user(account)
+                .details(serde_json::json!({ "endpoint": "code entry per account" }));
+            Ok(events::record(conn, event)?)
+        })
+        .await?;
+    }
+    Err(AppError::RateLimited { retry_after_secs })
+}
 
 /// Expires due sessions (wiping sealed tokens and revoking tokens nobody
 /// collected) and deletes sessions that ended more than `keep` ago.

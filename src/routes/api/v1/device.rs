@@ -194,6 +194,7 @@ pub async fn complete_device_session(
     body: web::Json<CompleteDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
+    device::count_code_entry(&state, user.0.id, ip.0).await?;
     let user_code = UserCode::parse(&body.user_code).ok_or_else(|| {
         AppError::bad_request(
             "invalid_user_code",
