@@ -191,3 +191,83 @@ async fn an_admin_revokes_a_token_in_the_admin_page() {
     );
     admin.close().await;
 }
+
+/// Signs in on `/login`, coming back to `path`.
+async fn sign_in_to(b: &Browser, server: &TestServer, email: &str, path: &str) {
+    b.goto(&format!("{}/login?redirect={path}", server.address))
+        .await;
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form button[type=submit]").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_password_and_admin_users_in_the_browser() {
+    let server = server().await;
+    create_user(&server, "dev@example.com", false).await;
+    create_user(&server, "admin@example.com", true).await;
+    let laptop = Browser::open().await;
+    let phone = Browser::open().await;
+    sign_in_to(&phone, &server, "dev@example.com", "/settings/tokens").await;
+    phone.wait_for_text("h1", "Your API tokens").await;
+    sign_in_to(&laptop, &server, "dev@example.com", "/settings/sessions").await;
+    laptop.wait_for_text("h1", "Where you are signed in").await;
+    let sessions = laptop.text("main").await;
+    assert_eq!(sessions.matches("Signed in").count(), 2, "{sessions}");
+    assert!(sessions.contains("this browser"), "{sessions}");
+    laptop.resize(1280, 1100).await;
+    laptop.screenshot("sessions-desktop").await;
+    laptop.resize(390, 1500).await;
+    laptop.screenshot("sessions-phone").await;
+    laptop.resize(1280, 900).await;
+
+    // A new password: the other browser is signed out, this one stays.
+    laptop.click_link_containing("Password").await;
+    laptop.wait_for_text("h1", "Change your password").await;
+    laptop.fill("#current_password", "not my password").await;
+    laptop
+        .fill("#new_password", "a new and longer passphrase")
+        .await;
+    laptop
+        .fill("#new_password_confirm", "a new and longer passphrase")
+        .await;
+    laptop.click("form button.primary").await;
+    laptop
+        .wait_for_text("#password-error", "Your current password is not right.")
+        .await;
+    laptop.screenshot("password-desktop").await;
+    laptop.fill("#current_password", PASSWORD).await;
+    laptop
+        .fill("#new_password", "a new and longer passphrase")
+        .await;
+    laptop
+        .fill("#new_password_confirm", "a new and longer passphrase")
+        .await;
+    laptop.click("form button.primary").await;
+    laptop.wait_for_text(".notice", "Password changed").await;
+    phone
+        .goto(&format!("{}/settings/tokens", server.address))
+        .await;
+    phone.wait_for_text("h1", "Sign in").await;
+
+    // An admin disables the account: the laptop's session ends too.
+    let admin = Browser::open().await;
+    sign_in_to(&admin, &server, "admin@example.com", "/admin/users").await;
+    admin.wait_for_text("h1", "Accounts").await;
+    admin.resize(1280, 1100).await;
+    admin.screenshot("admin-users-desktop").await;
+    admin.resize(390, 1700).await;
+    admin.screenshot("admin-users-phone").await;
+    admin.resize(1280, 900).await;
+    admin.click_link_containing("Disable dev@example.com").await;
+    admin.wait_for_text("h1", "Disable: dev@example.com?").await;
+    admin.click("button.danger").await;
+    admin.wait_for_text(".notice", "Account disabled").await;
+    laptop
+        .goto(&format!("{}/settings/sessions", server.address))
+        .await;
+    laptop.wait_for_text("h1", "Sign in").await;
+    for b in [laptop, phone, admin] {
+        b.close().await;
+    }
+}
