@@ -57,6 +57,21 @@ pub async fn start(
     Ok(secret)
 }
 
+/// Starts a session for a sign-in, first ending the one this browser held
+/// (a sign-in over another leaves nothing live behind).
+pub async fn replace(
+    state: &AppState,
+    previous: Option<String>,
+    user_id: Uuid,
+    ip: IpAddr,
+    user_agent: Option<String>,
+) -> Result<String, AppError> {
+    if let Some(previous) = previous {
+        end_by_secret(state, previous).await?;
+    }
+    start(state, user_id, ip, user_agent).await
+}
+
 /// The live session holding this secret, with its enabled account; noted as
 /// seen (at most once a minute).
 pub async fn find(state: &AppState, secret: String) -> Result<Option<SignedIn>, AppError> {

@@ -601,3 +601,33 @@ async fn operators_manage_accounts_from_the_command_line() {
         5
     );
 }
+
+#[tokio::test]
+async fn signing_in_again_leaves_one_live_session() {
+    let app = spawn_app().await;
+    app.create_user("dev@example.com", false).await;
+    app.create_user("other@example.com", false).await;
+    let (browser, jar) = signed_in_at(&app, "dev@example.com", 1, FIREFOX).await;
+    let before = copied_cookie(&app, &jar);
+    // Posting the sign-in form again, as another account.
+    let csrf = get(&browser, &app, "/settings/tokens").await.csrf();
+    let r = post(
+        &browser,
+        &app,
+        "/login",
+        &[
+            ("csrf_token", &csrf),
+            ("email", "other@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.html);
+    assert_eq!(app.count("user_sessions", "ended_at IS NULL").await, 1);
+    assert_eq!(
+        with_cookie(&app, &before, "/settings/tokens").await.status,
+        303
+    );
+    let page = get(&browser, &app, "/settings/sessions").await;
+    page.assert_has(&["other@example.com"]);
+}

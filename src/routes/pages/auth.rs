@@ -102,7 +102,7 @@ pub async fn login(
             },
         );
     };
-    let secret = sessions::start(&state, user.id, ip.0, ua.0).await?;
+    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
     session.sign_in(&secret)?;
     Ok(see_other(redirect.as_deref().unwrap_or("/")))
 }
@@ -229,7 +229,7 @@ pub async fn signup(
             )
         }
     };
-    let secret = sessions::start(&state, user.id, ip.0, ua.0).await?;
+    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
     session.sign_in(&secret)?;
     Ok(see_other("/"))
 }
