@@ -17,6 +17,7 @@ use crate::db::models::users::User;
 use crate::error::AppError;
 use crate::rate_limit::client_ip;
 use crate::routes::html::{path_and_query, Nav, PageError};
+use crate::service::device;
 use crate::service::sessions::{self, SignedIn};
 use crate::service::tokens::{self, Authenticated, Refusal};
 use crate::state::AppState;
@@ -298,6 +299,78 @@ impl FromRequest for SignedInUser {
                     message: "Sign in at /login first.".to_owned(),
                     challenge: None,
                 })
+        })
+    }
+}
+
+/// Who enters a user code, for the per-account cap on code entry.
+pub trait CodeEntrant {
+    /// The signed-in account, if any (a signed-out visitor is not counted:
+    /// they are sent to sign in first).
+    fn account(&self) -> Option<Uuid>;
+    /// The answer past the cap: a page for pages, JSON for the API.
+    fn refuse(e: AppError) -> actix_web::Error;
+}
+
+impl CodeEntrant for MaybeViewer {
+    fn account(&self) -> Option<Uuid> {
+        self.0.as_ref().map(|v| v.user.id)
+    }
+
+    fn refuse(e: AppError) -> actix_web::Error {
+        PageError(e).into()
+    }
+}
+
+impl<T> CodeEntrant for SignedInForm<T> {
+    fn account(&self) -> Option<Uuid> {
+        Some(self.viewer.user.id)
+    }
+
+    fn refuse(e: AppError) -> actix_web::Error {
+        PageError(e).into()
+    }
+}
+
+impl CodeEntrant for SignedInUser {
+    fn account(&self) -> Option<Uuid> {
+        Some(self.0.id)
+    }
+
+    fn refuse(e: AppError) -> actix_web::Error {
+        e.into()
+    }
+}
+
+/// `T`, once one user-code entry (a look-up or a decision) has been counted
+/// against its account from every address together: past
+/// `RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR`, a 429 before the handler
+/// runs.
+pub struct CodeEntry<T>(pub T);
+
+impl<T> FromRequest for CodeEntry<T>
+where
+    T: FromRequest + CodeEntrant + 'static,
+    T::Error: Into<actix_web::Error>,
+{
+    type Error = actix_web::Error;
+    type Future = Boxed<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let inner = T::from_request(req, payload);
+        let state = state_of(req).map(|s| {
+            let ip = client_ip(req, &s.config.trusted_proxies);
+            (s, ip)
+        });
+        Box::pin(async move {
+            let inner = inner.await.map_err(Into::into)?;
+            if let Some(account) = inner.account() {
+                let (state, ip) = state.map_err(T::refuse)?;
+                device::count_code_entry(&state, account, ip)
+                    .await
+                    .map_err(T::refuse)?;
+            }
+            Ok(Self(inner))
         })
     }
 }

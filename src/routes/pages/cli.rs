@@ -12,7 +12,9 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::domain::{SessionStatus, UserCode};
 use crate::error::AppError;
-use crate::routes::extract::{page_form, ClientIp, FormPage, MaybeViewer, SignedInForm, Viewer};
+use crate::routes::extract::{
+    page_form, ClientIp, CodeEntry, FormPage, MaybeViewer, SignedInForm, Viewer,
+};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
 use crate::state::AppState;
@@ -218,7 +220,7 @@ pub struct ApprovalQuery {
 /// the request is.
 #[tracing::instrument(name = "approval_form", skip_all)]
 pub async fn approval_form(
-    viewer: MaybeViewer,
+    CodeEntry(viewer): CodeEntry<MaybeViewer>,
     ip: ClientIp,
     state: web::Data<AppState>,
     query: web::Query<ApprovalQuery>,
@@ -227,7 +229,6 @@ pub async fn approval_form(
         return EndedPage::invalid(viewer.nav());
     };
     let viewer = viewer.require(&approval_path(&code))?;
-    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     let Some(request) = device::find_request(&state, &code).await? else {
         return EndedPage::expired(viewer.nav());
     };
@@ -354,10 +355,9 @@ impl DecisionForm {
 pub async fn decide(
     ip: ClientIp,
     state: web::Data<AppState>,
-    posted: SignedInForm<DecisionForm>,
+    CodeEntry(posted): CodeEntry<SignedInForm<DecisionForm>>,
 ) -> Result<HttpResponse, PageError> {
     let SignedInForm { form, viewer } = posted;
-    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     let Some(code) = form.user_code() else {
         return EndedPage::invalid(None);
     };
@@ -450,12 +450,10 @@ page_form!(CodeForm, back_to = "/cli/device");
 /// the client's rate limit, so live codes cannot be found by guessing.
 #[tracing::instrument(name = "enter_code", skip_all)]
 pub async fn enter_code(
-    ip: ClientIp,
     state: web::Data<AppState>,
-    posted: SignedInForm<CodeForm>,
+    CodeEntry(posted): CodeEntry<SignedInForm<CodeForm>>,
 ) -> Result<HttpResponse, PageError> {
     let SignedInForm { form, viewer } = posted;
-    device::count_code_entry(&state, viewer.user.id, ip.0).await?;
     if let Some(code) = UserCode::parse(&form.code) {
         let live = device::find_request(&state, &code).await?.is_some_and(|r| {
             r.status == SessionStatus::Pending

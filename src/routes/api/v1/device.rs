@@ -15,7 +15,7 @@ use envshield_api_types::{
 use crate::config::CLI_CLIENT_ID;
 use crate::domain::{DeviceCode, Flow, UserCode};
 use crate::error::AppError;
-use crate::routes::extract::{ClientIp, SameOrigin, SignedInUser};
+use crate::routes::extract::{ClientIp, CodeEntry, SameOrigin, SignedInUser};
 use crate::service::device::{
     self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
 };
@@ -188,13 +188,12 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
 #[tracing::instrument(name = "complete_device_session", skip_all, fields(user_id = %user.0.id))]
 pub async fn complete_device_session(
     _origin: SameOrigin,
-    user: SignedInUser,
+    CodeEntry(user): CodeEntry<SignedInUser>,
     ip: ClientIp,
     state: web::Data<AppState>,
     body: web::Json<CompleteDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    device::count_code_entry(&state, user.0.id, ip.0).await?;
     let user_code = UserCode::parse(&body.user_code).ok_or_else(|| {
         AppError::bad_request(
             "invalid_user_code",
