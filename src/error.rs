@@ -251,9 +251,12 @@ impl From<diesel::result::Error> for AppError {
         use diesel::result::{DatabaseErrorKind, Error};
         match err {
             Error::NotFound => Self::NotFound("The requested record".to_owned()),
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Self::Unavailable(info.message().to_owned())
-            }
+            // The server went away mid-query, or the connection was already
+            // dead when the query was sent ("no connection to the server").
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => Self::Unavailable(info.message().to_owned()),
             Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if is_connection_failure(info.message()) =>
             {

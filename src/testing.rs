@@ -216,6 +216,17 @@ impl TestServer {
         Self::spawn_on(TestDatabase::create()?, customize, None)
     }
 
+    /// A server on a database someone else runs (a fault test's own
+    /// cluster), which it migrates; nothing is dropped afterwards.
+    pub fn spawn_on_url(url: &str, customize: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let db = TestDatabase {
+            name: String::new(),
+            url: url.to_owned(),
+            owned: false,
+        };
+        Self::spawn_on(db, customize, None)
+    }
+
     /// A second instance on `first`'s database and keys, as behind a load
     /// balancer. Drop it before `first`, which owns the database.
     pub fn spawn_sharing(first: &TestServer) -> anyhow::Result<Self> {

@@ -44,6 +44,24 @@ const PORT: u16 = 5432;
 const TIMEOUT_SECS: u64 = 60;
 
 /// How to start a cluster.
+/// How [`LocalPostgres::stop_with`] stops the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Disconnect every client, then shut down cleanly.
+    Fast,
+    /// Quit at once, as in a crash (recovery runs at the next start).
+    Immediate,
+}
+
+impl StopMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Immediate => "immediate",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The port: the socket's name, and the TCP port if one is listened on.
@@ -200,6 +218,12 @@ impl LocalPostgres {
     ///
     /// When `pg_ctl stop` fails and the server is still running.
     pub fn stop(&mut self) -> Result<(), LocalPgError> {
+        self.stop_with(StopMode::Fast)
+    }
+
+    /// Stops the server the way `mode` says (`pg_ctl stop -m …`): `Fast`
+    /// as in a clean shutdown, `Immediate` as in a crash.
+    pub fn stop_with(&mut self, mode: StopMode) -> Result<(), LocalPgError> {
         if !self.started {
             return Ok(());
         }
@@ -207,7 +231,7 @@ impl LocalPostgres {
         cmd.arg("stop")
             .arg("-D")
             .arg(&self.pgdata)
-            .args(["-m", "fast", "-w", "-t"])
+            .args(["-m", mode.as_str(), "-w", "-t"])
             .arg(TIMEOUT_SECS.to_string());
         let out = run(&mut cmd)?;
         if !out.status.success() {
@@ -219,6 +243,18 @@ impl LocalPostgres {
         self.started = false;
         tracing::info!(pgdata = %self.pgdata.display(), "stopped local PostgreSQL");
         Ok(())
+    }
+
+    /// Starts the server again after [`LocalPostgres::stop_with`], on the
+    /// same socket and settings.
+    pub fn start_again(&mut self) -> Result<(), LocalPgError> {
+        self.start_or_reuse()
+    }
+
+    /// A restart: stopped with `mode`, then started again.
+    pub fn restart(&mut self, mode: StopMode) -> Result<(), LocalPgError> {
+        self.stop_with(mode)?;
+        self.start_again()
     }
 
     /// Leave the server running when this value is dropped (used by the test harness, whose

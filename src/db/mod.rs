@@ -51,8 +51,9 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         .max_size(size)
         .min_idle(Some(1.min(size)))
         .connection_timeout(timeout)
-        // A checkout validates nothing on the hot path; broken connections are
-        // detected by diesel and dropped by r2d2 when returned.
+        // A checkout validates nothing on the hot path; a connection that
+        // lost its server is marked broken by `run` and dropped by r2d2 when
+        // returned.
         .test_on_check_out(false)
         .build_unchecked(ConnectionManager::new(database_url));
     DbPool {
@@ -96,7 +97,20 @@ where
     crate::telemetry::blocking(move || {
         let _turn = turn;
         let mut conn = inner.get_timeout(left.max(Duration::from_millis(1)))?;
-        f(&mut Db::new(&mut conn))
+        let result = f(&mut Db::new(&mut conn));
+        if matches!(result, Err(AppError::Unavailable(_))) {
+            discard(&mut conn);
+        }
+        result
     })
     .await?
+}
+
+/// Marks a connection that lost its server as broken, so the pool drops it
+/// when it comes back instead of handing the dead connection out again (a
+/// checkout does not test connections: that would cost a round trip on
+/// every request). The pool opens a fresh one on demand.
+fn discard(conn: &mut PgConnection) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
 }

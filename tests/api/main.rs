@@ -4,6 +4,7 @@
 
 mod device;
 mod errors;
+mod faults;
 mod helpers;
 mod login;
 mod longpoll;
