@@ -11,8 +11,10 @@ use crate::realtime::Realtime;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Longest wait before reconnecting.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait before reconnecting: after an outage of any length the
+/// listener is back within this of the database (one connection attempt
+/// per instance this often is cheap).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Keeps one `LISTEN` connection open, reconnecting with backoff, and
 /// forwards notifications. Runs until aborted.

@@ -73,6 +73,9 @@ impl Realtime {
             self.pending.set_enabled(true);
             self.tokens.set_enabled(true);
             self.listening.store(true, Ordering::Release);
+            // Changes committed while it was down were not heard: polls
+            // held across the outage read their sessions again.
+            self.waiters.wake_all();
         } else {
             self.listening.store(false, Ordering::Release);
             self.pending.set_enabled(false);
@@ -125,5 +128,27 @@ impl Realtime {
         self.pacer.forget_idle(now);
         self.pending.forget_stale(now);
         self.tokens.forget_stale(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn polls_held_across_a_listener_outage_re_read_when_it_returns() {
+        let realtime = Realtime::default();
+        realtime.set_listening(true);
+        let held = realtime.subscribe(&[7; 32]);
+        let woken = held.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // Down: whatever changed meanwhile is not heard.
+        realtime.set_listening(false);
+        // Back: every held poll reads its session again.
+        realtime.set_listening(true);
+        tokio::time::timeout(Duration::from_secs(1), woken)
+            .await
+            .expect("the held poll is woken when the listener returns");
     }
 }

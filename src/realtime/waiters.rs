@@ -69,6 +69,13 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiting poll, to read its session again.
+    pub fn wake_all(&self) {
+        if let Ok(map) = self.waiting.lock() {
+            map.values().for_each(|(notify, _)| notify.notify_waiters());
+        }
+    }
+
     /// How many polls are waiting.
     pub fn count(&self) -> usize {
         self.waiting

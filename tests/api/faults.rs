@@ -188,3 +188,56 @@ async fn during_an_outage_every_route_answers_503_promptly_and_recovers() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_held_across_a_restart_receives_the_approval() {
+    let (app, pg) = app_on_own_cluster("longpoll", 4).await;
+    let (_, browser) = app.signed_in_browser("dev@example.com", false).await;
+    let started = app.start_ok().await;
+    let held = {
+        let (client, url) = (app.cli.clone(), app.url("/api/v1/cli/auth/device/poll"));
+        let body = serde_json::json!({ "deviceCode": started.device_code, "wait": 20 });
+        tokio::spawn(async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    while app.server.waiting_polls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut pg = tokio::task::spawn_blocking(move || {
+        let mut pg = pg;
+        pg.restart(StopMode::Fast).unwrap();
+        pg
+    })
+    .await
+    .unwrap();
+    // Approved as soon as the database takes writes again (the first tries
+    // may meet connections that lost the old server: 503, retried).
+    let mut approved = app.approve(&browser, &started.user_code).await.status();
+    for _ in 0..10 {
+        if approved != 503 {
+            break;
+        }
+        approved = app.approve(&browser, &started.user_code).await.status();
+    }
+    assert_eq!(approved, 200);
+    let (status, body) = held.await.unwrap();
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("api_tokens", "revoked_at IS NULL").await,
+        1,
+        "delivered once"
+    );
+    drop(app);
+    tokio::task::spawn_blocking(move || pg.stop().unwrap())
+        .await
+        .unwrap();
+}
