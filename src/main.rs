@@ -104,7 +104,15 @@ fn open_database(config: &Config) -> anyhow::Result<Database> {
     }
     let dir = config.data_dir.join("postgres");
     tracing::info!(dir = %dir.display(), "no DATABASE_URL: using the local PostgreSQL cluster");
-    let local = LocalPostgres::start(&dir)?;
+    // This server is the cluster's only user: one left running by a killed
+    // predecessor is taken over, and stopped when this one stops.
+    let local = LocalPostgres::start_with(
+        &dir,
+        &pg_local::Options {
+            take_over_running: true,
+            ..pg_local::Options::default()
+        },
+    )?;
     local.ensure_database("envshield")?;
     Ok(Database {
         url: SecretString::from(local.url("envshield")),

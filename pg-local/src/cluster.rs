@@ -140,10 +140,12 @@ impl LocalPostgres {
         tracing::info!(
             pid = info.pid,
             pgdata = %self.pgdata.display(),
+            take_over = self.take_over_running,
             "reusing running local PostgreSQL"
         );
         self.socket_dir = socket_dir;
         self.port = port;
+        self.started = self.take_over_running;
         Ok(())
     }
 
@@ -332,6 +334,25 @@ mod tests {
             line.push(char::from(byte[0]));
         }
         (child, line.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn a_server_left_running_by_a_killed_owner_is_taken_over_and_stopped() {
+        let tmp = TempDir::new("orphan");
+        // The first owner is killed: its value never stops the server.
+        let mut killed = LocalPostgres::start(&tmp.0).unwrap();
+        killed.keep_running();
+        drop(killed);
+        let owner = crate::Options {
+            take_over_running: true,
+            ..crate::Options::default()
+        };
+        let next = LocalPostgres::start_with(&tmp.0, &owner).unwrap();
+        assert!(next.started, "the running server is adopted as ours");
+        assert_eq!(pg_ctl_status(&next), Some(0));
+        let probe = LocalPostgres::start(&tmp.0).unwrap();
+        drop(next);
+        assert_eq!(pg_ctl_status(&probe), Some(3), "a clean stop stops it");
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub struct Options {
     /// Extra server settings, `(name, value)`, e.g. `listen_addresses`,
     /// `ssl`, `ssl_cert_file`.
     pub settings: Vec<(String, String)>,
+    /// Whether a server already running on this cluster becomes ours, to
+    /// stop when this value drops: for a sole user such as the server,
+    /// whose previous process may have been killed and left it running.
+    /// Off, a running server is shared and left running (the tests share
+    /// one cluster between processes).
+    pub take_over_running: bool,
 }
 
 impl Default for Options {
@@ -77,6 +83,7 @@ impl Default for Options {
         Self {
             port: PORT,
             settings: Vec::new(),
+            take_over_running: false,
         }
     }
 }
@@ -100,6 +107,7 @@ pub struct LocalPostgres {
     settings: Vec<(String, String)>,
     started: bool,
     keep_running: bool,
+    take_over_running: bool,
 }
 
 impl LocalPostgres {
@@ -156,6 +164,7 @@ impl LocalPostgres {
             run_as,
             euid,
             settings: options.settings.clone(),
+            take_over_running: options.take_over_running,
             started: false,
             keep_running: false,
         };

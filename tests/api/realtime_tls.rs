@@ -108,6 +108,7 @@ fn tls_only_cluster(dir: &Path, port: u16) -> LocalPostgres {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            ..Options::default()
         },
     )
     .expect("the TLS cluster starts")
