@@ -11,19 +11,63 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber: JSON lines when `LOG_FORMAT=json`,
 /// human-readable otherwise; level from `RUST_LOG` (default `info`).
 pub fn init_subscriber() {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
     // One line per finished request span, with its duration.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
-    // A second init (tests) is harmless; ignore it.
-    let _ = if json {
-        builder.json().try_init()
+    let lines = if json {
+        lines.json().boxed()
     } else {
-        builder.try_init()
+        lines.boxed()
     };
+    // A second init (tests) is harmless; ignore it.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines.with_filter(ClientParseErrors))
+        .try_init();
+}
+
+/// Drops the ERROR line actix-http writes for every malformed request it
+/// answers 400 (`stream error: request parse error: …`): the client's
+/// mistake, not the server's, and a flood of them would bury real errors.
+/// `RUST_LOG=actix_http=trace` still shows each parse error.
+pub struct ClientParseErrors;
+
+impl<S> tracing_subscriber::layer::Filter<S> for ClientParseErrors {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if event.metadata().target() != "actix_http::h1::dispatcher" {
+            return true;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        !message.0.starts_with("stream error: request parse error")
+    }
+}
+
+/// An event's `message` field, as text.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 /// Request spans with method, path (no query), client and request id.
@@ -74,5 +118,50 @@ where
 pub fn init_test_subscriber() {
     if std::env::var_os("TEST_LOG").is_some() {
         init_subscriber();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::prelude::*;
+
+    use super::ClientParseErrors;
+
+    #[test]
+    fn malformed_requests_are_not_logged_as_server_errors() {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let lines = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .with_filter(ClientParseErrors);
+        let subscriber = tracing_subscriber::registry().with(lines);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(
+                target: "actix_http::h1::dispatcher",
+                "stream error: request parse error: invalid Header provided"
+            );
+            tracing::error!(target: "actix_http::h1::dispatcher", "write zero; closing");
+            tracing::error!("a real failure");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("request parse error"), "{text}");
+        assert!(text.contains("write zero; closing"), "{text}");
+        assert!(text.contains("a real failure"), "{text}");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
