@@ -42,6 +42,7 @@ diesel::table! {
         confirmation_code_hash -> Nullable<Bytea>,
         confirmation_failures -> Int4,
         flow -> Text,
+        reuse_reported_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -239,6 +239,16 @@ async fn approved_token_is_handed_out_once_then_the_code_is_expired() {
         .await,
         1
     );
+    // Late and losing polls of the same code add no more events.
+    for _ in 0..5 {
+        assert_eq!(app.poll(&s.device_code).await.status(), 410);
+    }
+    assert_eq!(
+        app.count("security_events", "kind = 'cli_device_code_reused'")
+            .await,
+        1,
+        "one event per leaked code, however often it is replayed"
+    );
     assert_eq!(app.whoami(&token).await.status(), 200);
 }
 

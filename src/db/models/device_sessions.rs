@@ -412,3 +412,12 @@ pub fn expire_due(
 pub fn delete_ended_before(conn: &mut PgConnection, before: DateTime<Utc>) -> QueryResult<usize> {
     diesel::delete(ds::table.filter(ds::expires_at.lt(before))).execute(conn)
 }
+
+/// Notes that reuse of this session's consumed device code was recorded;
+/// true only the first time, so it is recorded once per session.
+pub fn first_reuse(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<bool> {
+    diesel::update(ds::table.find(id).filter(ds::reuse_reported_at.is_null()))
+        .set(ds::reuse_reported_at.eq(now))
+        .execute(conn)
+        .map(|n| n == 1)
+}

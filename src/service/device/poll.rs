@@ -312,23 +312,30 @@ pub(super) fn deliver(
     })
 }
 
+/// Records that a consumed device code was polled again: once per session
+/// (late and losing polls of one code would otherwise flood the log).
 fn record_reuse(
     conn: &mut Db<'_>,
     session: &device_sessions::DeviceSession,
     client_ip: &str,
 ) -> Result<(), AppError> {
-    events::record(
-        conn,
-        Event::new(
-            EventKind::CliDeviceCodeReused,
-            Severity::High,
-            Some(client_ip),
-        )
-        .about(session.user_id, session.token_id)
-        .details(json!({
-            "session_id": session.id,
-            "reason": "an already consumed device code was polled again; it may have leaked",
-        })),
-    )?;
-    Ok(())
+    conn.transaction(|conn| {
+        if !device_sessions::first_reuse(conn, session.id, Utc::now())? {
+            return Ok(());
+        }
+        events::record(
+            conn,
+            Event::new(
+                EventKind::CliDeviceCodeReused,
+                Severity::High,
+                Some(client_ip),
+            )
+            .about(session.user_id, session.token_id)
+            .details(json!({
+                "session_id": session.id,
+                "reason": "an already consumed device code was polled again; it may have leaked",
+            })),
+        )?;
+        Ok(())
+    })
 }
