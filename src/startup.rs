@@ -238,6 +238,11 @@ async fn purge_loop(state: web::Data<AppState>) {
         );
         let browser = crate::service::sessions::purge(&state, now, KEEP_ENDED_SESSIONS).await;
         logged("browser sessions deleted", browser);
+        let successors = crate::service::grants::purge_successors(&state, now).await;
+        logged(
+            "sealed refresh successors past the grace window wiped",
+            successors,
+        );
         let events = crate::service::audit::purge_events(&state, now).await;
         logged("security events past retention deleted", events);
     }

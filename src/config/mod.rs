@@ -108,6 +108,10 @@ pub struct Config {
     pub refresh_token_idle: Duration,
     /// `REFRESH_TOKEN_ABSOLUTE_DAYS` (default 90): a refresh family ends this long after login.
     pub refresh_token_absolute: Duration,
+    /// `REFRESH_TOKEN_REUSE_GRACE_SEC` (default 5, 0 to 60): for this long
+    /// after a rotation, presenting the spent refresh token again returns
+    /// the same successor pair (a retry) instead of revoking the family.
+    pub refresh_reuse_grace: Duration,
     /// `REFRESH_TOKEN_PREFIX` (default `eshr_`).
     pub refresh_token_prefix: String,
     /// `DEVICE_CONFIRMATION` (`poll` default, or `paste` to require paste-back for v1 logins).
@@ -272,6 +276,12 @@ impl Config {
             refresh_token_idle: Duration::from_secs(
                 u64::from(num("REFRESH_TOKEN_IDLE_DAYS", 30, 1, 3650)?) * 86_400,
             ),
+            refresh_reuse_grace: Duration::from_secs(u64::from(num(
+                "REFRESH_TOKEN_REUSE_GRACE_SEC",
+                5,
+                0,
+                60,
+            )?)),
             refresh_token_absolute: Duration::from_secs(
                 u64::from(num("REFRESH_TOKEN_ABSOLUTE_DAYS", 90, 1, 3650)?) * 86_400,
             ),

@@ -59,6 +59,7 @@ diesel::table! {
         family_expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+        successor_sealed -> Nullable<Bytea>,
     }
 }
 

@@ -196,6 +196,9 @@ pub async fn refresh_grant(
                         "The refresh token was revoked. Sign in again.",
                     )));
                 }
+                if let Some(retried) = retry_within_grace(conn, config, &row, now)? {
+                    return Ok(Ok(retried));
+                }
                 if row.used_at.is_some() {
                     tokens::revoke_tokens(conn, realtime, Target::Family(row.family_id), now)?;
                     events::record(
@@ -254,7 +257,6 @@ pub async fn refresh_grant(
                         }
                     },
                 };
-                refresh_tokens::mark_used(conn, row.id, now)?;
                 let name = api_tokens::family_name(conn, row.family_id)?
                     .unwrap_or_else(|| format!("{} access token", row.client_id));
                 let issued = issue(
@@ -272,8 +274,69 @@ pub async fn refresh_grant(
                     },
                     now,
                 )?;
+                let successor = config
+                    .keys
+                    .seal
+                    .seal(row.id.as_bytes(), sealed_payload(&issued).as_bytes())
+                    .map_err(AppError::internal)?;
+                refresh_tokens::mark_used(conn, row.id, now, &successor)?;
                 Ok(Ok(issued))
             })
         })
         .await
+}
+
+/// A spent refresh token presented again within `REFRESH_TOKEN_REUSE_GRACE_SEC`
+/// of its rotation, while its successor is still unspent and live: a retry
+/// (a lost answer, racing requests), answered with the same successor pair,
+/// so the family stays one. `None` otherwise: reuse detection decides.
+fn retry_within_grace(
+    conn: &mut PgConnection,
+    config: &Config,
+    row: &refresh_tokens::RefreshToken,
+    now: DateTime<Utc>,
+) -> Result<Option<Issued>, AppError> {
+    let (Some(used_at), Some(sealed)) = (row.used_at, row.successor_sealed.as_deref()) else {
+        return Ok(None);
+    };
+    if now - used_at > duration(config.refresh_reuse_grace)? {
+        return Ok(None);
+    }
+    let plain = config
+        .keys
+        .seal
+        .open(row.id.as_bytes(), sealed)
+        .map_err(AppError::internal)?;
+    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
+    let Some((access, Some(refresh))) = parse_payload(config, &plain) else {
+        return Err(AppError::internal(
+            "sealed successor has an unexpected shape",
+        ));
+    };
+    let successor_live = refresh_tokens::find_by_digest(conn, &refresh.digest())?
+        .is_some_and(|r| r.used_at.is_none() && r.revoked_at.is_none());
+    let access_row = api_tokens::find_by_digest(conn, &access.digest())?
+        .map(|(token, _)| token)
+        .filter(|t| t.revoked_at.is_none());
+    let (true, Some(token)) = (successor_live, access_row) else {
+        return Ok(None);
+    };
+    tracing::info!(family_id = %row.family_id, "refresh retried within the grace window; same successor returned");
+    Ok(Some(Issued {
+        access,
+        access_id: token.id,
+        refresh: Some(refresh),
+        scopes: token.scopes,
+        expires_at: token.expires_at,
+        name: token.name,
+    }))
+}
+
+/// Wipes sealed successors past the grace window.
+pub async fn purge_successors(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppError> {
+    let cutoff = now - duration(state.config.refresh_reuse_grace)?;
+    crate::db::run(&state.pool, move |conn| {
+        Ok(refresh_tokens::wipe_successors_before(conn, cutoff)?)
+    })
+    .await
 }

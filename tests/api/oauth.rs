@@ -66,6 +66,12 @@ fn refresh_clients(c: &mut envshield_server::config::Config) {
     c.clients[0].token_policy = TokenPolicy::AccessRefresh;
 }
 
+/// Refresh tokens with no grace window: any second use is reuse.
+fn refresh_clients_without_grace(c: &mut envshield_server::config::Config) {
+    refresh_clients(c);
+    c.refresh_reuse_grace = std::time::Duration::ZERO;
+}
+
 #[tokio::test]
 async fn discovery_names_every_endpoint() {
     let app = spawn_app().await;
@@ -557,7 +563,7 @@ async fn refresh_tokens_expire_when_idle_and_access_tokens_say_so() {
 
 #[tokio::test]
 async fn v1_refresh_uses_the_same_rotation() {
-    let app = spawn_app_with(refresh_clients).await;
+    let app = spawn_app_with(refresh_clients_without_grace).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     let p = app.login_token(&b).await;
     let refresh1 = p["refreshToken"].as_str().unwrap();
@@ -909,7 +915,7 @@ async fn a_third_party_oauth_client_completes_the_flow_from_discovery() {
     };
 
     let app = spawn_app_with(|c| {
-        refresh_clients(c);
+        refresh_clients_without_grace(c);
         c.device_code_interval_secs = 1;
     })
     .await;
@@ -1006,4 +1012,93 @@ async fn the_oauth_policy_of_the_cli_client_is_configurable() {
     // The v1 flow keeps long-lived tokens by default.
     let v1 = app.login_token(&b).await;
     assert!(v1.get("refreshToken").is_none());
+}
+
+#[tokio::test]
+async fn racing_refreshes_within_the_grace_window_share_one_successor() {
+    let app = spawn_app_with(refresh_clients).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let login = refresh_login(&app, &b).await;
+    let spent = login["refresh_token"].as_str().unwrap().to_owned();
+    let answers = futures::future::join_all((0..20).map(|_| refresh(&app, &spent, None))).await;
+    let first = &answers[0].1;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(
+            body["refresh_token"], first["refresh_token"],
+            "one successor"
+        );
+        assert_eq!(body["access_token"], first["access_token"]);
+    }
+    assert_eq!(
+        app.count("refresh_tokens", "used_at IS NULL AND revoked_at IS NULL")
+            .await,
+        1,
+        "one live successor, one family"
+    );
+    assert_eq!(
+        app.count("security_events", "kind = 'refresh_token_reused'")
+            .await,
+        0
+    );
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(app.whoami(access).await.status(), 200);
+    let (s, next) = refresh(&app, first["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(s, 200, "the successor rotates as usual: {next}");
+    // Once the successor is spent, the first token is plain reuse.
+    let (s, _) = refresh(&app, &spent, None).await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        app.whoami(next["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_replay_after_the_grace_window_revokes_the_family() {
+    let app = spawn_app_with(refresh_clients).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let login = refresh_login(&app, &b).await;
+    let spent = login["refresh_token"].as_str().unwrap().to_owned();
+    let (s, rotated) = refresh(&app, &spent, None).await;
+    assert_eq!(s, 200);
+    let grace = app.server.config.refresh_reuse_grace.as_secs() + 1;
+    app.sql(&format!(
+        "UPDATE refresh_tokens SET used_at = used_at - interval '{grace} seconds' WHERE used_at IS NOT NULL"
+    ))
+    .await;
+    let (s, body) = refresh(&app, &spent, None).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        app.whoami(rotated["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.count("refresh_tokens", "successor_sealed IS NOT NULL")
+            .await,
+        0,
+        "no sealed successor outlives its family"
+    );
+}
+
+#[tokio::test]
+async fn without_a_grace_window_racing_refreshes_leave_one_family_at_most() {
+    let app = spawn_app_with(refresh_clients_without_grace).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    let login = refresh_login(&app, &b).await;
+    let spent = login["refresh_token"].as_str().unwrap().to_owned();
+    let answers = futures::future::join_all((0..20).map(|_| refresh(&app, &spent, None))).await;
+    let won = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(won, 1, "{answers:?}");
+    assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 400));
+    assert_eq!(
+        app.count("refresh_tokens", "used_at IS NULL AND revoked_at IS NULL")
+            .await,
+        0,
+        "the losers' reuse revoked the family: never two live families"
+    );
 }

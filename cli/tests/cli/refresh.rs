@@ -19,6 +19,9 @@ fn access_refresh_server() -> TestEnv {
     TestEnv::spawn_with(|c| {
         c.clients[0].token_policy = TokenPolicy::AccessRefresh;
         c.access_token_ttl = ACCESS_TTL;
+        // Any second use of a refresh token is reuse (no retry window), so
+        // these tests see reuse detection end the session at once.
+        c.refresh_reuse_grace = std::time::Duration::ZERO;
     })
 }
 

@@ -32,6 +32,8 @@ pub struct RefreshToken {
     pub used_at: Option<DateTime<Utc>>,
     /// Set when revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The successor pair, sealed, for retries within the grace window.
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// A refresh token to insert.
@@ -86,14 +88,37 @@ pub fn find_by_digest(conn: &mut PgConnection, digest: &[u8]) -> QueryResult<Opt
         .optional()
 }
 
-/// Marks a token rotated.
-pub fn mark_used(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<usize> {
+/// Marks a token rotated, keeping its successor pair sealed for retries.
+pub fn mark_used(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+    successor_sealed: &[u8],
+) -> QueryResult<usize> {
     diesel::update(
         rt::table
             .filter(rt::id.eq(id))
             .filter(rt::used_at.is_null()),
     )
-    .set(rt::used_at.eq(now))
+    .set((
+        rt::used_at.eq(now),
+        rt::successor_sealed.eq(successor_sealed),
+    ))
+    .execute(conn)
+}
+
+/// Wipes sealed successors of tokens spent before `cutoff` (past the grace
+/// window).
+pub fn wipe_successors_before(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        rt::table
+            .filter(rt::successor_sealed.is_not_null())
+            .filter(rt::used_at.lt(cutoff)),
+    )
+    .set(rt::successor_sealed.eq(None::<Vec<u8>>))
     .execute(conn)
 }
 

@@ -124,7 +124,10 @@ fn revoke_grants(
                     .filter(refresh_tokens::family_id.eq_any(&families))
                     .filter(refresh_tokens::revoked_at.is_null()),
             )
-            .set(refresh_tokens::revoked_at.eq(now))
+            .set((
+                refresh_tokens::revoked_at.eq(now),
+                refresh_tokens::successor_sealed.eq(None::<Vec<u8>>),
+            ))
             .execute(conn)?
         };
         Ok(Revoked {
