@@ -92,24 +92,41 @@ enum UsersCommand {
 /// alive for as long as this value lives).
 struct Database {
     url: SecretString,
+    /// Dropped first: a cluster this process owns is stopped...
     _local: Option<LocalPostgres>,
+    /// ...before the serving lock is released.
+    _serving: Option<std::fs::File>,
 }
 
-fn open_database(config: &Config) -> anyhow::Result<Database> {
+/// Who opens the local cluster: the server, or a one-off command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opener {
+    Server,
+    Command,
+}
+
+fn open_database(config: &Config, opener: Opener) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
         return Ok(Database {
             url: url.clone(),
             _local: None,
+            _serving: None,
         });
     }
     let dir = config.data_dir.join("postgres");
     tracing::info!(dir = %dir.display(), "no DATABASE_URL: using the local PostgreSQL cluster");
-    // This server is the cluster's only user: one left running by a killed
-    // predecessor is taken over, and stopped when this one stops.
+    // A server holds `serve.lock` while it runs. A server that gets it knows
+    // no other server runs here, so a cluster found running was left by a
+    // killed predecessor: it takes it over, and stops it when it stops. A
+    // one-off command (`users`, `migrate`) shares a running cluster.
+    let serving = match opener {
+        Opener::Server => serving_lock(&config.data_dir)?,
+        Opener::Command => None,
+    };
     let local = LocalPostgres::start_with(
         &dir,
         &pg_local::Options {
-            take_over_running: true,
+            take_over_running: serving.is_some(),
             ..pg_local::Options::default()
         },
     )?;
@@ -117,7 +134,31 @@ fn open_database(config: &Config) -> anyhow::Result<Database> {
     Ok(Database {
         url: SecretString::from(local.url("envshield")),
         _local: Some(local),
+        _serving: serving,
     })
+}
+
+/// The data folder's serving lock, if no other server holds it.
+fn serving_lock(data_dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::warn!("another server uses this data folder; sharing its PostgreSQL");
+            Ok(None)
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -140,19 +181,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(limit) => tracing::info!(limit, "open-file limit (one per held connection)"),
                 Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
             }
-            let database = open_database(&config)?;
+            let database = open_database(&config, Opener::Server)?;
             serve(config, database.url.clone())
             // `database` drops here, stopping a local cluster we started.
         }
         Command::Migrate => {
-            let database = open_database(&config)?;
+            let database = open_database(&config, Opener::Command)?;
             let mut conn = connect(&database.url)?;
             let applied = db::run_migrations(&mut conn)?;
             println!("applied {applied} migration(s); the database is up to date");
             Ok(())
         }
         Command::Users { command } => {
-            let database = open_database(&config)?;
+            let database = open_database(&config, Opener::Command)?;
             let mut conn = connect(&database.url)?;
             db::run_migrations(&mut conn)?;
             manage_users(&config, &mut conn, command)
@@ -265,6 +306,13 @@ async fn serve(config: Config, database_url: SecretString) -> anyhow::Result<()>
     let app_url = config.app_base();
     let app = Application::build(config, database_url).await?;
     tracing::info!(bind = %bind, port = app.port(), app_url = %app_url, "envshield-server listening");
+    let stopper = app.stopper();
+    actix_web::rt::spawn(async move {
+        match envshield_server::startup::shutdown_signal().await {
+            Ok(()) => stopper.stop().await,
+            Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGKILL"),
+        }
+    });
     app.run_until_stopped().await?;
     Ok(())
 }

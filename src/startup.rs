@@ -126,6 +126,14 @@ impl Application {
         self.server.handle()
     }
 
+    /// What stops this instance the way SIGTERM does.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            realtime: self.realtime.clone(),
+            handle: self.server.handle(),
+        }
+    }
+
     /// Serves until stopped (Ctrl-C / SIGTERM, or the handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
@@ -134,6 +142,38 @@ impl Application {
         result
     }
 }
+
+/// A graceful stop: held polls are released first (they answer `pending`
+/// and the CLI polls again, elsewhere), then the server stops accepting and
+/// finishes what is in flight (at most `SHUTDOWN_TIMEOUT_SECS`).
+#[derive(Clone)]
+pub struct Stopper {
+    realtime: Arc<Realtime>,
+    handle: ServerHandle,
+}
+
+impl Stopper {
+    /// Drains the held polls, then stops gracefully.
+    pub async fn stop(&self) {
+        self.realtime.drain();
+        self.handle.stop(true).await;
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining held polls and stopping"),
+        _ = interrupt.recv() => tracing::info!("interrupted: draining held polls and stopping"),
+    }
+    Ok(())
+}
+
+/// How long a graceful stop waits for requests in flight.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
     let config = state.config.clone();
@@ -177,7 +217,9 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
             .configure(crate::routes::configure)
     })
     .workers(workers)
-    .shutdown_timeout(10)
+    // Signals are handled by `serve`, which drains held polls first.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)?
     .run();
     Ok(server)

@@ -305,6 +305,24 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops as SIGTERM stops a real instance: held polls are released,
+    /// then requests in flight finish.
+    pub fn stop_gracefully(&self) {
+        self.realtime.drain();
+        let handle = self.handle.clone();
+        let stopper = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(handle.stop(true));
+            }
+        });
+        let _ = stopper.join();
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let handle = self.handle.clone();

@@ -38,6 +38,8 @@ use waiters::Waiters;
 pub struct Realtime {
     waiters: Waiters,
     listening: AtomicBool,
+    /// Set once the instance is shutting down: no poll waits any more.
+    draining: AtomicBool,
     /// Sessions read as pending, answering the next polls from memory.
     pub pending: PendingCache,
     /// When each pending session was last polled here.
@@ -60,6 +62,7 @@ impl Realtime {
         Self {
             waiters: Waiters::default(),
             listening: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             pending: PendingCache::new(pending_ttl),
             pacer: PollPacer::default(),
             tokens: TokenCache::new(token_ttl),
@@ -83,9 +86,23 @@ impl Realtime {
         }
     }
 
-    /// Whether notifications are being received, so a poll may wait for one.
+    /// Whether notifications are being received.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
+    }
+
+    /// Whether a poll may wait for a change: notifications are heard and
+    /// the instance is not shutting down.
+    pub fn may_wait(&self) -> bool {
+        self.is_listening() && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// The instance is shutting down: held polls answer now (they read
+    /// their sessions once more), and no new poll waits, so a graceful stop
+    /// finishes in moments rather than after the longest wait.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.waiters.wake_all();
     }
 
     /// A notification arrived (from any instance, this one included).
@@ -150,5 +167,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), woken)
             .await
             .expect("the held poll is woken when the listener returns");
+    }
+
+    #[tokio::test]
+    async fn draining_releases_held_polls_and_stops_new_waits() {
+        let realtime = Realtime::default();
+        realtime.set_listening(true);
+        assert!(realtime.may_wait());
+        let held = realtime.subscribe(&[9; 32]);
+        let woken = held.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        realtime.drain();
+        tokio::time::timeout(Duration::from_secs(1), woken)
+            .await
+            .expect("a held poll is released when the instance drains");
+        assert!(!realtime.may_wait(), "no new poll waits");
     }
 }

@@ -229,3 +229,38 @@ async fn a_decision_on_another_instance_reaches_a_cached_poll() {
     }
     panic!("the approval never reached the second instance's cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_answers_every_held_poll_pending() {
+    let app = spawn_app().await;
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let s = app.start_ok().await;
+        let client = app.cli.clone();
+        let url = app.url("/api/v1/cli/auth/device/poll");
+        let body = json!({ "deviceCode": s.device_code, "wait": 25 });
+        held.push(tokio::spawn(async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    for _ in 0..1000 {
+        if app.server.waiting_polls() == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.server.waiting_polls(), 100, "all 100 held");
+    // As on SIGTERM. Without the drain the stop would wait out its timeout
+    // and then cut the held connections, so no poll would answer.
+    let server = &app.server;
+    tokio::task::block_in_place(|| server.stop_gracefully());
+    for poll in held {
+        let (status, body) = poll.await.unwrap();
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("pending")),
+            "{body}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ mod pages_admin;
 mod pages_cli;
 mod pages_support;
 mod pages_tokens;
+mod process;
 mod realtime_tls;
 mod tokens;
 mod unit_of_work;

@@ -79,7 +79,7 @@ pub async fn poll_and_wait(
     client_ip: String,
     wait: Option<Duration>,
 ) -> Result<PollOutcome, AppError> {
-    let wait = wait.filter(|w| !w.is_zero() && state.realtime.is_listening());
+    let wait = wait.filter(|w| !w.is_zero() && state.realtime.may_wait());
     // Subscribe before reading, so a change committed between the read and
     // the wait still wakes this request.
     let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
