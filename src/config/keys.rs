@@ -27,13 +27,7 @@ pub struct Keys {
     pub session: SecretBox<[u8; 64]>,
 }
 
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("seal", &self.seal)
-            .finish_non_exhaustive()
-    }
-}
+crypto::redacted_debug!(Keys { seal });
 
 impl Clone for Keys {
     fn clone(&self) -> Self {

@@ -59,15 +59,11 @@ pub struct DeviceSession {
     pub flow: Flow,
 }
 
-impl std::fmt::Debug for DeviceSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceSession")
-            .field("id", &self.id)
-            .field("status", &self.status)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
+crate::crypto::redacted_debug!(DeviceSession {
+    id,
+    status,
+    expires_at
+});
 
 /// A session to insert.
 #[derive(Insertable)]
