@@ -12,8 +12,8 @@ use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::domain::{DeviceCode, Flow};
 use crate::error::AppError;
 use crate::rate_limit::Limit;
-use crate::routes::api::v1::device::user_agent;
-use crate::routes::extract::{BearerAuth, ClientIp};
+
+use crate::routes::extract::{user_agent, BearerAuth, ClientIp};
 use crate::routes::limit::RateLimit;
 use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
