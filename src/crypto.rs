@@ -16,6 +16,28 @@ const NONCE_LEN: usize = 12;
 /// SHA-256's block size: the key length HMAC-SHA256 works with.
 const HMAC_BLOCK_LEN: usize = 64;
 
+/// Implements `Debug` for a type that holds secrets: `Name(<redacted>)`,
+/// or, given fields, a struct showing only those (the rest left out).
+macro_rules! redacted_debug {
+    ($name:ident) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+    ($name:ident { $($field:ident),+ $(,)? }) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($field), &self.$field))+
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
 /// Bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];

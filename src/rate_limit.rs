@@ -301,16 +301,18 @@ mod tests {
         );
     }
 
+    /// A request from `peer` (`address:port`) with `X-Forwarded-For: forwarded`.
+    fn forwarded(peer: &str, forwarded: &str) -> actix_web::HttpRequest {
+        TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .insert_header(("x-forwarded-for", forwarded))
+            .to_http_request()
+    }
+
     #[test]
     fn finding_12_forwarded_entries_with_a_port_are_read_and_a_bad_one_is_not_skipped() {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let via = |forwarded: &str| {
-            let req = TestRequest::default()
-                .peer_addr("10.0.0.5:1234".parse().unwrap())
-                .insert_header(("x-forwarded-for", forwarded))
-                .to_http_request();
-            client_ip(&req, &[proxy])
-        };
+        let via = |entries: &str| client_ip(&forwarded("10.0.0.5:1234", entries), &[proxy]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(via("198.51.100.9, 203.0.113.7:4711"), ip("203.0.113.7"));
         assert_eq!(via("198.51.100.9, [2001:db8::7]:443"), ip("2001:db8::7"));
@@ -324,19 +326,13 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let req = TestRequest::default()
-            .peer_addr("10.0.0.5:1234".parse().unwrap())
-            .insert_header(("x-forwarded-for", "198.51.100.9, 203.0.113.7"))
-            .to_http_request();
+        let req = forwarded("10.0.0.5:1234", "198.51.100.9, 203.0.113.7");
         assert_eq!(
             client_ip(&req, &[proxy]),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(&req, &[]), proxy);
-        let direct = TestRequest::default()
-            .peer_addr("198.51.100.1:1".parse().unwrap())
-            .insert_header(("x-forwarded-for", "1.2.3.4"))
-            .to_http_request();
+        let direct = forwarded("198.51.100.1:1", "1.2.3.4");
         assert_eq!(
             client_ip(&direct, &[proxy]),
             "198.51.100.1".parse::<IpAddr>().unwrap()

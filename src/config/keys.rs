@@ -27,13 +27,7 @@ pub struct Keys {
     pub session: SecretBox<[u8; 64]>,
 }
 
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("seal", &self.seal)
-            .finish_non_exhaustive()
-    }
-}
+crypto::redacted_debug!(Keys { seal });
 
 impl Clone for Keys {
     fn clone(&self) -> Self {
@@ -189,6 +183,7 @@ fn local_keys(data_dir: &Path) -> Result<LocalKeys, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::tmp_dir;
 
     #[test]
     fn keys_decode_from_either_base64_alphabet_and_check_length() {
@@ -207,12 +202,7 @@ mod tests {
     #[test]
     fn finding_13_a_keys_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!(
-            "envshield-keys-open-{}-{}",
-            std::process::id(),
-            hex::encode(crypto::random_bytes::<4>())
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tmp_dir("keys-open");
         local_keys(&dir).unwrap();
         let path = dir.join(LOCAL_KEYS_FILE);
         for mode in [0o640, 0o604, 0o644] {
@@ -227,12 +217,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_keys_file_is_reported_not_replaced() {
-        let dir = std::env::temp_dir().join(format!(
-            "envshield-keys-corrupt-{}-{}",
-            std::process::id(),
-            hex::encode(crypto::random_bytes::<4>())
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tmp_dir("keys-corrupt");
         std::fs::write(dir.join(LOCAL_KEYS_FILE), "not json").unwrap();
         use std::os::unix::fs::PermissionsExt;
         let private = std::fs::Permissions::from_mode(0o600);

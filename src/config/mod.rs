@@ -399,7 +399,8 @@ mod tests {
             .collect()
     }
 
-    fn tmp_dir(name: &str) -> PathBuf {
+    /// A fresh, empty folder of its own for one test.
+    pub(crate) fn tmp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "envshield-config-{name}-{}-{}",
             std::process::id(),

@@ -20,11 +20,7 @@ const DEVICE_CODE_LEN: usize = 43;
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceCode(String);
 
-impl std::fmt::Debug for DeviceCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeviceCode(<redacted>)")
-    }
-}
+crypto::redacted_debug!(DeviceCode);
 
 impl DeviceCode {
     /// A fresh device code from the OS CSPRNG.
@@ -57,11 +53,7 @@ impl DeviceCode {
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserCode(String);
 
-impl std::fmt::Debug for UserCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UserCode(<redacted>)")
-    }
-}
+crypto::redacted_debug!(UserCode);
 
 impl UserCode {
     /// A fresh user code, each letter uniform over the alphabet.
@@ -152,11 +144,7 @@ mod tests {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConfirmationCode(String);
 
-impl std::fmt::Debug for ConfirmationCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConfirmationCode(<redacted>)")
-    }
-}
+crypto::redacted_debug!(ConfirmationCode);
 
 impl ConfirmationCode {
     /// A fresh code, uniform over 000000–999999.

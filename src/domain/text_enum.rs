@@ -40,6 +40,14 @@ macro_rules! text_enum {
             }
         }
 
+        #[cfg(test)]
+        impl $name {
+            /// Whether every value reads back from its spelling.
+            pub(crate) fn every_spelling_round_trips() -> bool {
+                Self::ALL.iter().all(|v| Self::parse(v.as_str()) == Some(*v))
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())

@@ -18,11 +18,7 @@ const CHECKSUM_LEN: usize = 6;
 #[derive(Clone, PartialEq, Eq)]
 pub struct PlainToken(String);
 
-impl std::fmt::Debug for PlainToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlainToken(<redacted>)")
-    }
-}
+crypto::redacted_debug!(PlainToken);
 
 fn checksum(prefix_and_body: &str) -> String {
     let mut n = crc32fast::hash(prefix_and_body.as_bytes());

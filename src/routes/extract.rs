@@ -60,13 +60,16 @@ impl FromRequest for UserAgent {
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ua = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        ready(Ok(Self(ua)))
+        ready(Ok(Self(user_agent(req))))
     }
+}
+
+/// The request's `User-Agent`, if it is text.
+pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl FromRequest for TypedSession {
@@ -85,6 +88,36 @@ async fn signed_in(session: &TypedSession, state: &AppState) -> Result<Option<Si
         Some(secret) => sessions::find(state, secret).await,
         None => Ok(None),
     }
+}
+
+/// The request's browser session and, once awaited, its sign-in (what the
+/// extractors of a signed-in caller look up).
+fn session_of(
+    req: &HttpRequest,
+) -> impl Future<Output = Result<(TypedSession, Option<SignedIn>), AppError>> + 'static {
+    let state = state_of(req);
+    let session = TypedSession(req.get_session());
+    async move {
+        let state = state?;
+        let signed_in = signed_in(&session, &state).await?;
+        Ok((session, signed_in))
+    }
+}
+
+/// The future of an extractor made from the browser session and its
+/// sign-in by `make`.
+fn from_session<T, E>(
+    req: &HttpRequest,
+    make: impl FnOnce(TypedSession, Option<SignedIn>) -> Result<T, E> + 'static,
+) -> Boxed<T, E>
+where
+    E: From<AppError>,
+{
+    let signed_in = session_of(req);
+    Box::pin(async move {
+        let (session, signed_in) = signed_in.await?;
+        make(session, signed_in)
+    })
 }
 
 /// The signed-in account looking at a page, with the session's CSRF token.
@@ -110,8 +143,8 @@ impl Viewer {
         })
     }
 
-    async fn of(session: &TypedSession, state: &AppState) -> Result<Option<Self>, AppError> {
-        Ok(match signed_in(session, state).await? {
+    fn of(session: &TypedSession, signed_in: Option<SignedIn>) -> Result<Option<Self>, AppError> {
+        Ok(match signed_in {
             Some(SignedIn { session_id, user }) => Some(Self {
                 user,
                 session_id,
@@ -158,11 +191,8 @@ impl FromRequest for MaybeViewer {
     type Future = Boxed<Self, PageError>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = state_of(req);
-        let session = TypedSession(req.get_session());
-        Box::pin(async move {
-            let state = state?;
-            Ok(Self(Viewer::of(&session, &state).await?))
+        from_session(req, |session, signed_in| {
+            Ok(Self(Viewer::of(&session, signed_in)?))
         })
     }
 }
@@ -267,11 +297,11 @@ impl<T: FormPage> FromRequest for SignedInForm<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let checked = CsrfForm::<T>::from_request(req, payload);
-        let state = state_of(req);
+        let signed_in = session_of(req);
         Box::pin(async move {
-            let CsrfForm { form, session } = checked.await?;
-            let state = state.map_err(PageError)?;
-            let viewer = Viewer::of(&session, &state).await.map_err(PageError)?;
+            let CsrfForm { form, .. } = checked.await?;
+            let (session, signed_in) = signed_in.await.map_err(PageError)?;
+            let viewer = Viewer::of(&session, signed_in).map_err(PageError)?;
             let viewer = MaybeViewer(viewer).require(&form.back_to())?;
             Ok(Self { form, viewer })
         })
@@ -287,12 +317,8 @@ impl FromRequest for SignedInUser {
     type Future = Boxed<Self, AppError>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = state_of(req);
-        let session = TypedSession(req.get_session());
-        Box::pin(async move {
-            let state = state?;
-            signed_in(&session, &state)
-                .await?
+        from_session(req, |_, signed_in| {
+            signed_in
                 .map(|s| SignedInUser(s.user))
                 .ok_or_else(|| AppError::Unauthorized {
                     code: "not_signed_in",

@@ -12,8 +12,7 @@ use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::domain::{DeviceCode, Flow};
 use crate::error::AppError;
 use crate::rate_limit::Limit;
-use crate::routes::api::v1::device::user_agent;
-use crate::routes::extract::{BearerAuth, ClientIp};
+use crate::routes::extract::{user_agent, BearerAuth, ClientIp};
 use crate::routes::limit::RateLimit;
 use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
@@ -158,6 +157,22 @@ fn client<'a>(
     state.config.client(&id).ok_or_else(unknown)
 }
 
+/// The client, if it may use `grant`; otherwise `unauthorized_client`
+/// with `refusal`.
+fn client_for<'a>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    params: &HashMap<String, String>,
+    grant: &str,
+    refusal: &str,
+) -> Result<&'a OAuthClient, OAuthError> {
+    let client = client(req, state, params)?;
+    if !client.allows_grant(grant) {
+        return Err(bad("unauthorized_client", refusal));
+    }
+    Ok(client)
+}
+
 fn basic_client_id(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
     use base64::Engine;
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
@@ -203,6 +218,13 @@ fn scopes(params: &HashMap<String, String>) -> Option<Vec<String>> {
             .map(str::to_owned)
             .collect()
     })
+}
+
+/// The token a revocation or introspection names, and the hint of its type.
+fn presented(params: &HashMap<String, String>) -> Result<(String, oauth::Hint), OAuthError> {
+    let presented = required(params, "token")?.trim().to_owned();
+    let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
+    Ok((presented, hint))
 }
 
 /// Maps a service error to the OAuth error format where it is the client's
@@ -255,14 +277,13 @@ pub async fn device_authorization(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let params = try_response!(form(&req, &body));
-    let client = try_response!(client(&req, &state, &params));
-    if !client.allows_grant(DEVICE_CODE_GRANT) {
-        return Ok(bad(
-            "unauthorized_client",
-            "This client may not use the device flow.",
-        )
-        .into_response());
-    }
+    let client = try_response!(client_for(
+        &req,
+        &state,
+        &params,
+        DEVICE_CODE_GRANT,
+        "This client may not use the device flow.",
+    ));
     let confirmation = match policy::oauth_confirmation(state.config.device_confirmation, client) {
         Ok(mode) => mode,
         Err(e) => return service_error(e),
@@ -309,14 +330,14 @@ pub async fn token(
             "Supported grant types: urn:ietf:params:oauth:grant-type:device_code and refresh_token.",
         ).into_response());
     }
-    let client = try_response!(client(&req, &state, &params)).clone();
-    if !client.allows_grant(&grant_type) {
-        return Ok(bad(
-            "unauthorized_client",
-            "This client may not use this grant type.",
-        )
-        .into_response());
-    }
+    let client = try_response!(client_for(
+        &req,
+        &state,
+        &params,
+        &grant_type,
+        "This client may not use this grant type.",
+    ))
+    .clone();
     let ip_text = ip.to_string();
     if grant_type == REFRESH_TOKEN_GRANT {
         let presented = try_response!(required(&params, "refresh_token")).to_owned();
@@ -401,8 +422,7 @@ pub async fn revoke(
     let client = try_response!(client(&req, &state, &params))
         .client_id
         .clone();
-    let presented = try_response!(required(&params, "token")).trim().to_owned();
-    let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
+    let (presented, hint) = try_response!(presented(&params));
     oauth::revoke_presented(&state, client, presented, hint, ip.to_string()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -421,8 +441,7 @@ pub async fn introspect(
     // otherwise be a way to probe every token there is.
     caller.require_scope("tokens:introspect")?;
     let params = try_response!(form(&req, &body));
-    let presented = try_response!(required(&params, "token")).trim().to_owned();
-    let hint = oauth::Hint::parse(params.get("token_type_hint").map(String::as_str));
+    let (presented, hint) = try_response!(presented(&params));
     let claims = oauth::introspect_presented(&state, presented, hint).await?;
     Ok(no_store(claims))
 }

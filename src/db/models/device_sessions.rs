@@ -2,6 +2,7 @@
 //! single conditional UPDATE on the expected status.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl;
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -59,15 +60,11 @@ pub struct DeviceSession {
     pub flow: Flow,
 }
 
-impl std::fmt::Debug for DeviceSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceSession")
-            .field("id", &self.id)
-            .field("status", &self.status)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
+crate::crypto::redacted_debug!(DeviceSession {
+    id,
+    status,
+    expires_at
+});
 
 /// A session to insert.
 #[derive(Insertable)]
@@ -193,11 +190,32 @@ pub fn find_by_device_hash(
     conn: &mut PgConnection,
     hash: &[u8],
 ) -> QueryResult<Option<DeviceSession>> {
-    ds::table
+    by_device_hash(conn, hash, false)
+}
+
+/// The session with this device-code hash, locked until the transaction ends.
+pub fn lock_by_device_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<DeviceSession>> {
+    by_device_hash(conn, hash, true)
+}
+
+/// The session with this device-code hash, `FOR UPDATE` when `lock`.
+fn by_device_hash(
+    conn: &mut PgConnection,
+    hash: &[u8],
+    lock: bool,
+) -> QueryResult<Option<DeviceSession>> {
+    let query = ds::table
         .filter(ds::device_code_hash.eq(hash))
-        .select(DeviceSession::as_select())
-        .first(conn)
-        .optional()
+        .select(DeviceSession::as_select());
+    if lock {
+        query.for_update().first(conn)
+    } else {
+        query.first(conn)
+    }
+    .optional()
 }
 
 /// The session with this user-code hash, whatever its state.
@@ -300,6 +318,15 @@ pub fn consume(
     Ok(row.map(|r| (r.encrypted_token, r.token_id)))
 }
 
+/// The session `id` while it is still PENDING: what a decision updates.
+fn while_pending(
+    id: Uuid,
+) -> dsl::Filter<dsl::FindBy<ds::table, ds::id, Uuid>, dsl::Eq<ds::status, SessionStatus>> {
+    ds::table
+        .filter(ds::id.eq(id))
+        .filter(ds::status.eq(SessionStatus::Pending))
+}
+
 /// PENDING → APPROVED with the minted token sealed in the row.
 pub fn approve(
     conn: &mut PgConnection,
@@ -310,33 +337,16 @@ pub fn approve(
     confirmation_code_hash: Option<&[u8]>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
-    diesel::update(
-        ds::table
-            .filter(ds::id.eq(id))
-            .filter(ds::status.eq(SessionStatus::Pending)),
-    )
-    .set((
-        ds::status.eq(SessionStatus::Approved),
-        ds::user_id.eq(user_id),
-        ds::token_id.eq(token_id),
-        ds::encrypted_token.eq(sealed),
-        ds::approved_at.eq(now),
-        ds::confirmation_code_hash.eq(confirmation_code_hash),
-    ))
-    .execute(conn)
-}
-
-/// The session with this device-code hash, locked until the transaction ends.
-pub fn lock_by_device_hash(
-    conn: &mut PgConnection,
-    hash: &[u8],
-) -> QueryResult<Option<DeviceSession>> {
-    ds::table
-        .filter(ds::device_code_hash.eq(hash))
-        .select(DeviceSession::as_select())
-        .for_update()
-        .first(conn)
-        .optional()
+    diesel::update(while_pending(id))
+        .set((
+            ds::status.eq(SessionStatus::Approved),
+            ds::user_id.eq(user_id),
+            ds::token_id.eq(token_id),
+            ds::encrypted_token.eq(sealed),
+            ds::approved_at.eq(now),
+            ds::confirmation_code_hash.eq(confirmation_code_hash),
+        ))
+        .execute(conn)
 }
 
 /// Counts one wrong paste-back code; returns the new count.
@@ -349,16 +359,12 @@ pub fn add_confirmation_failure(conn: &mut PgConnection, id: Uuid) -> QueryResul
 
 /// PENDING → DENIED.
 pub fn deny(conn: &mut PgConnection, id: Uuid, user_id: Uuid) -> QueryResult<usize> {
-    diesel::update(
-        ds::table
-            .filter(ds::id.eq(id))
-            .filter(ds::status.eq(SessionStatus::Pending)),
-    )
-    .set((
-        ds::status.eq(SessionStatus::Denied),
-        ds::user_id.eq(user_id),
-    ))
-    .execute(conn)
+    diesel::update(while_pending(id))
+        .set((
+            ds::status.eq(SessionStatus::Denied),
+            ds::user_id.eq(user_id),
+        ))
+        .execute(conn)
 }
 
 /// PENDING | APPROVED → CANCELLED, wiping any sealed token; returns the row

@@ -8,3 +8,20 @@ pub mod revocation;
 pub mod security_events;
 pub mod user_sessions;
 pub mod users;
+
+use diesel::query_builder::InsertStatement;
+use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::{Insertable, PgConnection, QueryResult, RunQueryDsl, Table};
+
+/// Inserts `values` (one row or several) into `table`.
+fn insert_into<T, V>(conn: &mut PgConnection, table: T, values: V) -> QueryResult<()>
+where
+    T: Table,
+    V: Insertable<T>,
+    InsertStatement<T, V::Values>: ExecuteDsl<PgConnection>,
+{
+    diesel::insert_into(table)
+        .values(values)
+        .execute(conn)
+        .map(|_| ())
+}

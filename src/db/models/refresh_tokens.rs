@@ -62,10 +62,7 @@ pub struct NewRefreshToken<'a> {
 
 /// Inserts a refresh token.
 pub fn insert(conn: &mut PgConnection, new: &NewRefreshToken<'_>) -> QueryResult<()> {
-    diesel::insert_into(rt::table)
-        .values(new)
-        .execute(conn)
-        .map(|_| ())
+    super::insert_into(conn, rt::table, new)
 }
 
 /// The refresh token with this digest, locked until the transaction ends

@@ -50,10 +50,7 @@ pub struct NewSecurityEvent<'a> {
 
 /// Records an event.
 pub fn insert(conn: &mut PgConnection, event: &NewSecurityEvent<'_>) -> QueryResult<()> {
-    diesel::insert_into(security_events::table)
-        .values(event)
-        .execute(conn)
-        .map(|_| ())
+    super::insert_into(conn, security_events::table, event)
 }
 
 /// Unseen events of one kind for one account, newest first, at most `limit`

@@ -34,10 +34,7 @@ pub struct UserSession {
 
 /// Records a new session.
 pub fn insert(conn: &mut PgConnection, session: &UserSession) -> QueryResult<()> {
-    diesel::insert_into(user_sessions::table)
-        .values(session)
-        .execute(conn)
-        .map(|_| ())
+    super::insert_into(conn, user_sessions::table, session)
 }
 
 /// The live session with this secret digest and its enabled account.

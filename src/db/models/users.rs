@@ -27,15 +27,7 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("email", &self.email)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
+crate::crypto::redacted_debug!(User { id, email, role });
 
 impl User {
     /// Whether the account has the admin role.

@@ -85,11 +85,12 @@ struct ExpiryChoice {
 }
 
 /// What a previous submission chose, to keep it when the form comes back
-/// with an error.
+/// with an error, and that error.
 #[derive(Default)]
 struct Chosen {
     scopes: Option<Vec<String>>,
     expires_in_days: Option<u32>,
+    error: Option<String>,
 }
 
 /// The confirmation page of a pending request.
@@ -119,7 +120,6 @@ impl ConfirmPage {
         browser_ip: IpAddr,
         config: &Config,
         chosen: Chosen,
-        error: Option<String>,
     ) -> Self {
         let scopes = request
             .scopes
@@ -150,7 +150,7 @@ impl ConfirmPage {
             asked_at: utc(request.created_at),
             expires_at: utc(request.expires_at),
             other_network,
-            error,
+            error: chosen.error,
         }
     }
 }
@@ -234,15 +234,8 @@ pub async fn approval_form(
     };
     match request.status {
         SessionStatus::Pending => {
-            let page = ConfirmPage::new(
-                &viewer,
-                &code,
-                request,
-                ip.0,
-                &state.config,
-                Chosen::default(),
-                None,
-            );
+            let chosen = Chosen::default();
+            let page = ConfirmPage::new(&viewer, &code, request, ip.0, &state.config, chosen);
             render(StatusCode::OK, &page)
         }
         SessionStatus::Approved if request.user_id == Some(viewer.user.id) => render(
@@ -392,16 +385,10 @@ pub async fn decide(
                     let chosen = Chosen {
                         scopes: Some(form.scopes.clone()),
                         expires_in_days: form.expires_in_days().ok().flatten(),
+                        error: Some(message),
                     };
-                    let page = ConfirmPage::new(
-                        &viewer,
-                        &code,
-                        request,
-                        ip.0,
-                        &state.config,
-                        chosen,
-                        Some(message),
-                    );
+                    let page =
+                        ConfirmPage::new(&viewer, &code, request, ip.0, &state.config, chosen);
                     render(StatusCode::BAD_REQUEST, &page)
                 }
                 _ => EndedPage::expired(viewer.nav()),

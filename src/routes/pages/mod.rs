@@ -11,7 +11,7 @@ pub mod users;
 
 use actix_web::error::InternalError;
 use actix_web::http::header;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, ResponseError, Route};
 use chrono::{DateTime, Utc};
 
 use crate::error::AppError;
@@ -26,67 +26,71 @@ const APP_CSS: &str = include_str!("../../../static/css/app.css");
 /// Page routes, with their rate limits. Each resource answers form and
 /// query errors with an HTML page rather than the API's JSON.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let limited = |path: &str, limit: RateLimit| page(path).wrap(limit);
-    cfg.service(page("/").route(web::get().to(home::home)))
-        .service(
-            limited("/login", RateLimit::page(Limit::Login).posts())
-                .route(web::get().to(auth::login_form))
-                .route(web::post().to(auth::login)),
-        )
-        .service(page("/logout").route(web::post().to(auth::logout)))
-        .service(
-            limited("/signup", RateLimit::page(Limit::Login).posts())
-                .route(web::get().to(auth::signup_form))
-                .route(web::post().to(auth::signup)),
-        )
+    let login = || RateLimit::page(Limit::Login).posts();
+    let complete = RateLimit::page(Limit::Complete);
+    cfg.service(one_page("/", web::get(), home::home))
+        .service(form_page("/login", auth::login_form, auth::login).wrap(login()))
+        .service(one_page("/logout", web::post(), auth::logout))
+        .service(form_page("/signup", auth::signup_form, auth::signup).wrap(login()))
         // Each look-up of a code is a guess at a live one.
+        .service(form_page("/cli/login", cli::approval_form, cli::decide).wrap(complete.clone()))
+        .service(form_page("/cli/device", cli::code_form, cli::enter_code).wrap(complete.posts()))
+        .service(one_page(
+            "/settings/tokens",
+            web::get(),
+            tokens::list_tokens,
+        ))
+        .service(one_page(
+            "/settings/tokens/alerts/dismiss",
+            web::post(),
+            tokens::dismiss_alerts,
+        ))
+        .service(form_page(
+            "/settings/tokens/{id}/revoke",
+            tokens::revoke_form,
+            tokens::revoke,
+        ))
+        .service(one_page(
+            "/settings/sessions",
+            web::get(),
+            account::list_sessions,
+        ))
+        .service(one_page(
+            "/settings/sessions/end-all",
+            web::post(),
+            account::end_all_sessions,
+        ))
+        .service(one_page(
+            "/settings/sessions/{id}/end",
+            web::post(),
+            account::end_session,
+        ))
         .service(
-            limited("/cli/login", RateLimit::page(Limit::Complete))
-                .route(web::get().to(cli::approval_form))
-                .route(web::post().to(cli::decide)),
+            form_page(
+                "/settings/password",
+                account::password_form,
+                account::change_password,
+            )
+            .wrap(login()),
         )
-        .service(
-            limited("/cli/device", RateLimit::page(Limit::Complete).posts())
-                .route(web::get().to(cli::code_form))
-                .route(web::post().to(cli::enter_code)),
-        )
-        .service(page("/settings/tokens").route(web::get().to(tokens::list_tokens)))
-        .service(
-            page("/settings/tokens/alerts/dismiss").route(web::post().to(tokens::dismiss_alerts)),
-        )
-        .service(
-            page("/settings/tokens/{id}/revoke")
-                .route(web::get().to(tokens::revoke_form))
-                .route(web::post().to(tokens::revoke)),
-        )
-        .service(page("/settings/sessions").route(web::get().to(account::list_sessions)))
-        .service(
-            page("/settings/sessions/end-all").route(web::post().to(account::end_all_sessions)),
-        )
-        .service(page("/settings/sessions/{id}/end").route(web::post().to(account::end_session)))
-        .service(
-            limited("/settings/password", RateLimit::page(Limit::Login).posts())
-                .route(web::get().to(account::password_form))
-                .route(web::post().to(account::change_password)),
-        )
-        .service(page("/admin").route(web::get().to(admin::admin_home)))
-        .service(
-            page("/admin/users")
-                .route(web::get().to(users::list_users))
-                .route(web::post().to(users::create_user)),
-        )
-        .service(
-            page("/admin/users/{id}/{action}")
-                .route(web::get().to(users::confirm_form))
-                .route(web::post().to(users::confirm)),
-        )
-        .service(page("/admin/tokens").route(web::get().to(admin::list_tokens)))
-        .service(
-            page("/admin/tokens/{id}/revoke")
-                .route(web::get().to(admin::revoke_form))
-                .route(web::post().to(admin::revoke)),
-        )
-        .service(page("/admin/events").route(web::get().to(admin::list_events)))
+        .service(one_page("/admin", web::get(), admin::admin_home))
+        .service(form_page(
+            "/admin/users",
+            users::list_users,
+            users::create_user,
+        ))
+        .service(form_page(
+            "/admin/users/{id}/{action}",
+            users::confirm_form,
+            users::confirm,
+        ))
+        .service(one_page("/admin/tokens", web::get(), admin::list_tokens))
+        .service(form_page(
+            "/admin/tokens/{id}/revoke",
+            admin::revoke_form,
+            admin::revoke,
+        ))
+        .service(one_page("/admin/events", web::get(), admin::list_events))
         .route("/static/css/app.css", web::get().to(stylesheet));
 }
 
@@ -95,6 +99,29 @@ fn page(path: &str) -> actix_web::Resource {
     web::resource(path)
         .app_data(page_form_config())
         .app_data(page_query_config())
+}
+
+/// A page that answers one method, `route`, with `handler`.
+fn one_page<F, Args>(path: &str, route: Route, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    page(path).route(route.to(handler))
+}
+
+/// A page with a form: GET shows it, POST submits it.
+fn form_page<G, GArgs, P, PArgs>(path: &str, get: G, post: P) -> actix_web::Resource
+where
+    G: Handler<GArgs>,
+    GArgs: FromRequest + 'static,
+    G::Output: Responder + 'static,
+    P: Handler<PArgs>,
+    PArgs: FromRequest + 'static,
+    P::Output: Responder + 'static,
+{
+    one_page(path, web::get(), get).route(web::post().to(post))
 }
 
 fn page_form_config() -> web::FormConfig {

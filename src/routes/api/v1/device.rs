@@ -1,6 +1,7 @@
 //! The device-login endpoints: each takes what it needs, makes one service
 //! call, and renders the answer. Limits are in the route table.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
@@ -15,7 +16,7 @@ use envshield_api_types::{
 use crate::config::CLI_CLIENT_ID;
 use crate::domain::{DeviceCode, Flow, UserCode};
 use crate::error::AppError;
-use crate::routes::extract::{ClientIp, CodeEntry, SameOrigin, SignedInUser};
+use crate::routes::extract::{user_agent, ClientIp, CodeEntry, SameOrigin, SignedInUser};
 use crate::service::device::{
     self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
 };
@@ -72,41 +73,20 @@ pub async fn start_device_session(
         }))
 }
 
-/// The request's `User-Agent`, if it is text.
-pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// `GET /api/v1/cli/auth/device/poll?deviceCode=...`.
-pub async fn poll_device_session_by_query(
-    ip: ClientIp,
-    state: web::Data<AppState>,
-    query: web::Query<PollDeviceRequest>,
-) -> Result<HttpResponse, AppError> {
-    poll(ip, state, query.into_inner()).await
-}
-
-/// `POST /api/v1/cli/auth/device/poll` with `{deviceCode}`.
-pub async fn poll_device_session(
-    ip: ClientIp,
-    state: web::Data<AppState>,
-    body: web::Json<PollDeviceRequest>,
-) -> Result<HttpResponse, AppError> {
-    poll(ip, state, body.into_inner()).await
-}
-
+/// `GET /api/v1/cli/auth/device/poll?deviceCode=...` (`B` is a
+/// `web::Query`) and `POST` with `{deviceCode}` (`B` is a `web::Json`).
 #[tracing::instrument(name = "poll_device_session", skip_all)]
-async fn poll(
+pub async fn poll_device_session<B>(
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: PollDeviceRequest,
-) -> Result<HttpResponse, AppError> {
-    let PollDeviceRequest { device_code, wait } = body;
-    let code = parse_device_code(&device_code)?;
-    drop(device_code);
+    body: B,
+) -> Result<HttpResponse, AppError>
+where
+    B: Deref<Target = PollDeviceRequest>,
+{
+    let code = parse_device_code(&body.device_code)?;
+    let wait = body.wait;
+    drop(body);
     let wait = match wait {
         Some(w) if w > MAX_WAIT_SECS => {
             return Err(AppError::bad_request(

@@ -22,8 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         limited("/auth/device/poll", Limit::Poll)
             .wrap(from_fn(compact_headers))
-            .route(web::get().to(device::poll_device_session_by_query))
-            .route(web::post().to(device::poll_device_session)),
+            .route(web::get().to(device::poll_device_session::<web::Query<_>>))
+            .route(web::post().to(device::poll_device_session::<web::Json<_>>)),
     )
     .service(
         limited("/auth/device/complete", Limit::Complete)
