@@ -72,47 +72,57 @@ pub struct Poller<'a> {
 
 /// A v1 poll that may wait up to `wait` for a change (long poll). Waits
 /// only while the listener is up: without it nothing would wake the poll,
-/// so it answers at once and the client polls again.
+/// so it answers at once and the client polls again. Woken, it reads its
+/// session again; still pending (the listener came back, which says only
+/// that a change may have been missed), it waits on until its deadline,
+/// unless the instance is draining.
 pub async fn poll_and_wait(
     state: &AppState,
     code: DeviceCode,
     client_ip: String,
     wait: Option<Duration>,
 ) -> Result<PollOutcome, AppError> {
-    let wait = wait.filter(|w| !w.is_zero() && state.realtime.may_wait());
-    // Subscribe before reading, so a change committed between the read and
-    // the wait still wakes this request.
-    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
-    let subscription = wait.map(|_| state.realtime.subscribe(&hash));
-    let woken = subscription.as_ref().map(|s| s.notify.notified());
-    tokio::pin!(woken);
-    if let Some(w) = woken.as_mut().as_pin_mut() {
-        w.enable();
-    }
-    // Boxed, so the state of the read is freed before the wait and a held
-    // poll keeps only what it needs (10,000 may be waiting at once).
-    let outcome = Box::pin(counted_poll(state, code.clone(), None, client_ip.clone())).await?;
-    let (Some(wait), Some(woken), PollOutcome::Pending { interval_secs }) =
-        (wait, woken.as_pin_mut(), &outcome)
-    else {
-        return Ok(outcome);
+    let Some(wait) = wait.filter(|w| !w.is_zero() && state.realtime.may_wait()) else {
+        return Box::pin(counted_poll(state, code, None, client_ip)).await;
     };
-    // A held poll keeps only the interval of what it read.
-    let interval_secs = *interval_secs;
-    drop(outcome);
-    // Holds no database connection while waiting.
-    if tokio::time::timeout(wait, woken).await.is_err() {
-        return Ok(PollOutcome::Pending { interval_secs });
-    }
-    Box::pin(state.run(move |conn, cx| {
-        let poller = Poller {
-            client_id: None,
-            client_ip: &client_ip,
-            counted: false,
+    let deadline = tokio::time::Instant::now() + wait;
+    let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
+    let subscription = state.realtime.subscribe(&hash);
+    let mut first = true;
+    loop {
+        // Armed before reading, so a change committed between the read and
+        // the wait still wakes this request.
+        let woken = subscription.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // Boxed, so the state of the read is freed before the wait and a
+        // held poll keeps only what it needs (10,000 may be waiting at once).
+        let outcome = if first {
+            Box::pin(counted_poll(state, code.clone(), None, client_ip.clone())).await?
+        } else {
+            let (code, client_ip) = (code.clone(), client_ip.clone());
+            Box::pin(state.run(move |conn, cx| {
+                let poller = Poller {
+                    client_id: None,
+                    client_ip: &client_ip,
+                    counted: false,
+                };
+                poll(conn, cx, &code, poller, Utc::now())
+            }))
+            .await?
         };
-        poll(conn, cx, &code, poller, Utc::now())
-    }))
-    .await
+        first = false;
+        let PollOutcome::Pending { interval_secs } = outcome else {
+            return Ok(outcome);
+        };
+        if !state.realtime.may_wait() {
+            return Ok(outcome);
+        }
+        // Holds no database connection while waiting.
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return Ok(PollOutcome::Pending { interval_secs });
+        }
+    }
 }
 
 /// A poll by the client (v1 or OAuth): answered from the pending cache when
