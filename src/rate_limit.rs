@@ -44,6 +44,62 @@ pub struct RateLimiters {
     code_entry_account: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
     ipv6_prefix: u8,
+    /// Refusals so far, by [`Refused`].
+    refused: [std::sync::atomic::AtomicU64; Refused::ALL.len()],
+}
+
+/// Which limit refused a request, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A per-client limit of [`Limit::Start`].
+    Start,
+    /// A per-client limit of [`Limit::Poll`].
+    Poll,
+    /// A per-client limit of [`Limit::Complete`].
+    Complete,
+    /// A per-client limit of [`Limit::Login`].
+    Login,
+    /// The cap on starts from everyone together.
+    StartGlobal,
+    /// Sign-in attempts per account and network.
+    LoginAccount,
+    /// Code entries per account.
+    CodeEntryAccount,
+}
+
+impl Refused {
+    /// Every one, in the order of the counters.
+    pub const ALL: [Refused; 7] = [
+        Self::Start,
+        Self::Poll,
+        Self::Complete,
+        Self::Login,
+        Self::StartGlobal,
+        Self::LoginAccount,
+        Self::CodeEntryAccount,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Poll => "poll",
+            Self::Complete => "complete",
+            Self::Login => "login",
+            Self::StartGlobal => "start_global",
+            Self::LoginAccount => "login_account",
+            Self::CodeEntryAccount => "code_entry_account",
+        }
+    }
+
+    fn of(limit: Limit) -> Self {
+        match limit {
+            Limit::Start => Self::Start,
+            Limit::Poll => Self::Poll,
+            Limit::Complete => Self::Complete,
+            Limit::Login => Self::Login,
+        }
+    }
 }
 
 fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
@@ -72,6 +128,7 @@ impl RateLimiters {
                 .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             ipv6_prefix: limits.ipv6_prefix.min(128),
+            refused: Default::default(),
         }
     }
 
@@ -107,10 +164,16 @@ impl RateLimiters {
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         };
         if let Some(limiter) = limiter {
-            limiter.check_key(&self.key(ip)).map_err(seconds)?;
+            limiter
+                .check_key(&self.key(ip))
+                .map_err(seconds)
+                .map_err(|wait| self.refuse(Refused::of(limit), wait))?;
         }
         match (limit, &self.start_global) {
-            (Limit::Start, Some(all)) => all.check().map_err(seconds),
+            (Limit::Start, Some(all)) => all
+                .check()
+                .map_err(seconds)
+                .map_err(|wait| self.refuse(Refused::StartGlobal, wait)),
             _ => Ok(()),
         }
     }
@@ -128,7 +191,8 @@ impl RateLimiters {
                 .check_key(&(account.clone(), self.key(ip)))
                 .map_err(|not_until| {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+                    let wait = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    self.refuse(Refused::LoginAccount, wait)
                 })?;
         }
         let Some(ceiling) = &self.login_account_all else {
@@ -153,8 +217,25 @@ impl RateLimiters {
         };
         limiter.check_key(&account).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            let wait = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            self.refuse(Refused::CodeEntryAccount, wait)
         })
+    }
+
+    /// Counts a refusal; passes the wait through.
+    fn refuse(&self, which: Refused, wait: u64) -> u64 {
+        if let Some(i) = Refused::ALL.iter().position(|r| *r == which) {
+            self.refused[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        wait
+    }
+
+    /// Refusals so far, by limit.
+    pub fn refusals(&self) -> impl Iterator<Item = (Refused, u64)> + '_ {
+        Refused::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, n)| (*r, n.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     /// Whether this rate-limit hit should be written to the audit log (at

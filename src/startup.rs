@@ -39,6 +39,8 @@ pub const SESSION_COOKIE: &str = "envshield_session";
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on `METRICS_BIND_ADDR`, with its bound port.
+    metrics: Option<(Server, u16)>,
     purge: tokio::task::JoinHandle<()>,
     listener: tokio::task::JoinHandle<()>,
     realtime: Arc<Realtime>,
@@ -85,7 +87,15 @@ impl Application {
 
         let port = listener.local_addr()?.port();
         let realtime = Arc::new(Realtime::new(config.poll_cache, config.bearer_cache));
+        let metrics_listener = match &config.metrics_bind_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (METRICS_BIND_ADDR)"))?,
+            ),
+            None => None,
+        };
         let state = web::Data::new(AppState {
+            http: crate::metrics::HttpMetrics::default(),
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
             pool,
@@ -101,11 +111,19 @@ impl Application {
             state.realtime.clone(),
         ));
         let realtime = state.realtime.clone();
+        let metrics = match metrics_listener {
+            Some(l) => {
+                let port = l.local_addr()?.port();
+                Some((metrics_server(state.clone(), l)?, port))
+            }
+            None => None,
+        };
         let server = server(state, listener)?;
         Ok(Self {
             port,
             realtime,
             server,
+            metrics,
             purge,
             listener: listener_task,
         })
@@ -114,6 +132,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on, when `METRICS_BIND_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     /// The realtime state of this instance (waiting polls, caches).
@@ -136,7 +159,15 @@ impl Application {
 
     /// Serves until stopped (Ctrl-C / SIGTERM, or the handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         self.purge.abort();
         self.listener.abort();
         result
@@ -209,6 +240,7 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
                     .build(),
             )
             .wrap(TracingLogger::<RedactedRootSpan>::new())
+            .wrap_fn(crate::routes::metrics::observe)
             .app_data(state.clone())
             .app_data(json_config())
             .app_data(query_config())
@@ -220,6 +252,21 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
     // Signals are handled by `serve`, which drains held polls first.
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The metrics listener: `/metrics` only, one worker.
+fn metrics_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(crate::routes::metrics::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
     .listen(listener)?
     .run();
     Ok(server)

@@ -12,6 +12,8 @@ use crate::realtime::Realtime;
 
 /// Shared by every handler and service.
 pub struct AppState {
+    /// Requests answered, by route (for `/metrics`).
+    pub http: crate::metrics::HttpMetrics,
     /// Validated configuration.
     pub config: Arc<Config>,
     /// Database pool.

@@ -201,6 +201,8 @@ pub struct TestServer {
     pub address: String,
     /// The bound port.
     pub port: u16,
+    /// Where `/metrics` is served, when `metrics_bind_addr` is set.
+    pub metrics_port: Option<u16>,
     /// The configuration it runs with.
     pub config: Arc<Config>,
     handle: actix_web::dev::ServerHandle,
@@ -260,7 +262,7 @@ impl TestServer {
             system.block_on(async move {
                 match Application::build_on(cfg, url, listener).await {
                     Ok(app) => {
-                        let _ = tx.send(Ok((app.handle(), app.realtime())));
+                        let _ = tx.send(Ok((app.handle(), app.realtime(), app.metrics_port())));
                         if let Err(e) = app.run_until_stopped().await {
                             tracing::error!(error = %e, "test server failed");
                         }
@@ -271,7 +273,7 @@ impl TestServer {
                 }
             });
         });
-        let (handle, realtime) = rx.recv().context("test server thread died")??;
+        let (handle, realtime, metrics_port) = rx.recv().context("test server thread died")??;
         // Tests start once the instance hears notifications, as a running
         // server does moments after start-up (bounded: a listener that
         // cannot connect fails the test here, with a reason).
@@ -286,6 +288,7 @@ impl TestServer {
         Ok(Self {
             address: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_port,
             config,
             handle,
             realtime,

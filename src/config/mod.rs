@@ -69,6 +69,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `BIND_ADDR` (default `127.0.0.1:3000`); port 0 picks a free port.
     pub bind_addr: String,
+    /// `METRICS_BIND_ADDR` (default: none, off): where `/metrics` is served,
+    /// on a listener of its own, so it is never public by accident.
+    pub metrics_bind_addr: Option<String>,
     /// `APP_URL` (default `http://localhost:3000`), without a trailing slash.
     pub app_url: url::Url,
     /// `DEVICE_CODE_TTL_MIN` (default 10).
@@ -255,6 +258,10 @@ impl Config {
             database_url: get("DATABASE_URL").map(|s| SecretString::from(s.to_owned())),
             data_dir,
             bind_addr: get("BIND_ADDR").unwrap_or("127.0.0.1:3000").to_owned(),
+            metrics_bind_addr: get("METRICS_BIND_ADDR")
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
             app_url,
             device_code_ttl: Duration::from_secs(
                 u64::from(num("DEVICE_CODE_TTL_MIN", 10, 1, 60)?) * 60,

@@ -32,6 +32,21 @@ pub struct DbPool {
     pool: Pool<ConnectionManager<PgConnection>>,
     gate: Arc<Semaphore>,
     timeout: Duration,
+    /// Requests queued for a turn at the pool right now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The pool right now, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolState {
+    /// Open connections.
+    pub open: u32,
+    /// Of those, lent out.
+    pub in_use: u32,
+    /// Requests queued for a turn.
+    pub waiting: usize,
+    /// The most connections it opens.
+    pub max: u32,
 }
 
 impl DbPool {
@@ -41,6 +56,17 @@ impl DbPool {
         &self,
     ) -> Result<PooledConnection<ConnectionManager<PgConnection>>, diesel::r2d2::PoolError> {
         self.pool.get()
+    }
+
+    /// Connections open and lent out, and requests waiting.
+    pub fn state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            open: state.connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            max: self.pool.max_size(),
+        }
     }
 }
 
@@ -60,6 +86,7 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         pool,
         gate: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1))),
         timeout,
+        waiting: Arc::default(),
     }
 }
 
@@ -88,8 +115,10 @@ where
     T: Send + 'static,
 {
     let started = tokio::time::Instant::now();
-    let turn = tokio::time::timeout(pool.timeout, pool.gate.clone().acquire_owned())
-        .await
+    let queued = Queued::join(&pool.waiting);
+    let turn = tokio::time::timeout(pool.timeout, pool.gate.clone().acquire_owned()).await;
+    drop(queued);
+    let turn = turn
         .map_err(|_| AppError::Unavailable("timed out waiting for a database connection".into()))?
         .map_err(|_| AppError::Unavailable("the database pool is closed".into()))?;
     let inner = pool.pool.clone();
@@ -113,4 +142,20 @@ where
 fn discard(conn: &mut PgConnection) {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+}
+
+/// A request in the queue for the pool, counted while it waits.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn join(waiting: &'a std::sync::atomic::AtomicUsize) -> Self {
+        waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -140,6 +140,12 @@ impl Realtime {
         self.waiters.count()
     }
 
+    /// Held polls woken so far (by a change, the listener's return or a
+    /// drain).
+    pub fn wake_ups(&self) -> u64 {
+        self.waiters.woken()
+    }
+
     /// Forgets idle pacing and entries past their lifetime, bounding memory.
     pub fn forget_stale(&self, now: Instant) {
         self.pacer.forget_idle(now);

@@ -47,6 +47,8 @@ struct CacheShard {
 
 /// Pending sessions by device-code hash; see the module documentation.
 pub struct PendingCache {
+    /// Polls answered from memory, and polls that read PostgreSQL.
+    pub lookups: crate::metrics::HitsAndMisses,
     shards: Sharded<CacheShard>,
     enabled: AtomicBool,
     ttl: Duration,
@@ -58,6 +60,7 @@ impl PendingCache {
     /// disabled until the notification listener switches it on.
     pub fn new(ttl: Duration) -> Self {
         Self {
+            lookups: crate::metrics::HitsAndMisses::default(),
             shards: Sharded::default(),
             enabled: AtomicBool::new(false),
             ttl,
@@ -71,6 +74,10 @@ impl PendingCache {
 
     /// The cached pending row for `key`, if fresh.
     pub fn get(&self, key: &[u8; 32], now: Instant) -> Option<PendingRow> {
+        self.lookups.count(self.lookup(key, now))
+    }
+
+    fn lookup(&self, key: &[u8; 32], now: Instant) -> Option<PendingRow> {
         if !self.active() {
             return None;
         }

@@ -29,6 +29,8 @@ type Shard<V> = HashMap<[u8; 32], (V, Instant, u64)>;
 
 /// Authentications by token digest.
 pub struct TokenCache<V> {
+    /// Bearer checks answered from memory, and those that read PostgreSQL.
+    pub lookups: crate::metrics::HitsAndMisses,
     generation: AtomicU64,
     shards: Sharded<Shard<V>>,
     ttl: Duration,
@@ -40,6 +42,7 @@ impl<V: Clone> TokenCache<V> {
     /// [`TokenCache::invalidate_all`]. Starts off until the listener is up.
     pub fn new(ttl: Duration) -> Self {
         Self {
+            lookups: crate::metrics::HitsAndMisses::default(),
             generation: AtomicU64::new(0),
             shards: Sharded::default(),
             ttl,
@@ -62,6 +65,10 @@ impl<V: Clone> TokenCache<V> {
 
     /// The cached authentication for `digest`, if fresh and current.
     pub fn get(&self, digest: &[u8; 32], now: Instant) -> Option<V> {
+        self.lookups.count(self.lookup(digest, now))
+    }
+
+    fn lookup(&self, digest: &[u8; 32], now: Instant) -> Option<V> {
         if !self.active() {
             return None;
         }

@@ -13,6 +13,8 @@ type Waiting = HashMap<[u8; 32], (Arc<Notify>, usize)>;
 #[derive(Default)]
 pub struct Waiters {
     waiting: Arc<Mutex<Waiting>>,
+    /// Held polls woken so far.
+    woken: std::sync::atomic::AtomicU64,
 }
 
 /// A poll's place in the waiting list; leaving (drop) frees it.
@@ -63,8 +65,9 @@ impl Waiters {
     /// Wakes every poll waiting on this device-code hash.
     pub fn wake(&self, device_code_hash: &[u8; 32]) {
         if let Ok(map) = self.waiting.lock() {
-            if let Some((notify, _)) = map.get(device_code_hash) {
+            if let Some((notify, held)) = map.get(device_code_hash) {
                 notify.notify_waiters();
+                self.count_woken(*held);
             }
         }
     }
@@ -72,8 +75,22 @@ impl Waiters {
     /// Wakes every waiting poll, to read its session again.
     pub fn wake_all(&self) {
         if let Ok(map) = self.waiting.lock() {
-            map.values().for_each(|(notify, _)| notify.notify_waiters());
+            for (notify, held) in map.values() {
+                notify.notify_waiters();
+                self.count_woken(*held);
+            }
         }
+    }
+
+    fn count_woken(&self, polls: usize) {
+        let polls = u64::try_from(polls).unwrap_or(u64::MAX);
+        self.woken
+            .fetch_add(polls, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Held polls woken so far.
+    pub fn woken(&self) -> u64 {
+        self.woken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many polls are waiting.

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod health;
 pub mod html;
 pub mod limit;
+pub mod metrics;
 pub mod oauth;
 pub mod pages;
 

@@ -179,16 +179,18 @@ pub fn row<'a>(event: &'a Event<'a>) -> NewSecurityEvent<'a> {
 
 /// Logs the event once the change that stored it is committed.
 pub fn committed(conn: &mut Db<'_>, event: &Event<'_>) {
+    let kind = event.kind.as_str();
     // Nothing to copy when the log would drop the line anyway.
     if !tracing::enabled!(target: "security", tracing::Level::INFO) {
+        conn.after_commit(move || crate::metrics::security_event(kind));
         return;
     }
-    let kind = event.kind.as_str();
     let severity = event.severity.as_str();
     let (user_id, token_id) = (event.user_id, event.token_id);
     let ip = event.ip.map(str::to_owned);
     let details = event.details.to_string();
     conn.after_commit(move || {
+        crate::metrics::security_event(kind);
         tracing::info!(
             target: "security",
             kind,

@@ -8,6 +8,7 @@ mod faults;
 mod helpers;
 mod login;
 mod longpoll;
+mod metrics;
 mod oauth;
 mod pages_account;
 mod pages_admin;
