@@ -24,6 +24,8 @@ struct Cluster {
     admin_url: String,
     template: String,
     _pg: LocalPostgres,
+    /// This process's shared lock on `users.lock`, held until it exits.
+    _user: std::fs::File,
 }
 
 /// Where the shared test cluster lives: `ENVSHIELD_TEST_PG_DIR`, or
@@ -51,15 +53,30 @@ fn cluster() -> Result<&'static Cluster, String> {
 }
 
 fn start_cluster() -> anyhow::Result<Cluster> {
-    let mut pg = LocalPostgres::start(&cluster_dir())?;
-    // Shared by every test process (server and CLI suites); left running.
+    let dir = cluster_dir();
+    std::fs::create_dir_all(&dir)?;
+    // Shared by every test process (server and CLI suites): each holds
+    // `users.lock` shared for its whole life, and a watcher stops the
+    // cluster once the last of them has exited, so `cargo test` leaves
+    // nothing running. The lock comes first: a process that finds the
+    // cluster being stopped waits, then starts it again.
+    let users = dir.join("users.lock");
+    let user = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&users)?;
+    user.lock_shared()?;
+    let mut pg = LocalPostgres::start(&dir)?;
     pg.keep_running();
+    pg.stop_when_unused(&users)?;
     let admin_url = pg.url("postgres");
     let template = ensure_template(&admin_url, &pg)?;
     Ok(Cluster {
         admin_url,
         template,
         _pg: pg,
+        _user: user,
     })
 }
 

@@ -337,6 +337,39 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_server_stops_when_its_last_user_is_gone() {
+        let tmp = TempDir::new("users");
+        let users = tmp.0.join("users.lock");
+        let open_lock = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&users)
+                .unwrap()
+        };
+        let first = open_lock();
+        first.lock_shared().unwrap();
+        let mut pg = LocalPostgres::start(&tmp.0).unwrap();
+        pg.keep_running();
+        pg.stop_when_unused(&users).unwrap();
+        let second = open_lock();
+        second.lock_shared().unwrap();
+        drop(first);
+        // One user is left: the server keeps running.
+        assert_eq!(pg_ctl_status(&pg), Some(0));
+        drop(second);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while pg_ctl_status(&pg) != Some(3) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server was not stopped"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
     fn a_server_left_running_by_a_killed_owner_is_taken_over_and_stopped() {
         let tmp = TempDir::new("orphan");
         // The first owner is killed: its value never stops the server.

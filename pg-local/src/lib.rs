@@ -24,7 +24,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 pub use error::LocalPgError;
 
@@ -264,6 +264,39 @@ impl LocalPostgres {
     pub fn restart(&mut self, mode: StopMode) -> Result<(), LocalPgError> {
         self.stop_with(mode)?;
         self.start_again()
+    }
+
+    /// Stops the server once no process holds a shared lock on `users` any
+    /// more: a detached `flock -x users pg_ctl stop` waits for them all to
+    /// exit (the OS releases their locks however they end), then stops it.
+    /// For servers shared between processes that come and go, such as test
+    /// binaries: each holds a shared lock on `users` (taken before it starts
+    /// or reuses the server) for as long as it uses the server. A process
+    /// that finds the server stopped after that starts it again.
+    pub fn stop_when_unused(&self, users: &Path) -> Result<(), LocalPgError> {
+        use std::os::unix::process::CommandExt;
+        let mut stop = self.pg_command("pg_ctl");
+        stop.arg("stop")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w"]);
+        let mut cmd = Command::new("flock");
+        cmd.arg("-x")
+            .arg(users)
+            .arg(stop.get_program())
+            .args(stop.get_args())
+            .current_dir(&self.cluster_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: an interrupted test run leaves it to
+            // do its job.
+            .process_group(0);
+        cmd.spawn().map_err(|source| LocalPgError::Spawn {
+            command: command_line(&cmd),
+            source,
+        })?;
+        Ok(())
     }
 
     /// Leave the server running when this value is dropped (used by the test harness, whose
