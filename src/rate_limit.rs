@@ -3,19 +3,12 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimits;
-
-/// An account's sign-in attempts from all networks together may reach this
-/// many times the per-network limit before they are slowed.
-const ACCOUNT_CEILING_NETWORKS: u32 = 5;
-/// The longest an attempt over the account's ceiling is held.
-const MAX_SIGN_IN_SLOWDOWN: Duration = Duration::from_secs(10);
 
 /// The limited endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,17 +24,22 @@ pub enum Limit {
     Login,
 }
 
-/// One keyed limiter per endpoint (`None` when set to 0), plus a limiter
-/// that keeps the audit log from being flooded by one noisy client.
+impl Limit {
+    /// Whether the limit is kept in PostgreSQL and shared by every
+    /// instance (`service::limits`): the ones that bound guessing. Starts
+    /// and polls are limited per instance, in memory.
+    pub fn is_shared(self) -> bool {
+        matches!(self, Self::Complete | Self::Login)
+    }
+}
+
+/// The in-memory limits of this instance (`None` when set to 0), plus a
+/// limiter that keeps the audit log from being flooded by one noisy client,
+/// and the count of refusals of every limit, shared ones included.
 pub struct RateLimiters {
     start: Option<DefaultKeyedRateLimiter<IpAddr>>,
     poll: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    complete: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    login: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    login_account: Option<DefaultKeyedRateLimiter<(String, IpAddr)>>,
-    login_account_all: Option<DefaultKeyedRateLimiter<String>>,
     start_global: Option<DefaultDirectRateLimiter>,
-    code_entry_account: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
     audit: DefaultKeyedRateLimiter<(IpAddr, Limit)>,
     ipv6_prefix: u8,
     /// Refusals so far, by [`Refused`].
@@ -92,7 +90,8 @@ impl Refused {
         }
     }
 
-    fn of(limit: Limit) -> Self {
+    /// The refusal of a per-client limit.
+    pub fn of(limit: Limit) -> Self {
         match limit {
             Limit::Start => Self::Start,
             Limit::Poll => Self::Poll,
@@ -112,20 +111,8 @@ impl RateLimiters {
         Self {
             start: per_minute(limits.start_per_min),
             poll: per_minute(limits.poll_per_min),
-            complete: per_minute(limits.complete_per_min),
-            login: per_minute(limits.login_per_min),
-            login_account: NonZeroU32::new(limits.login_per_account_per_hour)
-                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
-            login_account_all: NonZeroU32::new(
-                limits
-                    .login_per_account_per_hour
-                    .saturating_mul(ACCOUNT_CEILING_NETWORKS),
-            )
-            .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             start_global: NonZeroU32::new(limits.start_global_per_min)
                 .map(|n| RateLimiter::direct(Quota::per_minute(n))),
-            code_entry_account: NonZeroU32::new(limits.code_entry_per_account_per_hour)
-                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             audit: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             ipv6_prefix: limits.ipv6_prefix.min(128),
             refused: Default::default(),
@@ -135,7 +122,7 @@ impl RateLimiters {
     /// What a client is counted as: its IPv4 address, or its IPv6 network
     /// (one subscriber holds a whole /64, so per-address buckets would be
     /// unlimited).
-    fn key(&self, ip: IpAddr) -> IpAddr {
+    pub fn key(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V4(_) => ip,
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -151,13 +138,14 @@ impl RateLimiters {
         }
     }
 
-    /// `Ok` if `ip` may call `limit` now, else the seconds to wait.
+    /// `Ok` if `ip` may call `limit` now, else the seconds to wait. Only
+    /// the in-memory limits: a shared limit ([`Limit::is_shared`]) always
+    /// passes here and is checked by `service::limits`.
     pub fn check(&self, limit: Limit, ip: IpAddr) -> Result<(), u64> {
         let limiter = match limit {
             Limit::Start => &self.start,
             Limit::Poll => &self.poll,
-            Limit::Complete => &self.complete,
-            Limit::Login => &self.login,
+            Limit::Complete | Limit::Login => &None,
         };
         let seconds = |not_until: governor::NotUntil<_>| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -178,52 +166,8 @@ impl RateLimiters {
         }
     }
 
-    /// Whether another sign-in attempt for this account (email, any case)
-    /// from this client's network may go ahead: `Err` with the seconds to
-    /// wait when this network used up the account's attempts (a hard limit,
-    /// so failures elsewhere never lock the owner out), else `Ok` with how
-    /// long to hold the attempt first: when attempts from every network
-    /// together pass the account's ceiling, each is slowed, never refused.
-    pub fn check_login_account(&self, email: &str, ip: IpAddr) -> Result<Duration, u64> {
-        let account = email.trim().to_lowercase();
-        if let Some(limiter) = &self.login_account {
-            limiter
-                .check_key(&(account.clone(), self.key(ip)))
-                .map_err(|not_until| {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    let wait = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    self.refuse(Refused::LoginAccount, wait)
-                })?;
-        }
-        let Some(ceiling) = &self.login_account_all else {
-            return Ok(Duration::ZERO);
-        };
-        Ok(ceiling
-            .check_key(&account)
-            .err()
-            .map_or(Duration::ZERO, |not_until| {
-                not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .min(MAX_SIGN_IN_SLOWDOWN)
-            }))
-    }
-
-    /// `Ok` if this signed-in account may look up or decide another user
-    /// code now, from whichever address; else the seconds to wait. Bounds
-    /// code guessing by one account spread over many addresses.
-    pub fn check_code_entry(&self, account: uuid::Uuid) -> Result<(), u64> {
-        let Some(limiter) = &self.code_entry_account else {
-            return Ok(());
-        };
-        limiter.check_key(&account).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let wait = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            self.refuse(Refused::CodeEntryAccount, wait)
-        })
-    }
-
     /// Counts a refusal; passes the wait through.
-    fn refuse(&self, which: Refused, wait: u64) -> u64 {
+    pub fn refuse(&self, which: Refused, wait: u64) -> u64 {
         if let Some(i) = Refused::ALL.iter().position(|r| *r == which) {
             self.refused[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -246,19 +190,7 @@ impl RateLimiters {
 
     /// Forgets clients whose buckets are full again, bounding memory.
     pub fn retain_recent(&self) {
-        for l in [&self.start, &self.poll, &self.complete, &self.login]
-            .into_iter()
-            .flatten()
-        {
-            l.retain_recent();
-        }
-        if let Some(l) = &self.login_account {
-            l.retain_recent();
-        }
-        if let Some(l) = &self.login_account_all {
-            l.retain_recent();
-        }
-        if let Some(l) = &self.code_entry_account {
+        for l in [&self.start, &self.poll].into_iter().flatten() {
             l.retain_recent();
         }
         self.audit.retain_recent();
@@ -326,19 +258,6 @@ mod tests {
             code_entry_per_account_per_hour: 0,
             ipv6_prefix: 64,
         });
-        let home: IpAddr = "198.51.100.7".parse().unwrap();
-        let away: IpAddr = "203.0.113.9".parse().unwrap();
-        assert!(l.check_login_account("A@x.io", away).is_ok());
-        assert!(l.check_login_account("a@X.io ", away).is_ok());
-        assert!(
-            l.check_login_account("a@x.io", away).is_err(),
-            "per account and network, any case"
-        );
-        assert!(
-            l.check_login_account("a@x.io", home).is_ok(),
-            "another network"
-        );
-        assert!(l.check_login_account("b@x.io", away).is_ok());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(l.check(Limit::Start, a).is_ok());

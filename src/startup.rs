@@ -332,6 +332,8 @@ async fn purge_loop(state: web::Data<AppState>) {
             "sealed refresh successors past the grace window wiped",
             successors,
         );
+        let buckets = crate::service::limits::purge(&state).await;
+        logged("full rate-limit buckets deleted", buckets);
         let events = crate::service::audit::purge_events(&state, now).await;
         logged("security events past retention deleted", events);
     }

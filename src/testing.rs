@@ -254,7 +254,12 @@ impl TestServer {
             url: first.db.url.clone(),
             owned: false,
         };
-        Self::spawn_on(db, |_| {}, Some(first.config.keys.clone()))
+        let limits = first.config.rate_limits;
+        Self::spawn_on(
+            db,
+            |c| c.rate_limits = limits,
+            Some(first.config.keys.clone()),
+        )
     }
 
     fn spawn_on(

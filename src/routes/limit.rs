@@ -3,6 +3,7 @@
 
 use std::future::{ready, Ready};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
@@ -75,7 +76,7 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(RateLimited {
-            service,
+            service: Rc::new(service),
             rule: self.clone(),
         }))
     }
@@ -88,7 +89,7 @@ type Passed<B> =
 
 /// The service [`RateLimit`] wraps around a resource.
 pub struct RateLimited<S> {
-    service: S,
+    service: Rc<S>,
     rule: RateLimit,
 }
 
@@ -112,6 +113,24 @@ where
         let limit = self.rule.limit;
         let ip = client_ip(req.request(), &state.config.trusted_proxies);
         let counted = self.rule.only.as_ref().is_none_or(|m| m == req.method());
+        let answer = self.rule.answer;
+        if counted && limit.is_shared() {
+            // Kept in PostgreSQL for every instance: checked before the
+            // handler, which then runs as usual.
+            let service = self.service.clone();
+            return Either::Right(Box::pin(async move {
+                match crate::service::limits::check_client(&state, limit, ip).await {
+                    Ok(()) => service
+                        .call(req)
+                        .await
+                        .map(ServiceResponse::map_into_left_body),
+                    Err(AppError::RateLimited { retry_after_secs }) => {
+                        Ok(refuse(req, state, limit, ip, answer, retry_after_secs).await)
+                    }
+                    Err(e) => Ok(req.into_response(respond(answer, e)).map_into_right_body()),
+                }
+            }));
+        }
         let checked = if counted {
             state.limiters.check(limit, ip)
         } else {
@@ -121,25 +140,38 @@ where
             let passed: Passed<B> = |r| r.map(ServiceResponse::map_into_left_body);
             return Either::Left(self.service.call(req).map(passed));
         };
-        let path = req.path().to_owned();
-        tracing::warn!(endpoint = %path, %ip, "rate limit exceeded");
-        let audit = state.limiters.should_audit(limit, ip);
-        let answer = self.rule.answer;
-        // Refused requests are rare and cheap to answer, so the audit write
-        // (at most once a minute per client and limit) is awaited: the
-        // event is stored before the client hears 429.
         Either::Right(Box::pin(async move {
-            if audit {
-                record_limited(state, path, ip).await;
-            }
-            let err = AppError::RateLimited { retry_after_secs };
-            let response = match answer {
-                Answer::Json => err.error_response(),
-                Answer::Page => PageError(err).error_response(),
-            };
-            Ok(req.into_response(response).map_into_right_body())
+            Ok(refuse(req, state, limit, ip, answer, retry_after_secs).await)
         }))
     }
+}
+
+/// The answer to a refused request, as JSON or a page.
+fn respond(answer: Answer, err: AppError) -> actix_web::HttpResponse {
+    match answer {
+        Answer::Json => err.error_response(),
+        Answer::Page => PageError(err).error_response(),
+    }
+}
+
+/// 429 with `Retry-After`. Refused requests are rare and cheap to answer,
+/// so the audit write (at most once a minute per client and limit) is
+/// awaited: the event is stored before the client hears 429.
+async fn refuse<B>(
+    req: ServiceRequest,
+    state: web::Data<AppState>,
+    limit: Limit,
+    ip: IpAddr,
+    answer: Answer,
+    retry_after_secs: u64,
+) -> ServiceResponse<EitherBody<B>> {
+    let path = req.path().to_owned();
+    tracing::warn!(endpoint = %path, %ip, "rate limit exceeded");
+    if state.limiters.should_audit(limit, ip) {
+        record_limited(state, path, ip).await;
+    }
+    let response = respond(answer, AppError::RateLimited { retry_after_secs });
+    req.into_response(response).map_into_right_body()
 }
 
 /// Writes the audit event of a rate-limit hit; a failure is only logged.

@@ -107,11 +107,12 @@ pub async fn sign_in(
     password: SecretString,
     client_ip: IpAddr,
 ) -> Result<Option<User>, AppError> {
-    match state.limiters.check_login_account(email, client_ip) {
-        Err(retry_after_secs) => {
+    match crate::service::limits::check_sign_in(state, email, client_ip).await {
+        Err(e @ AppError::RateLimited { .. }) => {
             tracing::warn!("sign-in attempts for one account from one network over the limit");
-            return Err(AppError::RateLimited { retry_after_secs });
+            return Err(e);
         }
+        Err(e) => return Err(e),
         Ok(hold) if !hold.is_zero() => {
             tracing::warn!("sign-in attempts for one account over its ceiling; slowing down");
             tokio::time::sleep(hold).await;
@@ -213,10 +214,8 @@ pub async fn change_password(
     if let Err(m) = password::validate_new_password(&new) {
         return refuse(&m);
     }
-    match state.limiters.check_login_account(&user.email, client_ip) {
-        Err(retry_after_secs) => return Err(AppError::RateLimited { retry_after_secs }),
-        Ok(hold) => tokio::time::sleep(hold).await,
-    }
+    let hold = crate::service::limits::check_sign_in(state, &user.email, client_ip).await?;
+    tokio::time::sleep(hold).await;
     let (hash, cost) = (user.password_hash.clone(), state.config.bcrypt_cost);
     let new_hash = bcrypt(state, move || {
         if password::verify_password(&current, &hash) {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod device;
 pub mod events;
 pub mod grants;
+pub mod limits;
 pub mod oauth;
 pub mod sessions;
 pub mod tokens;

@@ -17,5 +17,6 @@ mod pages_support;
 mod pages_tokens;
 mod process;
 mod realtime_tls;
+mod shared_limits;
 mod tokens;
 mod unit_of_work;

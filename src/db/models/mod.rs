@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod device_sessions;
 pub mod notifications;
+pub mod rate_limits;
 pub mod refresh_tokens;
 pub mod revocation;
 pub mod security_events;

@@ -40,8 +40,11 @@ pub async fn count_code_entry(
     account: uuid::Uuid,
     ip: std::net::IpAddr,
 ) -> Result<(), AppError> {
-    let Err(retry_after_secs) = state.limiters.check_code_entry(account) else {
+    let Err(refused) = crate::service::limits::check_code_entry(state, account).await else {
         return Ok(());
+    };
+    let AppError::RateLimited { .. } = refused else {
+        return Err(refused);
     };
     tracing::warn!("user-code entries by one account over the limit");
     if state.limiters.should_audit(Limit::Complete, ip) {
@@ -54,7 +57,7 @@ pub async fn count_code_entry(
         })
         .await?;
     }
-    Err(AppError::RateLimited { retry_after_secs })
+    Err(refused)
 }
 
 /// Expires due sessions (wiping sealed tokens and revoking tokens nobody
