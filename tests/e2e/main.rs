@@ -236,6 +236,9 @@ async fn sessions_password_and_admin_users_in_the_browser() {
         .wait_for_text("#password-error", "Your current password is not right.")
         .await;
     laptop.screenshot("password-desktop").await;
+    laptop.resize(390, 1000).await;
+    laptop.screenshot("password-phone").await;
+    laptop.resize(1280, 900).await;
     laptop.fill("#current_password", PASSWORD).await;
     laptop
         .fill("#new_password", "a new and longer passphrase")
