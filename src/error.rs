@@ -66,6 +66,9 @@ pub enum AppError {
         /// What to do now.
         message: String,
     },
+    /// 405: the address exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// 413: body over the cap.
     #[error("payload too large")]
     PayloadTooLarge {
@@ -151,6 +154,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -180,6 +184,10 @@ impl AppError {
             Self::Unavailable(_) => {
                 "The service is temporarily unavailable. Try again in a few seconds.".to_owned()
             }
+            Self::MethodNotAllowed => {
+                "This address does not take that method. See the API reference for the ones it takes."
+                    .to_owned()
+            }
             Self::Internal(_) => {
                 "Something went wrong on our side. It has been logged; try again.".to_owned()
             }
@@ -207,6 +215,7 @@ impl ResponseError for AppError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -216,6 +216,14 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
     let workers = config.workers;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap({
+                use actix_web::http::StatusCode;
+                let said_again = crate::routes::html::framework_error;
+                actix_web::middleware::ErrorHandlers::new()
+                    .handler(StatusCode::METHOD_NOT_ALLOWED, said_again)
+                    .handler(StatusCode::PAYLOAD_TOO_LARGE, said_again)
+                    .handler(StatusCode::BAD_REQUEST, said_again)
+            })
             .wrap(Condition::new(
                 hsts,
                 DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS)),

@@ -134,12 +134,54 @@ impl ResponseError for PageError {
 
 /// Unknown paths: JSON under `/api`, an HTML page elsewhere.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let err = AppError::NotFound("This page".to_owned());
-    if req.path().starts_with("/api/") {
+    answer(&req, AppError::NotFound("This page".to_owned()))
+}
+
+/// `err` as JSON for the API and the OAuth endpoints, a page elsewhere.
+fn answer(req: &HttpRequest, err: AppError) -> HttpResponse {
+    let path = req.path();
+    if ["/api/", "/oauth/", "/.well-known/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
         err.error_response()
     } else {
         PageError(err).error_response()
     }
+}
+
+/// Errors actix answers itself, before any handler, with an empty or
+/// plain-text body (a method the address does not take, a body over the
+/// cap read as raw bytes, a body that cannot be read): said again in JSON
+/// or as a page, like every other error.
+pub fn framework_error<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let ours = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    let err = match res.status() {
+        _ if ours => None,
+        StatusCode::METHOD_NOT_ALLOWED => Some(AppError::MethodNotAllowed),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(AppError::PayloadTooLarge {
+            limit: crate::routes::MAX_BODY_BYTES,
+        }),
+        StatusCode::BAD_REQUEST => Some(AppError::bad_request(
+            "invalid_request",
+            "The request could not be read. Check its body and headers.",
+        )),
+        _ => None,
+    };
+    let Some(err) = err else {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    };
+    let (req, _) = res.into_parts();
+    let response = answer(&req, err);
+    let res = actix_web::dev::ServiceResponse::new(req, response).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
 }
 
 #[cfg(test)]

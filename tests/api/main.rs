@@ -6,6 +6,7 @@ mod device;
 mod errors;
 mod faults;
 mod helpers;
+mod hostile;
 mod login;
 mod longpoll;
 mod metrics;
