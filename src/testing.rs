@@ -335,13 +335,19 @@ impl TestServer {
     /// then requests in flight finish.
     pub fn stop_gracefully(&self) {
         self.realtime.drain();
+        self.stop(true);
+    }
+
+    /// Stops from a thread and runtime of our own: the caller may be inside
+    /// an async runtime, where blocking on a future is not allowed.
+    fn stop(&self, graceful: bool) {
         let handle = self.handle.clone();
         let stopper = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(handle.stop(true));
+                rt.block_on(handle.stop(graceful));
             }
         });
         let _ = stopper.join();
@@ -350,18 +356,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stop from a thread and runtime of our own: the caller may be inside
-        // an async runtime, where blocking on a future is not allowed.
-        let stopper = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(handle.stop(false));
-            }
-        });
-        let _ = stopper.join();
+        self.stop(false);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

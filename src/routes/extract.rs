@@ -252,6 +252,21 @@ macro_rules! page_form {
 }
 pub(crate) use page_form;
 
+/// Declares a page form whose only field is the CSRF token, posted from
+/// the page `back_to` (a button: sign out, revoke, end a session, confirm).
+macro_rules! csrf_only_form {
+    ($(#[$doc:meta])* $form:ident, back_to = $page:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, serde::Deserialize)]
+        pub struct $form {
+            #[serde(default)]
+            csrf_token: String,
+        }
+        $crate::routes::extract::page_form!($form, back_to = $page);
+    };
+}
+pub(crate) use csrf_only_form;
+
 /// A page form whose CSRF token matched, and the session it matched.
 pub struct CsrfForm<T> {
     /// The fields.

@@ -12,7 +12,7 @@ use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
 use crate::db::models::user_sessions::{Ending, UserSession};
 use crate::error::AppError;
-use crate::routes::extract::{page_form, ClientIp, SignedInForm, Viewer};
+use crate::routes::extract::{csrf_only_form, page_form, ClientIp, SignedInForm, Viewer};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::accounts::{self, PasswordRefused};
 use crate::service::sessions;
@@ -137,14 +137,11 @@ pub async fn list_sessions(
     )
 }
 
-/// A form whose only field is the CSRF token, posted from the sessions page.
-#[derive(Debug, Deserialize)]
-pub struct SessionsForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-page_form!(SessionsForm, back_to = SESSIONS_PATH);
+csrf_only_form!(
+    /// A button on the sessions page.
+    SessionsForm,
+    back_to = SESSIONS_PATH
+);
 
 /// `POST /settings/sessions/{id}/end`: ends one of your sessions; ending
 /// this one signs you out.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::routes::extract::{page_form, ClientIp, SignedInForm, Viewer};
+use crate::routes::extract::{csrf_only_form, page_form, ClientIp, SignedInForm, Viewer};
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::audit::{self, NewTokenAlert};
 use crate::service::tokens::{self, Reach};
@@ -207,14 +207,11 @@ pub async fn revoke_form(
     )
 }
 
-/// A form whose only field is the CSRF token, posted from the token list.
-#[derive(Debug, Deserialize)]
-pub struct ListForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-page_form!(ListForm, back_to = LIST_PATH);
+csrf_only_form!(
+    /// A button on the token list.
+    ListForm,
+    back_to = LIST_PATH
+);
 
 /// `POST /settings/tokens/{id}/revoke`: your own token, even for an admin.
 #[tracing::instrument(name = "revoke_own_token", skip_all)]

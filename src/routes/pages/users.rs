@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::db::models::users::User;
 use crate::domain::{Email, Role};
 use crate::error::AppError;
-use crate::routes::extract::{admin_only, page_form, Admin, ClientIp, SignedInForm, Viewer};
+use crate::routes::extract::{
+    admin_only, csrf_only_form, page_form, Admin, ClientIp, SignedInForm, Viewer,
+};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError, Pager};
 use crate::service::accounts;
 use crate::service::users::{self, Actor, Change, PAGE_SIZE};
@@ -321,14 +323,11 @@ pub async fn confirm_form(
     )
 }
 
-/// Fields of a confirmation form.
-#[derive(Debug, Deserialize)]
-pub struct ConfirmForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-page_form!(ConfirmForm, back_to = USERS_PATH);
+csrf_only_form!(
+    /// The button of a confirmation page.
+    ConfirmForm,
+    back_to = USERS_PATH
+);
 
 /// `POST /admin/users/{id}/{action}`: does it.
 #[tracing::instrument(name = "admin_change_account", skip_all)]
