@@ -406,10 +406,12 @@ async fn the_last_admin_cannot_demote_or_disable_themself() {
             .await,
         1
     );
-    // With a second admin, stepping down is fine.
+    // With a second admin, stepping down is fine, and leads out of the
+    // admin pages.
     app.create_user("second@example.com", true).await;
     let r = admin_action(&app, &admin, &me.id.to_string(), "make-user").await;
-    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/"));
+    assert_eq!(get(&admin, &app, "/admin/users").await.status, 403);
 }
 
 #[tokio::test]

@@ -368,7 +368,10 @@ pub async fn confirm(
                 created: false,
             },
         ),
+        // Acting on yourself: disabled, you are signed out; no longer an
+        // admin, the admin pages are closed to you.
         None if id == viewer.user.id && action == Action::Disable => Ok(see_other("/login")),
+        None if id == viewer.user.id && action == Action::MakeUser => Ok(see_other("/")),
         None => Ok(see_other(&format!("{USERS_PATH}?done={}", action.slug()))),
     }
 }
