@@ -8,19 +8,11 @@ use envshield_server::testing::TestServer;
 use pg_local::{LocalPostgres, StopMode};
 use reqwest::Client;
 
-use crate::helpers::TestApp;
+use crate::helpers::{fresh_target_dir, TestApp};
 
 /// A fresh cluster directory under `target/` for one fault test.
 fn cluster_dir(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = target.join(format!("envshield-test-pg-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_target_dir(&format!("envshield-test-pg-{name}"))
 }
 
 /// A server on a cluster of its own; the cluster comes back too, so the

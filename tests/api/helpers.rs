@@ -259,3 +259,36 @@ impl TestApp {
         .unwrap()
     }
 }
+
+/// A fresh folder `target/<name>` for a test that runs its own cluster or
+/// server (emptied first).
+pub fn fresh_target_dir(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = target.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A token with `scopes`, approved by `browser`'s account.
+pub async fn token_with_scopes(app: &TestApp, browser: &Client, scopes: &[&str]) -> String {
+    let s: Value = app
+        .start(json!({ "scopes": scopes }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = s["userCode"].as_str().unwrap();
+    assert_eq!(app.approve(browser, code).await.status(), 200);
+    let r: Value = app
+        .poll(s["deviceCode"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}

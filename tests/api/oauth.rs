@@ -663,21 +663,7 @@ async fn revocation_answers_200_and_honours_the_hint() {
 
 /// A token with only the `tokens:introspect` scope, approved by `admin`.
 async fn introspect_token(app: &TestApp, admin: &reqwest::Client) -> String {
-    let s: Value = app
-        .start(json!({ "scopes": ["tokens:introspect"] }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let code = s["userCode"].as_str().unwrap();
-    assert_eq!(app.approve(admin, code).await.status(), 200);
-    let r: Value = app
-        .poll(s["deviceCode"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
+    crate::helpers::token_with_scopes(app, admin, &["tokens:introspect"]).await
 }
 
 #[tokio::test]

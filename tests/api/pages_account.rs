@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, token_with_scopes, TestApp, PASSWORD};
 use crate::pages_support::{get, post, Page};
 
 /// A browser with its own address on the loopback network (127.0.0.N),
@@ -291,24 +291,6 @@ async fn finding_3_code_entry_is_capped_per_account_across_addresses() {
     app.create_user("other@example.com", false).await;
     let (other, _) = signed_in_at(&app, "other@example.com", 1, FIREFOX).await;
     assert_eq!(guess(other, "BCDF-GHJK").await.status, 400);
-}
-
-async fn token_with_scopes(app: &TestApp, browser: &Client, scopes: &[&str]) -> String {
-    let s: Value = app
-        .start(json!({ "scopes": scopes }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let code = s["userCode"].as_str().unwrap();
-    assert_eq!(app.approve(browser, code).await.status(), 200);
-    let r: Value = app
-        .poll(s["deviceCode"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
 }
 
 /// Confirms `action` on account `id` through its confirmation page.

@@ -13,15 +13,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// A fresh data folder under `target/`.
 fn data_dir(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = target.join(format!("envshield-test-process-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    crate::helpers::fresh_target_dir(&format!("envshield-test-process-{name}"))
 }
 
 fn server_command(dir: &Path, port: u16) -> Command {
