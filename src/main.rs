@@ -35,6 +35,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the OpenAPI 3.1 document of the JSON API and exit (also served
+    /// at /api/v1/openapi.json).
+    Openapi,
     /// Manage accounts.
     Users {
         #[command(subcommand)]
@@ -174,8 +177,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", envshield_server::routes::openapi::document());
+        return Ok(());
+    }
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => Ok(()),
         Command::Serve => {
             match envshield_server::startup::raise_open_file_limit() {
                 Ok(limit) => tracing::info!(limit, "open-file limit (one per held connection)"),

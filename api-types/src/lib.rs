@@ -24,12 +24,38 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// An optional count: JSON has one number type, so `24.0` is the integer 24
+/// (as JSON Schema reads it); `24.5`, negatives and strings are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(u64),
+        Float(f64),
+    }
+    let whole =
+        |n: f64| (n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n)).then_some(n as u32);
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Whole(n)) => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::invalid_value(Unexpected::Unsigned(n), &"a count up to 2^32")),
+        Some(Number::Float(n)) => whole(n)
+            .map(Some)
+            .ok_or_else(|| D::Error::invalid_value(Unexpected::Float(n), &"a whole number")),
+    }
+}
+
 /// `POST /api/v1/cli/auth/device/start`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartDeviceRequest {
     /// Name the minted token will carry; the server picks one when absent.
+    /// Printable, 1 to 128 characters once trimmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub token_name: Option<String>,
     /// Scopes asked for; the server's default set when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +71,7 @@ pub struct StartDeviceRequest {
 
 /// How the CLI collects the token once the request is approved.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationMode {
     /// The next poll hands the token over.
@@ -56,6 +83,7 @@ pub enum ConfirmationMode {
 
 /// Answer to `start`: what the CLI shows and keeps while it polls.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartDeviceResponse {
     /// The CLI's secret for polling. Never shown to the person.
@@ -83,18 +111,26 @@ pub struct StartDeviceResponse {
 
 /// `POST /api/v1/cli/auth/device/poll` body (and the GET query).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollDeviceRequest {
     /// The device code from `start`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{43}$"))]
     pub device_code: String,
     /// Long-poll: hold the request up to this many seconds (at most 30)
     /// until the session changes, then answer as a normal poll would.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[cfg_attr(feature = "openapi", schema(maximum = 30))]
     pub wait: Option<u32>,
 }
 
 /// Every answer of `poll`, told apart by `status`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PollDeviceResponse {
     /// 200: nobody has decided yet; poll again after `pollInterval` seconds.
@@ -154,6 +190,7 @@ pub enum PollDeviceResponse {
 
 /// What the browser decides in `complete`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Mint a token for the CLI.
@@ -164,9 +201,16 @@ pub enum Decision {
 
 /// `POST /api/v1/cli/auth/device/complete`, from a signed-in browser session.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompleteDeviceRequest {
     /// The code shown in the terminal, any case, with or without the dash.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}-?[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}$"
+        )
+    )]
     pub user_code: String,
     /// Approve or deny.
     pub decision: Decision,
@@ -174,39 +218,52 @@ pub struct CompleteDeviceRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
     /// A shorter lifetime than the server's default, in days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub expires_in_days: Option<u32>,
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelDeviceRequest {
     /// The device code from `start`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{43}$"))]
     pub device_code: String,
 }
 
 /// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExchangeDeviceRequest {
     /// The device code from `start`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{43}$"))]
     pub device_code: String,
     /// The confirmation code shown in the browser after approval.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{3}-?[0-9]{3}$"))]
     pub confirmation_code: String,
 }
 
 /// `POST /api/v1/cli/auth/refresh`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub refresh_token: String,
 }
 
 /// Answer to `refresh`: a new access token and a new refresh token (the old
 /// refresh token is now spent; presenting it again revokes the family).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshResponse {
     /// New access token.
@@ -223,6 +280,7 @@ pub struct RefreshResponse {
 
 /// `{status: "ok", message}` from `complete` and `cancel`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusMessage {
     /// Always `ok`.
@@ -236,6 +294,7 @@ pub struct StatusMessage {
 
 /// The account behind a token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfo {
     /// Account id.
@@ -248,6 +307,7 @@ pub struct UserInfo {
 
 /// The token a request was made with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     /// Token id.
@@ -266,6 +326,7 @@ pub struct TokenInfo {
 
 /// `GET /api/v1/cli/whoami`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoamiResponse {
     /// Who the token belongs to.
     pub user: UserInfo,
@@ -275,6 +336,7 @@ pub struct WhoamiResponse {
 
 /// Where a token stands.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TokenStatus {
     /// Usable.
@@ -287,6 +349,7 @@ pub enum TokenStatus {
 
 /// One row of `GET /api/v1/cli/tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSummary {
     /// Token id.
@@ -317,6 +380,7 @@ pub struct TokenSummary {
 
 /// `GET /api/v1/cli/tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenListResponse {
     /// Newest first.
     pub tokens: Vec<TokenSummary>,
@@ -324,6 +388,7 @@ pub struct TokenListResponse {
 
 /// `POST /api/v1/cli/tokens/revoke`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeTokenRequest {
     /// Id of the token to revoke.
@@ -333,6 +398,7 @@ pub struct RevokeTokenRequest {
 /// Every error body: a stable code and a sentence a person can act on.
 /// Device endpoints add `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable snake_case code.
     pub error: String,

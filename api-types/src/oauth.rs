@@ -9,6 +9,7 @@ use crate::Redacted;
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthorizationServerMetadata {
     /// The server's base URL.
     pub issuer: String,
@@ -39,6 +40,7 @@ pub struct AuthorizationServerMetadata {
 /// Answer to `POST /oauth/device_authorization` (RFC 8628 §3.2).
 /// `Debug` leaves out the device code.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAuthorizationResponse {
     /// The client's secret for polling the token endpoint.
     pub device_code: String,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for DeviceAuthorizationResponse {
 
 /// A successful token response (RFC 6749 §5.1). `Debug` leaves out both tokens.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// The access token.
     pub access_token: String,
@@ -102,6 +105,7 @@ impl std::fmt::Debug for TokenResponse {
 /// An OAuth error (RFC 6749 §5.2, RFC 8628 §3.5): a registered code and a
 /// sentence for the developer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthErrorBody {
     /// Registered error code, e.g. `authorization_pending`, `invalid_grant`.
     pub error: String,
@@ -113,6 +117,7 @@ pub struct OAuthErrorBody {
 /// Answer to `POST /oauth/introspect` (RFC 7662 §2.2). A token that is not
 /// live is only `{"active": false}`; every other field is then absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntrospectionResponse {
     /// Whether the token is live.
     pub active: bool,

@@ -32,6 +32,64 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
         .ok_or_else(|| AppError::internal("application state is not registered"))
 }
 
+/// A JSON body that is an object (`{…}`), read into `T`. `serde` would
+/// also read a struct from an array (`[null, null]` is a valid empty start
+/// request to it); an API body is an object, so anything else is refused.
+/// Errors match the JSON configuration's: 415 for another content type,
+/// 413 past the body cap, 400 `invalid_body` otherwise.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = Boxed<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        use actix_web::{mime, HttpMessage};
+        let is_json = req.mime_type().ok().flatten().is_some_and(|m| {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        });
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_json {
+                return Err(AppError::UnsupportedMediaType {
+                    expected: "JSON (application/json)",
+                }
+                .into());
+            }
+            let bytes = bytes.await?;
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if first != Some(&b'{') {
+                return Err(AppError::bad_request(
+                    "invalid_body",
+                    "The body must be a JSON object ({...}) with the fields in docs/API.md.",
+                )
+                .into());
+            }
+            serde_json::from_slice(&bytes).map(JsonObject).map_err(|e| {
+                AppError::bad_request("invalid_body", format!("The JSON body is invalid: {e}."))
+                    .into()
+            })
+        })
+    }
+}
+
 /// The client's address: the peer, or what a trusted proxy forwarded.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);

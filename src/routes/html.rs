@@ -137,10 +137,11 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     answer(&req, AppError::NotFound("This page".to_owned()))
 }
 
-/// `err` as JSON for the API and the OAuth endpoints, a page elsewhere.
+/// `err` as JSON for the API, the OAuth endpoints and the probes, a page
+/// elsewhere.
 fn answer(req: &HttpRequest, err: AppError) -> HttpResponse {
     let path = req.path();
-    if ["/api/", "/oauth/", "/.well-known/"]
+    if ["/api/", "/oauth/", "/.well-known/", "/health"]
         .iter()
         .any(|p| path.starts_with(p))
     {
@@ -178,8 +179,13 @@ pub fn framework_error<B>(
     let Some(err) = err else {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     };
+    // The 405 names the methods the address takes (RFC 9110 §15.5.6).
+    let allow = res.headers().get(header::ALLOW).cloned();
     let (req, _) = res.into_parts();
-    let response = answer(&req, err);
+    let mut response = answer(&req, err);
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
     let res = actix_web::dev::ServiceResponse::new(req, response).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
 }

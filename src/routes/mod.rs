@@ -8,6 +8,7 @@ pub mod html;
 pub mod limit;
 pub mod metrics;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 
 use actix_web::web;
@@ -19,8 +20,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/api/v1/cli").configure(api::v1::configure))
         .configure(oauth::configure)
-        .route("/health", web::get().to(health::health))
-        .route("/health/ready", web::get().to(health::ready))
+        .service(web::resource("/health").route(web::get().to(health::health)))
+        .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+        .service(web::resource(openapi::OPENAPI_PATH).route(web::get().to(openapi::openapi_json)))
         .configure(pages::configure)
         .default_service(web::to(html::not_found));
 }

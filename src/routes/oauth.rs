@@ -14,19 +14,21 @@ use crate::error::AppError;
 use crate::rate_limit::Limit;
 use crate::routes::extract::{user_agent, BearerAuth, ClientIp};
 use crate::routes::limit::RateLimit;
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::routes::openapi::{DeviceAuthorizationForm, IntrospectForm, RevokeForm, TokenForm};
 use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
 use crate::state::AppState;
 use envshield_api_types::{
-    AuthorizationServerMetadata, DeviceAuthorizationResponse, OAuthErrorBody, TokenResponse,
+    AuthorizationServerMetadata, DeviceAuthorizationResponse, ErrorBody, IntrospectionResponse,
+    OAuthErrorBody, TokenResponse,
 };
 
 /// Routes of the OAuth surface, with their rate limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let limited = |path: &str, limit: Limit| web::resource(path).wrap(RateLimit::api(limit));
-    cfg.route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(discovery),
+    cfg.service(
+        web::resource("/.well-known/oauth-authorization-server").route(web::get().to(discovery)),
     )
     .service(
         limited("/oauth/device_authorization", Limit::Start)
@@ -34,7 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(limited("/oauth/token", Limit::Poll).route(web::post().to(token)))
     .service(limited("/oauth/revoke", Limit::Complete).route(web::post().to(revoke)))
-    .route("/oauth/introspect", web::post().to(introspect));
+    .service(web::resource("/oauth/introspect").route(web::post().to(introspect)));
 }
 
 /// An RFC 6749 §5.2 error: `{error, error_description}`, never cached.
@@ -246,6 +248,14 @@ macro_rules! try_response {
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth",
+    operation_id = "discovery",
+    summary = "Authorization server metadata (RFC 8414)",
+    responses((status = 200, description = "The metadata.", body = AuthorizationServerMetadata))
+)]
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let base = state.config.app_base();
     HttpResponse::Ok()
@@ -270,6 +280,22 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `POST /oauth/device_authorization` (RFC 8628 §3.1–3.2).
+#[utoipa::path(
+    post,
+    path = "/oauth/device_authorization",
+    tag = "oauth",
+    operation_id = "deviceAuthorization",
+    summary = "Device authorization request (RFC 8628 §3.1)",
+    description = "`client_id` in the form or as the HTTP Basic user name (public clients: no secret).",
+    request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The codes (RFC 8628 §3.2).", body = DeviceAuthorizationResponse),
+        (status = 400, description = "`invalid_request`, `invalid_scope`, `unauthorized_client`.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn device_authorization(
     req: HttpRequest,
     ip: ClientIp,
@@ -316,6 +342,22 @@ pub async fn device_authorization(
 
 /// `POST /oauth/token`: the device-code grant (RFC 8628 §3.4–3.5) and the
 /// refresh grant (RFC 6749 §6).
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    operation_id = "token",
+    summary = "Token endpoint: device-code and refresh grants",
+    description = "While the person has not decided: 400 `authorization_pending` (or `slow_down`). Then the token, once; or `access_denied`, `expired_token`.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The tokens (RFC 6749 §5.1).", body = TokenResponse),
+        (status = 400, description = "RFC 6749 §5.2 / RFC 8628 §3.5 errors.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn token(
     req: HttpRequest,
     ip: ClientIp,
@@ -412,6 +454,21 @@ fn token_response(
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    operation_id = "revoke",
+    summary = "Token revocation (RFC 7009)",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or not a live token (RFC 7009 §2.2)."),
+        (status = 400, description = "`invalid_request`.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     ip: ClientIp,
@@ -431,6 +488,23 @@ pub async fn revoke(
 
 /// `POST /oauth/introspect` (RFC 7662), for tokens with the
 /// `tokens:introspect` scope (only admins may grant it by default).
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    operation_id = "introspect",
+    summary = "Token introspection (RFC 7662)",
+    description = "For callers whose Bearer token carries `tokens:introspect`.",
+    security(("bearer" = ["tokens:introspect"])),
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's claims, or only `active: false`.", body = IntrospectionResponse),
+        (status = 400, description = "`invalid_request`.", body = OAuthErrorBody),
+        (status = 401, description = "No live Bearer token.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 403, description = "The caller's token lacks `tokens:introspect`.", body = ErrorBody),
+    )
+)]
 pub async fn introspect(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -274,12 +274,20 @@ pub async fn refresh_grant(
                     },
                     now,
                 )?;
-                let successor = config
-                    .keys
-                    .seal
-                    .seal(row.id.as_bytes(), sealed_payload(&issued).as_bytes())
-                    .map_err(AppError::internal)?;
-                refresh_tokens::mark_used(conn, row.id, now, &successor)?;
+                // Without a grace window no retry is honoured, so nothing
+                // is kept to answer one with.
+                let successor = if config.refresh_reuse_grace.is_zero() {
+                    None
+                } else {
+                    Some(
+                        config
+                            .keys
+                            .seal
+                            .seal(row.id.as_bytes(), sealed_payload(&issued).as_bytes())
+                            .map_err(AppError::internal)?,
+                    )
+                };
+                refresh_tokens::mark_used(conn, row.id, now, successor.as_deref())?;
                 Ok(Ok(issued))
             })
         })
@@ -299,7 +307,10 @@ fn retry_within_grace(
     let (Some(used_at), Some(sealed)) = (row.used_at, row.successor_sealed.as_deref()) else {
         return Ok(None);
     };
-    if now - used_at > duration(config.refresh_reuse_grace)? {
+    // `now` was read when this request began, so a racer's may precede the
+    // winner's `used_at`: that is inside the window too.
+    if config.refresh_reuse_grace.is_zero() || now - used_at > duration(config.refresh_reuse_grace)?
+    {
         return Ok(None);
     }
     let plain = config

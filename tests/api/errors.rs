@@ -99,3 +99,71 @@ async fn finding_9_hsts_on_every_response_when_app_url_is_https() {
         "plain-http local setups must not pin HTTPS"
     );
 }
+
+/// Found by the schema fuzzer: `serde` reads a struct from an array, so
+/// `[null, null]` started a login with the defaults.
+#[tokio::test]
+async fn a_json_body_must_be_an_object() {
+    let app = spawn_app().await;
+    for body in ["[null, null]", "[]", "null", "\"x\"", "7"] {
+        let r = app
+            .cli
+            .post(app.url("/api/v1/cli/auth/device/start"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "invalid_body");
+    }
+    assert_eq!(app.count("cli_device_sessions", "true").await, 0);
+    let r = app
+        .cli
+        .post(app.url("/api/v1/cli/auth/device/start"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
+
+/// JSON has one number type: `wait: 2.0` is the integer 2 (as the schema
+/// reads it); a fraction is refused.
+#[tokio::test]
+async fn a_whole_number_written_as_a_float_is_a_number_of_seconds() {
+    let app = spawn_app().await;
+    let s = app.start_ok().await;
+    let poll = |wait: serde_json::Value| {
+        app.cli
+            .post(app.url("/api/v1/cli/auth/device/poll"))
+            .json(&json!({ "deviceCode": s.device_code, "wait": wait }))
+            .send()
+    };
+    assert_eq!(poll(json!(0.0)).await.unwrap().status(), 200);
+    for bad in [json!(1.5), json!(-1), json!("2")] {
+        let r = poll(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "invalid_body");
+    }
+}
+
+/// A confirmation code that cannot be one is a bad request, whatever the
+/// device code names.
+#[tokio::test]
+async fn a_malformed_confirmation_code_is_refused_before_any_lookup() {
+    let app = spawn_app().await;
+    let r = app
+        .cli
+        .post(app.url("/api/v1/cli/auth/device/exchange"))
+        .json(&json!({ "deviceCode": "0".repeat(43), "confirmationCode": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<ErrorBody>().await.unwrap().error,
+        "invalid_confirmation_code"
+    );
+}

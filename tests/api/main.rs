@@ -11,6 +11,7 @@ mod login;
 mod longpoll;
 mod metrics;
 mod oauth;
+mod openapi;
 mod pages_account;
 mod pages_admin;
 mod pages_cli;

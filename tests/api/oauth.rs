@@ -1087,4 +1087,10 @@ async fn without_a_grace_window_racing_refreshes_leave_one_family_at_most() {
         0,
         "the losers' reuse revoked the family: never two live families"
     );
+    assert_eq!(
+        app.count("refresh_tokens", "successor_sealed IS NOT NULL")
+            .await,
+        0,
+        "without a grace window no successor is kept"
+    );
 }

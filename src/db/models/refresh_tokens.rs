@@ -85,12 +85,13 @@ pub fn find_by_digest(conn: &mut PgConnection, digest: &[u8]) -> QueryResult<Opt
         .optional()
 }
 
-/// Marks a token rotated, keeping its successor pair sealed for retries.
+/// Marks a token rotated, keeping its successor pair sealed for retries
+/// (when there is a grace window).
 pub fn mark_used(
     conn: &mut PgConnection,
     id: Uuid,
     now: DateTime<Utc>,
-    successor_sealed: &[u8],
+    successor_sealed: Option<&[u8]>,
 ) -> QueryResult<usize> {
     diesel::update(
         rt::table

@@ -43,18 +43,16 @@ pub enum ExchangeOutcome {
 pub async fn exchange_code(
     state: &AppState,
     device_code: DeviceCode,
-    confirmation: String,
+    presented: ConfirmationCode,
     client_ip: String,
 ) -> Result<ExchangeOutcome, AppError> {
     let now = Utc::now();
     state
         .run(move |conn, cx| {
             let (device_code, client_ip) = (&device_code, client_ip.as_str());
-            let confirmation = confirmation.as_str();
             let (config, realtime) = (&*cx.config, &cx.realtime);
             let key = config.keys.code_hmac.expose_secret();
             let hash = device_code.keyed_hash(key);
-            let presented = ConfirmationCode::parse(confirmation);
             conn.transaction(|conn| {
                 let Some(session) = device_sessions::lock_by_device_hash(conn, &hash)? else {
                     return Ok(ExchangeOutcome::Expired);
@@ -68,10 +66,10 @@ pub async fn exchange_code(
                     SessionStatus::Approved if session.confirmation == Confirmation::Paste => {}
                     _ => return Ok(ExchangeOutcome::Expired),
                 }
-                let matches = match (&presented, &session.confirmation_code_hash) {
-                    (Some(code), Some(stored)) => crypto::ct_eq(&code.keyed_hash(key), stored),
-                    _ => false,
-                };
+                let matches = session
+                    .confirmation_code_hash
+                    .as_ref()
+                    .is_some_and(|stored| crypto::ct_eq(&presented.keyed_hash(key), stored));
                 if matches {
                     return match device_sessions::consume(
                         conn,

@@ -1,7 +1,6 @@
 //! The device-login endpoints: each takes what it needs, makes one service
 //! call, and renders the answer. Limits are in the route table.
 
-use std::ops::Deref;
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
@@ -12,11 +11,14 @@ use envshield_api_types::{
     PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse, StartDeviceRequest,
     StartDeviceResponse, StatusMessage,
 };
+use serde::Deserialize;
 
 use crate::config::CLI_CLIENT_ID;
-use crate::domain::{DeviceCode, Flow, UserCode};
+use crate::domain::{ConfirmationCode, DeviceCode, Flow, UserCode};
 use crate::error::AppError;
-use crate::routes::extract::{user_agent, ClientIp, CodeEntry, SameOrigin, SignedInUser};
+use crate::routes::extract::{
+    user_agent, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInUser,
+};
 use crate::service::device::{
     self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
 };
@@ -36,12 +38,27 @@ fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
 }
 
 /// `POST /api/v1/cli/auth/device/start`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/device/start",
+    tag = "device",
+    operation_id = "startDeviceSession",
+    summary = "Start a device login",
+    description = "Creates a pending login request. The CLI shows `userCode` and opens `verificationUrl`, then polls with `deviceCode`.",
+    request_body = StartDeviceRequest,
+    responses(
+        (status = 200, description = "The codes for this login request.", body = StartDeviceResponse),
+        (status = 400, description = "Unknown client, scope or token name, or a malformed body.", body = ErrorBody),
+        (status = 429, description = "Too many starts from this address; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 #[tracing::instrument(name = "start_device_session", skip_all)]
 pub async fn start_device_session(
     req: HttpRequest,
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: web::Json<StartDeviceRequest>,
+    body: JsonObject<StartDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let input = StartInput {
@@ -73,20 +90,80 @@ pub async fn start_device_session(
         }))
 }
 
-/// `GET /api/v1/cli/auth/device/poll?deviceCode=...` (`B` is a
-/// `web::Query`) and `POST` with `{deviceCode}` (`B` is a `web::Json`).
-#[tracing::instrument(name = "poll_device_session", skip_all)]
-pub async fn poll_device_session<B>(
+/// `POST /api/v1/cli/auth/device/poll` with `{deviceCode, wait?}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/device/poll",
+    tag = "device",
+    operation_id = "pollDeviceSession",
+    summary = "Poll a device login",
+    description = "Asks whether the person has decided. `wait` holds the request until the session changes (long-poll). An approved token is handed out exactly once.",
+    request_body = PollDeviceRequest,
+    responses(
+        (status = 200, description = "`pending`, `approved` (with the token) or `confirmation_required`.", body = PollDeviceResponse),
+        (status = 400, description = "Malformed device code, body or `wait`.", body = ErrorBody),
+        (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
+        (status = 410, description = "`expired`: unknown, expired, cancelled or already used.", body = ErrorBody),
+        (status = 429, description = "`slow_down` (with the new `pollInterval`), or too many polls from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when the address is over its limit."))),
+    )
+)]
+pub async fn poll_by_body(
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: B,
-) -> Result<HttpResponse, AppError>
-where
-    B: Deref<Target = PollDeviceRequest>,
-{
-    let code = parse_device_code(&body.device_code)?;
-    let wait = body.wait;
-    drop(body);
+    body: JsonObject<PollDeviceRequest>,
+) -> Result<HttpResponse, AppError> {
+    let PollDeviceRequest { device_code, wait } = body.into_inner();
+    poll_device_session(ip, state, &device_code, wait).await
+}
+
+/// The query-string form of a poll (where every value is text).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PollQuery {
+    device_code: String,
+    wait: Option<u32>,
+}
+
+/// `GET /api/v1/cli/auth/device/poll?deviceCode=...&wait=...`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cli/auth/device/poll",
+    tag = "device",
+    operation_id = "pollDeviceSessionByQuery",
+    summary = "Poll a device login (query string)",
+    description = "The same poll, with the parameters in the query string.",
+    params(
+        ("deviceCode" = String, Query, pattern = "^[A-Za-z0-9_-]{43}$", description = "The device code from `start`."),
+        ("wait" = Option<u32>, Query, maximum = 30, description = "Long-poll: hold the request up to this many seconds."),
+    ),
+    responses(
+        (status = 200, description = "`pending`, `approved` (with the token) or `confirmation_required`.", body = PollDeviceResponse),
+        (status = 400, description = "Malformed device code, query or `wait`.", body = ErrorBody),
+        (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
+        (status = 410, description = "`expired`: unknown, expired, cancelled or already used.", body = ErrorBody),
+        (status = 429, description = "`slow_down` (with the new `pollInterval`), or too many polls from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when the address is over its limit."))),
+    )
+)]
+pub async fn poll_by_query(
+    ip: ClientIp,
+    state: web::Data<AppState>,
+    query: web::Query<PollQuery>,
+) -> Result<HttpResponse, AppError> {
+    let PollQuery { device_code, wait } = query.into_inner();
+    poll_device_session(ip, state, &device_code, wait).await
+}
+
+/// Both polls.
+#[tracing::instrument(name = "poll_device_session", skip_all)]
+async fn poll_device_session(
+    ip: ClientIp,
+    state: web::Data<AppState>,
+    device_code: &str,
+    wait: Option<u32>,
+) -> Result<HttpResponse, AppError> {
+    let code = parse_device_code(device_code)?;
     let wait = match wait {
         Some(w) if w > MAX_WAIT_SECS => {
             return Err(AppError::bad_request(
@@ -165,13 +242,34 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
 
 /// `POST /api/v1/cli/auth/device/complete`: a signed-in browser approves or
 /// denies, from this site's own origin.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/device/complete",
+    tag = "device",
+    operation_id = "completeDeviceSession",
+    summary = "Approve or deny a device login",
+    description = "For the signed-in browser (session cookie), from this site's own origin (`Origin` header). Approving mints the token the CLI's next poll receives.",
+    request_body = CompleteDeviceRequest,
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Decided (or already approved).", body = StatusMessage),
+        (status = 400, description = "Malformed user code or body, or scopes not asked for.", body = ErrorBody),
+        (status = 401, description = "Not signed in.", body = ErrorBody),
+        (status = 403, description = "Cross-origin request, or the account may not grant these scopes.", body = ErrorBody),
+        (status = 404, description = "No pending request has this code.", body = ErrorBody),
+        (status = 409, description = "The request was already decided the other way.", body = ErrorBody),
+        (status = 410, description = "The request expired or was cancelled.", body = ErrorBody),
+        (status = 429, description = "Too many codes entered from this address or account.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 #[tracing::instrument(name = "complete_device_session", skip_all, fields(user_id = %user.0.id))]
 pub async fn complete_device_session(
     _origin: SameOrigin,
     CodeEntry(user): CodeEntry<SignedInUser>,
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: web::Json<CompleteDeviceRequest>,
+    body: JsonObject<CompleteDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let user_code = UserCode::parse(&body.user_code).ok_or_else(|| {
@@ -217,11 +315,27 @@ pub async fn complete_device_session(
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/device/cancel",
+    tag = "device",
+    operation_id = "cancelDeviceSession",
+    summary = "Cancel a device login",
+    description = "The CLI gave up (Ctrl-C): the request can no longer be approved.",
+    request_body = CancelDeviceRequest,
+    responses(
+        (status = 200, description = "Cancelled.", body = StatusMessage),
+        (status = 400, description = "Malformed device code or body.", body = ErrorBody),
+        (status = 410, description = "The request had already ended.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 #[tracing::instrument(name = "cancel_device_session", skip_all)]
 pub async fn cancel_device_session(
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: web::Json<CancelDeviceRequest>,
+    body: JsonObject<CancelDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let code = parse_device_code(&body.device_code)?;
     let cancelled = device::cancel_session(&state, code, ip.to_string()).await?;
@@ -242,16 +356,39 @@ pub async fn cancel_device_session(
 
 /// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup, with the
 /// confirmation code shown in the browser.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/device/exchange",
+    tag = "device",
+    operation_id = "exchangeDeviceSession",
+    summary = "Collect a token with the confirmation code (paste mode)",
+    description = "Paste mode's pickup: the confirmation code shown in the browser after approval releases the token, once.",
+    request_body = ExchangeDeviceRequest,
+    responses(
+        (status = 200, description = "`approved`, with the token.", body = PollDeviceResponse),
+        (status = 400, description = "Wrong confirmation code (attempts left in the message), or a malformed body.", body = ErrorBody),
+        (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
+        (status = 409, description = "Not approved yet.", body = ErrorBody),
+        (status = 410, description = "Unknown, expired, used, or out of attempts.", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 #[tracing::instrument(name = "exchange_device_session", skip_all)]
 pub async fn exchange_device_session(
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: web::Json<ExchangeDeviceRequest>,
+    body: JsonObject<ExchangeDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let code = parse_device_code(&body.device_code)?;
-    let outcome =
-        device::exchange_code(&state, code, body.confirmation_code, ip.to_string()).await?;
+    let confirmation = ConfirmationCode::parse(&body.confirmation_code).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_confirmation_code",
+            "confirmationCode must be the 6-digit code shown in the browser, like 123-456.",
+        )
+    })?;
+    let outcome = device::exchange_code(&state, code, confirmation, ip.to_string()).await?;
     let device_error = |status: StatusCode, error: &str, state: &str, message: String| {
         HttpResponse::build(status)
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -285,11 +422,26 @@ pub async fn exchange_device_session(
 
 /// `POST /api/v1/cli/auth/refresh`: rotates a refresh token (same code as
 /// the OAuth `refresh_token` grant).
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/refresh",
+    tag = "device",
+    operation_id = "refreshAccessToken",
+    summary = "Rotate a refresh token",
+    description = "Returns a new access token and a new refresh token. A spent refresh token presented again after the grace window revokes its whole family.",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The new pair.", body = RefreshResponse),
+        (status = 400, description = "`invalid_grant`: unknown, expired, revoked or reused refresh token; or a malformed body.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 #[tracing::instrument(name = "refresh_tokens", skip_all)]
 pub async fn refresh_access_token(
     ip: ClientIp,
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, AppError> {
     let presented = body.into_inner().refresh_token;
     let result = grants::refresh_grant(&state, None, presented, None, ip.to_string()).await?;

@@ -22,8 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         limited("/auth/device/poll", Limit::Poll)
             .wrap(from_fn(compact_headers))
-            .route(web::get().to(device::poll_device_session::<web::Query<_>>))
-            .route(web::post().to(device::poll_device_session::<web::Json<_>>)),
+            .route(web::get().to(device::poll_by_query))
+            .route(web::post().to(device::poll_by_body)),
     )
     .service(
         limited("/auth/device/complete", Limit::Complete)
@@ -40,10 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         limited("/auth/device/cancel", Limit::Complete)
             .route(web::post().to(device::cancel_device_session)),
     )
-    .route("/auth/logout", web::post().to(tokens::logout_api_token))
-    .route("/whoami", web::get().to(tokens::whoami))
-    .route("/tokens", web::get().to(tokens::list_api_tokens))
-    .route("/tokens/revoke", web::post().to(tokens::revoke_api_token))
+    .service(web::resource("/auth/logout").route(web::post().to(tokens::logout_api_token)))
+    .service(web::resource("/whoami").route(web::get().to(tokens::whoami)))
+    .service(web::resource("/tokens").route(web::get().to(tokens::list_api_tokens)))
+    .service(web::resource("/tokens/revoke").route(web::post().to(tokens::revoke_api_token)))
     .default_service(web::to(api_not_found));
 }
 

@@ -2,16 +2,29 @@
 
 use actix_web::{web, HttpResponse};
 use envshield_api_types::{
-    RevokeTokenRequest, TokenInfo, TokenListResponse, UserInfo, WhoamiResponse,
+    ErrorBody, RevokeTokenRequest, TokenInfo, TokenListResponse, UserInfo, WhoamiResponse,
 };
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::routes::extract::{BearerAuth, ClientIp};
+use crate::routes::extract::{BearerAuth, ClientIp, JsonObject};
 use crate::service::tokens::{self, Reach};
 use crate::state::AppState;
 
 /// `GET /api/v1/cli/whoami`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cli/whoami",
+    tag = "tokens",
+    operation_id = "whoami",
+    summary = "The account and token behind a request",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Who the token belongs to, and the token.", body = WhoamiResponse),
+        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+    )
+)]
 pub async fn whoami(auth: BearerAuth) -> HttpResponse {
     let a = auth.0;
     HttpResponse::Ok().json(WhoamiResponse {
@@ -32,7 +45,8 @@ pub async fn whoami(auth: BearerAuth) -> HttpResponse {
 }
 
 /// Query of the token list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     /// Admins: every account's tokens.
@@ -42,6 +56,23 @@ pub struct ListQuery {
 
 /// `GET /api/v1/cli/tokens` (scope `tokens:read`): your tokens; admins may
 /// add `?all=true` for everyone's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cli/tokens",
+    tag = "tokens",
+    operation_id = "listApiTokens",
+    summary = "List tokens",
+    description = "Your tokens, newest first; admins may add `all=true` for every account's. Scope `tokens:read`.",
+    security(("bearer" = ["tokens:read"])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tokens.", body = TokenListResponse),
+        (status = 400, description = "Malformed query string.", body = ErrorBody),
+        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 403, description = "The token lacks `tokens:read`, or `all=true` from a non-admin.", body = ErrorBody),
+    )
+)]
 pub async fn list_api_tokens(
     auth: BearerAuth,
     state: web::Data<AppState>,
@@ -62,11 +93,29 @@ pub async fn list_api_tokens(
 
 /// `POST /api/v1/cli/tokens/revoke` (scope `tokens:write`): your own token,
 /// or any token for admins. 204.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/tokens/revoke",
+    tag = "tokens",
+    operation_id = "revokeApiToken",
+    summary = "Revoke a token",
+    description = "Your own token, or any token for admins. Scope `tokens:write`.",
+    security(("bearer" = ["tokens:write"])),
+    request_body = RevokeTokenRequest,
+    responses(
+        (status = 204, description = "Revoked (or already revoked)."),
+        (status = 400, description = "Malformed body.", body = ErrorBody),
+        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 403, description = "The token lacks `tokens:write`.", body = ErrorBody),
+        (status = 404, description = "No token of yours has this id.", body = ErrorBody),
+    )
+)]
 pub async fn revoke_api_token(
     ip: ClientIp,
     auth: BearerAuth,
     state: web::Data<AppState>,
-    body: web::Json<RevokeTokenRequest>,
+    body: JsonObject<RevokeTokenRequest>,
 ) -> Result<HttpResponse, AppError> {
     auth.require_scope("tokens:write")?;
     tokens::revoke_token(
@@ -81,6 +130,19 @@ pub async fn revoke_api_token(
 }
 
 /// `POST /api/v1/cli/auth/logout`: revokes the presented token. 204.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cli/auth/logout",
+    tag = "tokens",
+    operation_id = "logoutApiToken",
+    summary = "Revoke the token this request is made with",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+    )
+)]
 pub async fn logout_api_token(
     ip: ClientIp,
     auth: BearerAuth,
