@@ -15,7 +15,9 @@ use crate::rate_limit::Limit;
 use crate::routes::extract::{user_agent, BearerAuth, ClientIp};
 use crate::routes::limit::RateLimit;
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::routes::openapi::{DeviceAuthorizationForm, IntrospectForm, RevokeForm, TokenForm};
+use crate::routes::openapi::{
+    DeviceAuthorizationForm, IntrospectForm, RateLimited, RevokeForm, TokenForm, Unauthenticated,
+};
 use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::{grants, oauth};
 use crate::state::AppState;
@@ -292,8 +294,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         (status = 200, description = "The codes (RFC 8628 §3.2).", body = DeviceAuthorizationResponse),
         (status = 400, description = "`invalid_request`, `invalid_scope`, `unauthorized_client`.", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 pub async fn device_authorization(
@@ -354,8 +355,7 @@ pub async fn device_authorization(
         (status = 200, description = "The tokens (RFC 6749 §5.1).", body = TokenResponse),
         (status = 400, description = "RFC 6749 §5.2 / RFC 8628 §3.5 errors.", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 pub async fn token(
@@ -465,8 +465,7 @@ fn token_response(
         (status = 200, description = "Revoked, or not a live token (RFC 7009 §2.2)."),
         (status = 400, description = "`invalid_request`.", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 pub async fn revoke(
@@ -500,8 +499,7 @@ pub async fn revoke(
     responses(
         (status = 200, description = "The token's claims, or only `active: false`.", body = IntrospectionResponse),
         (status = 400, description = "`invalid_request`.", body = OAuthErrorBody),
-        (status = 401, description = "No live Bearer token.", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 401, response = Unauthenticated),
         (status = 403, description = "The caller's token lacks `tokens:introspect`.", body = ErrorBody),
     )
 )]

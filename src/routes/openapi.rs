@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
+use envshield_api_types::{ErrorBody, PollDeviceResponse};
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -13,7 +14,7 @@ use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, Ref, RefOr, Response,
     ResponseBuilder, Type,
 };
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::routes::{api, health, oauth};
 use crate::startup::SESSION_COOKIE;
@@ -51,7 +52,10 @@ every operation may answer 503 with `Retry-After` while the database is unreacha
         health::ready,
         openapi_json,
     ),
-    components(schemas(envshield_api_types::ConfirmationMode, envshield_api_types::Decision)),
+    components(
+        schemas(envshield_api_types::ConfirmationMode, envshield_api_types::Decision),
+        responses(RateLimited, Unauthenticated),
+    ),
     modifiers(&Conventions),
     tags(
         (name = "device", description = "The CLI's device login (`envshield login`)."),
@@ -61,6 +65,40 @@ every operation may answer 503 with `Retry-After` while the database is unreacha
     )
 )]
 struct ApiDoc;
+
+/// Over a rate limit (per address or account): wait `Retry-After` seconds.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds to wait.")))]
+#[allow(dead_code)] // a response: documents the body
+pub struct RateLimited(ErrorBody);
+
+/// No token, or not a live one: `WWW-Authenticate` says why (RFC 6750).
+#[derive(ToResponse)]
+#[response(headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge.")))]
+#[allow(dead_code)] // a response: documents the body
+pub struct Unauthenticated(ErrorBody);
+
+/// Every answer of a poll, by query string or body.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // responses: document the bodies
+pub enum PollAnswers {
+    /// `pending`, `approved` (with the token) or `confirmation_required`.
+    #[response(status = 200)]
+    Answered(PollDeviceResponse),
+    /// Malformed device code, body, query or `wait`.
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// `denied`: the person refused the request.
+    #[response(status = 403)]
+    Denied(ErrorBody),
+    /// `expired`: unknown, expired, cancelled or already used.
+    #[response(status = 410)]
+    Expired(ErrorBody),
+    /// `slow_down` (with the new `pollInterval`), or too many polls from this
+    /// address (with `Retry-After`).
+    #[response(status = 429)]
+    TooFast(#[ref_response] RateLimited),
+}
 
 /// `POST /oauth/device_authorization` form (RFC 8628 §3.1).
 #[derive(ToSchema)]

@@ -19,6 +19,7 @@ use crate::error::AppError;
 use crate::routes::extract::{
     user_agent, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInUser,
 };
+use crate::routes::openapi::{PollAnswers, RateLimited};
 use crate::service::device::{
     self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
 };
@@ -49,8 +50,7 @@ fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
     responses(
         (status = 200, description = "The codes for this login request.", body = StartDeviceResponse),
         (status = 400, description = "Unknown client, scope or token name, or a malformed body.", body = ErrorBody),
-        (status = 429, description = "Too many starts from this address; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(name = "start_device_session", skip_all)]
@@ -99,14 +99,7 @@ pub async fn start_device_session(
     summary = "Poll a device login",
     description = "Asks whether the person has decided. `wait` holds the request until the session changes (long-poll). An approved token is handed out exactly once.",
     request_body = PollDeviceRequest,
-    responses(
-        (status = 200, description = "`pending`, `approved` (with the token) or `confirmation_required`.", body = PollDeviceResponse),
-        (status = 400, description = "Malformed device code, body or `wait`.", body = ErrorBody),
-        (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
-        (status = 410, description = "`expired`: unknown, expired, cancelled or already used.", body = ErrorBody),
-        (status = 429, description = "`slow_down` (with the new `pollInterval`), or too many polls from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait, when the address is over its limit."))),
-    )
+    responses(PollAnswers)
 )]
 pub async fn poll_by_body(
     ip: ClientIp,
@@ -137,14 +130,7 @@ pub struct PollQuery {
         ("deviceCode" = String, Query, pattern = "^[A-Za-z0-9_-]{43}$", description = "The device code from `start`."),
         ("wait" = Option<u32>, Query, maximum = 30, description = "Long-poll: hold the request up to this many seconds."),
     ),
-    responses(
-        (status = 200, description = "`pending`, `approved` (with the token) or `confirmation_required`.", body = PollDeviceResponse),
-        (status = 400, description = "Malformed device code, query or `wait`.", body = ErrorBody),
-        (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
-        (status = 410, description = "`expired`: unknown, expired, cancelled or already used.", body = ErrorBody),
-        (status = 429, description = "`slow_down` (with the new `pollInterval`), or too many polls from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait, when the address is over its limit."))),
-    )
+    responses(PollAnswers)
 )]
 pub async fn poll_by_query(
     ip: ClientIp,
@@ -259,8 +245,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
         (status = 404, description = "No pending request has this code.", body = ErrorBody),
         (status = 409, description = "The request was already decided the other way.", body = ErrorBody),
         (status = 410, description = "The request expired or was cancelled.", body = ErrorBody),
-        (status = 429, description = "Too many codes entered from this address or account.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(name = "complete_device_session", skip_all, fields(user_id = %user.0.id))]
@@ -327,8 +312,7 @@ pub async fn complete_device_session(
         (status = 200, description = "Cancelled.", body = StatusMessage),
         (status = 400, description = "Malformed device code or body.", body = ErrorBody),
         (status = 410, description = "The request had already ended.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(name = "cancel_device_session", skip_all)]
@@ -370,8 +354,7 @@ pub async fn cancel_device_session(
         (status = 403, description = "`denied`: the person refused the request.", body = ErrorBody),
         (status = 409, description = "Not approved yet.", body = ErrorBody),
         (status = 410, description = "Unknown, expired, used, or out of attempts.", body = ErrorBody),
-        (status = 429, description = "Too many attempts from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(name = "exchange_device_session", skip_all)]
@@ -433,8 +416,7 @@ pub async fn exchange_device_session(
     responses(
         (status = 200, description = "The new pair.", body = RefreshResponse),
         (status = 400, description = "`invalid_grant`: unknown, expired, revoked or reused refresh token; or a malformed body.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(name = "refresh_tokens", skip_all)]

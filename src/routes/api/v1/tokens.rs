@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::AppError;
 use crate::routes::extract::{BearerAuth, ClientIp, JsonObject};
+use crate::routes::openapi::Unauthenticated;
 use crate::service::tokens::{self, Reach};
 use crate::state::AppState;
 
@@ -21,8 +22,7 @@ use crate::state::AppState;
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Who the token belongs to, and the token.", body = WhoamiResponse),
-        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 401, response = Unauthenticated),
     )
 )]
 pub async fn whoami(auth: BearerAuth) -> HttpResponse {
@@ -68,8 +68,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "The tokens.", body = TokenListResponse),
         (status = 400, description = "Malformed query string.", body = ErrorBody),
-        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 401, response = Unauthenticated),
         (status = 403, description = "The token lacks `tokens:read`, or `all=true` from a non-admin.", body = ErrorBody),
     )
 )]
@@ -105,8 +104,7 @@ pub async fn list_api_tokens(
     responses(
         (status = 204, description = "Revoked (or already revoked)."),
         (status = 400, description = "Malformed body.", body = ErrorBody),
-        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 401, response = Unauthenticated),
         (status = 403, description = "The token lacks `tokens:write`.", body = ErrorBody),
         (status = 404, description = "No token of yours has this id.", body = ErrorBody),
     )
@@ -139,8 +137,7 @@ pub async fn revoke_api_token(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "No token, or not a live one (`WWW-Authenticate` says why).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "RFC 6750 challenge."))),
+        (status = 401, response = Unauthenticated),
     )
 )]
 pub async fn logout_api_token(
