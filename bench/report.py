@@ -129,13 +129,20 @@ def main():
         p(f"| {label} | {rate(w):.0f} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {errors(w)} | "
           f"{ceil_name} {ceil:.0f} TPS{ceil_lat('select_ceiling' if p99_target else 'insert_ceiling', base)} | "
           f"{ratio:.2f} | {target} | {met} |")
+    w, fl = wrk("poll_flood", base), get("flood", level=base)
+    if w and sel:
+        ok = w["p99_us"] <= 10_000
+        p(f"| `POST .../device/poll` (slow_down flood, {fl['sessions'] if fl else '?'} sessions) | "
+          f"{rate(w):.0f} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {errors(w)} | "
+          f"`pgbench -S` {sel:.0f} TPS | {rate(w) / sel:.2f} | p99 ≤ 10 ms | "
+          f"{'yes' if ok else '**no** (p99)'} |")
     p("")
     p(f"Where the {os.cpu_count()} cores went during each run (CPU time of the server process, and of "
       "the cluster's postmaster and its children; the rest is wrk, the kernel and idle):")
     p("")
     p("| run | server CPU | postgres CPU | server µs/req | postgres µs/req |")
     p("| --- | ---: | ---: | ---: | ---: |")
-    for name in ["whoami", "poll", "poll_signins", "start"]:
+    for name in ["whoami", "poll", "poll_signins", "poll_flood", "start"]:
         r = get("wrk", name, base)
         if not r or "server_cpu_s" not in r:
             continue
@@ -154,6 +161,16 @@ def main():
       "`slow_down` 429 would show as non-2xx. "
       f"Sessions that got one: {slowed['sessions'] if slowed else '?'}. "
       "Socket errors are wrk's connect, read, write and timeout errors.")
+    fl = get("flood", level=base)
+    if fl:
+        a = fl.get("answers") or {}
+        p("")
+        p(f"The slow_down flood polls {fl['sessions']} other seeded pending sessions round-robin, each "
+          "far sooner than its interval, after a 2-s warm-up of the same load (each session read once, "
+          "then cached; every interval grown to its 60-s cap), so its non-2xx are the expected 429s: "
+          f"answers `slow_down` {a.get('slow_down', '?')}, anything else {a.get('other', '?')}. "
+          f"WAL written during the run: {fl['wal_bytes']} bytes. Flood sessions whose 60-s interval "
+          f"was in PostgreSQL within 5 s after the run: {fl['stored_60']} of {fl['sessions']}.")
     p("")
 
     p("## Other figures")

@@ -30,6 +30,8 @@ pub use crate::routes::MAX_BODY_BYTES;
 const HSTS: &str = "max-age=31536000";
 /// How often expired sessions are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
+/// How often poll intervals grown by `slow_down` are stored.
+const STORE_INTERVALS_EVERY: Duration = Duration::from_secs(1);
 /// How long ended device sessions are kept for audit.
 const KEEP_ENDED_SESSIONS: chrono::Duration = chrono::Duration::days(7);
 /// Name of the session cookie.
@@ -42,6 +44,10 @@ pub struct Application {
     /// `/metrics` on `METRICS_BIND_ADDR`, with its bound port.
     metrics: Option<(Server, u16)>,
     purge: tokio::task::JoinHandle<()>,
+    /// Stores grown poll intervals.
+    pacing: tokio::task::JoinHandle<()>,
+    /// Inserts started device sessions.
+    start_writer: tokio::task::JoinHandle<()>,
     listener: tokio::task::JoinHandle<()>,
     realtime: Arc<Realtime>,
 }
@@ -94,6 +100,7 @@ impl Application {
             ),
             None => None,
         };
+        let (starts, start_jobs) = crate::service::device::StartQueue::new();
         let state = web::Data::new(AppState {
             http: crate::metrics::HttpMetrics::default(),
             limiters: RateLimiters::new(&config.rate_limits),
@@ -101,11 +108,17 @@ impl Application {
             pool,
             dummy_hash,
             realtime,
+            starts,
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
         });
         let purge = tokio::spawn(purge_loop(state.clone()));
+        let pacing = tokio::spawn(store_intervals_loop(state.clone()));
+        let start_writer = tokio::spawn(crate::service::device::write_starts(
+            state.clone(),
+            start_jobs,
+        ));
         let listener_task = tokio::spawn(crate::realtime::listen(
             database_url.expose_secret().to_owned(),
             state.realtime.clone(),
@@ -125,6 +138,8 @@ impl Application {
             server,
             metrics,
             purge,
+            pacing,
+            start_writer,
             listener: listener_task,
         })
     }
@@ -169,6 +184,8 @@ impl Application {
             metrics.stop(true).await;
         }
         self.purge.abort();
+        self.pacing.abort();
+        self.start_writer.abort();
         self.listener.abort();
         result
     }
@@ -344,6 +361,22 @@ async fn purge_loop(state: web::Data<AppState>) {
         logged("full rate-limit buckets deleted", buckets);
         let events = crate::service::audit::purge_events(&state, now).await;
         logged("security events past retention deleted", events);
+    }
+}
+
+/// Stores the poll intervals grown by `slow_down` on this instance, every
+/// [`STORE_INTERVALS_EVERY`], forever: one statement a turn at most, off the
+/// request path (see [`crate::realtime::PollPacer`]).
+async fn store_intervals_loop(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(STORE_INTERVALS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::service::device::store_grown_intervals(&state).await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "grown poll intervals stored"),
+            Err(e) => tracing::warn!(error = ?e, "storing grown poll intervals failed; will retry"),
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AppState {
     pub dummy_hash: String,
     /// Waiting polls, the pending and token caches, the poll pacer.
     pub realtime: Arc<Realtime>,
+    /// Where `start` queues new device sessions for the start writer.
+    pub starts: crate::service::device::StartQueue,
     /// Caps concurrent bcrypt work at half the cores, so a burst of
     /// sign-ins cannot take every core from polls and token checks.
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,

@@ -179,17 +179,26 @@ pub fn row<'a>(event: &'a Event<'a>) -> NewSecurityEvent<'a> {
 
 /// Logs the event once the change that stored it is committed.
 pub fn committed(conn: &mut Db<'_>, event: &Event<'_>) {
+    conn.after_commit(announcement(event));
+}
+
+/// Logs an event whose row is already committed.
+pub fn announce(event: &Event<'_>) {
+    announcement(event)();
+}
+
+/// The log line and metric of an event, to emit once it is committed.
+fn announcement(event: &Event<'_>) -> Box<dyn FnOnce() + Send> {
     let kind = event.kind.as_str();
     // Nothing to copy when the log would drop the line anyway.
     if !tracing::enabled!(target: "security", tracing::Level::INFO) {
-        conn.after_commit(move || crate::metrics::security_event(kind));
-        return;
+        return Box::new(move || crate::metrics::security_event(kind));
     }
     let severity = event.severity.as_str();
     let (user_id, token_id) = (event.user_id, event.token_id);
     let ip = event.ip.map(str::to_owned);
     let details = event.details.to_string();
-    conn.after_commit(move || {
+    Box::new(move || {
         crate::metrics::security_event(kind);
         tracing::info!(
             target: "security",
@@ -201,5 +210,5 @@ pub fn committed(conn: &mut Db<'_>, event: &Event<'_>) {
             details = %details,
             "security event"
         );
-    });
+    })
 }

@@ -156,17 +156,41 @@ async fn polling_too_fast_answers_slow_down_and_raises_the_interval() {
     assert_eq!(body["pollInterval"], 10);
     let again: Value = app.poll(&s.device_code).await.json().await.unwrap();
     assert_eq!(again["pollInterval"], 15, "each early poll adds 5 s");
-    assert_eq!(
-        app.count("cli_device_sessions", "poll_interval_sec = 15")
-            .await,
+    // Stored off the request path, for every instance, with when it grew.
+    app.count_settles(
+        "cli_device_sessions",
+        "poll_interval_sec = 15 AND last_polled_at IS NOT NULL",
         1,
-        "the grown interval is stored, for every instance"
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_early_polls_is_slowed_down_and_its_last_interval_is_stored() {
+    let app = spawn_app().await;
+    let s = app.start_ok().await;
+    app.start_ok().await;
+    assert_eq!(app.poll(&s.device_code).await.status(), 200);
+    let mut told = Vec::new();
+    for _ in 0..14 {
+        let r = app.poll(&s.device_code).await;
+        assert_eq!(r.status(), 429);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "slow_down");
+        told.push(body["pollInterval"].as_i64().unwrap());
+    }
+    assert_eq!(
+        told,
+        [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60, 60],
+        "each early poll adds 5 s, up to a minute"
     );
+    app.count_settles("cli_device_sessions", "poll_interval_sec = 60", 1)
+        .await;
     assert_eq!(
-        app.count("cli_device_sessions", "last_polled_at IS NOT NULL")
+        app.count("cli_device_sessions", "poll_interval_sec = 5")
             .await,
         1,
-        "the growth records when it happened"
+        "the other session keeps its interval"
     );
 }
 
@@ -764,12 +788,14 @@ async fn purge_expires_sessions_wipes_sealed_tokens_and_revokes_orphans() {
     assert_eq!(app.count("api_tokens", "revoked_at IS NOT NULL").await, 1);
 }
 
-/// `start`'s one statement is prepared once per connection and reused, and
-/// each call writes the session and its audit event.
+/// `start`'s one statement is prepared once per connection and reused
+/// whatever the number of sessions it inserts; each session gets its audit
+/// event, and a session whose user code is taken is skipped (to draw
+/// again) without failing the others.
 #[tokio::test]
-async fn start_statement_is_prepared_once_per_connection() {
+async fn start_statement_is_prepared_once_and_skips_only_a_taken_user_code() {
     use diesel::prelude::*;
-    use envshield_server::db::models::{device_sessions, security_events};
+    use envshield_server::db::models::device_sessions::{self, NewDeviceSession};
     use envshield_server::domain::{Confirmation, Flow};
 
     #[derive(diesel::QueryableByName)]
@@ -780,62 +806,84 @@ async fn start_statement_is_prepared_once_per_connection() {
 
     let app = spawn_app().await;
     let url = app.server.db.url.clone();
-    let (prepared, events) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut conn = PgConnection::establish(&url).unwrap();
         let now = chrono::Utc::now();
-        let scopes = vec!["envs:read".to_owned()];
-        for i in 0u8..3 {
-            let id = uuid::Uuid::new_v4();
-            let details = json!({ "session_id": id });
-            device_sessions::insert_with_event(
+        let scopes = vec!["envs:read".to_owned(), "tokens:read".to_owned()];
+        let hashes: Vec<[u8; 32]> = (0u8..8).map(|i| [i; 32]).collect();
+        let session = |i: usize, user_code: usize| NewDeviceSession {
+            id: uuid::Uuid::new_v4(),
+            device_code_hash: &hashes[i],
+            user_code_hash: &hashes[user_code],
+            token_name: "prepared",
+            scopes: &scopes,
+            created_at: now,
+            expires_at: now + chrono::Duration::minutes(10),
+            client_ip: Some("127.0.0.1"),
+            user_agent: None,
+            poll_interval_sec: 5,
+            client_id: "envshield-cli",
+            confirmation: Confirmation::Poll,
+            flow: Flow::V1,
+        };
+        let count = |conn: &mut PgConnection, sql: &str| {
+            diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
+        };
+
+        let one = [session(0, 1)];
+        let ids =
+            device_sessions::insert_started(&mut conn, &one, "cli_device_start", "low").unwrap();
+        assert_eq!(ids, [one[0].id]);
+        // Device codes 2 and 4 are new; the middle one reuses user code 1.
+        let three = [session(2, 3), session(4, 1), session(5, 6)];
+        let mut ids =
+            device_sessions::insert_started(&mut conn, &three, "cli_device_start", "low").unwrap();
+        ids.sort();
+        let mut expected = vec![three[0].id, three[2].id];
+        expected.sort();
+        assert_eq!(
+            ids, expected,
+            "only the session with a taken user code is left out"
+        );
+
+        assert_eq!(
+            count(
                 &mut conn,
-                &device_sessions::NewDeviceSession {
-                    id,
-                    device_code_hash: &[i; 32],
-                    user_code_hash: &[i + 100; 32],
-                    token_name: "prepared",
-                    scopes: &scopes,
-                    created_at: now,
-                    expires_at: now + chrono::Duration::minutes(10),
-                    client_ip: Some("127.0.0.1"),
-                    user_agent: None,
-                    poll_interval_sec: 5,
-                    client_id: "envshield-cli",
-                    confirmation: Confirmation::Poll,
-                    flow: Flow::V1,
-                },
-                &security_events::NewSecurityEvent {
-                    kind: "cli_device_start",
-                    severity: "low",
-                    user_id: None,
-                    token_id: None,
-                    ip: Some("127.0.0.1"),
-                    details,
-                },
-            )
-            .unwrap();
-        }
-        let prepared = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_prepared_statements \
-             WHERE statement LIKE 'WITH s AS (INSERT INTO cli_device_sessions%'",
-        )
-        .get_result::<N>(&mut conn)
-        .unwrap()
-        .n;
-        let events = diesel::sql_query(
-            "SELECT count(*) AS n FROM security_events e JOIN cli_device_sessions s \
-             ON e.details->>'session_id' = s.id::text \
-             WHERE s.token_name = 'prepared' AND e.kind = 'cli_device_start'",
-        )
-        .get_result::<N>(&mut conn)
-        .unwrap()
-        .n;
-        (prepared, events)
+                "SELECT count(*) AS n FROM pg_prepared_statements \
+                 WHERE statement LIKE 'WITH s AS (INSERT INTO cli_device_sessions%'"
+            ),
+            1,
+            "one prepared statement, reused for every batch size"
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT count(*) AS n FROM security_events e JOIN cli_device_sessions s \
+                 ON e.details->>'session_id' = s.id::text \
+                 AND e.details->>'token_name' = s.token_name AND e.ip = s.client_ip \
+                 WHERE s.token_name = 'prepared' AND e.kind = 'cli_device_start' \
+                 AND e.severity = 'low'"
+            ),
+            3,
+            "each inserted session has its audit event"
+        );
+        assert_eq!(
+            count(&mut conn, "SELECT count(*) AS n FROM security_events"),
+            3,
+            "and the skipped one has none"
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT count(*) AS n FROM cli_device_sessions \
+                 WHERE scopes = '{envs:read,tokens:read}' AND status = 'PENDING'"
+            ),
+            3,
+            "the scopes are stored in order"
+        );
     })
     .await
     .unwrap();
-    assert_eq!(prepared, 1, "one prepared statement, reused for every call");
-    assert_eq!(events, 3, "each session has its audit event");
 }
 
 #[tokio::test]

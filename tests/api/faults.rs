@@ -161,6 +161,17 @@ async fn during_an_outage_every_route_answers_503_promptly_and_recovers() {
         assert_eq!(started.status(), 503);
         assert!(since.elapsed() < bound * 3, "answered promptly");
     }
+    // Starts queued together share one statement: each gets the 503.
+    let since = std::time::Instant::now();
+    let starts: Vec<u16> = futures::future::join_all(
+        (0..8).map(|_| async { app.start(serde_json::json!({})).await.status().as_u16() }),
+    )
+    .await;
+    assert_eq!(starts, [503; 8]);
+    assert!(
+        since.elapsed() < bound * 2,
+        "none held past the database timeout"
+    );
 
     let pg = tokio::task::spawn_blocking(move || {
         pg.start_again().unwrap();
@@ -181,6 +192,7 @@ async fn during_an_outage_every_route_answers_503_promptly_and_recovers() {
     eprintln!("after the outage: {seen:?}; every route 200 again {recovered_after:?} after the database was back");
     assert!(seen.iter().all(|s| *s == 200 || *s == 503), "{seen:?}");
     assert!(seen[seen.len() - 9..].iter().all(|s| *s == 200), "{seen:?}");
+    app.start_ok().await;
     drop(app);
     let mut pg = pg;
     tokio::task::spawn_blocking(move || pg.stop().unwrap())

@@ -190,6 +190,24 @@ impl TestApp {
         }
     }
 
+    /// Waits until `count(table, condition)` is `expected`: for what the
+    /// server writes off the request path. Fails if it never gets there
+    /// within ten seconds (far past any schedule it follows).
+    pub async fn count_settles(&self, table: &str, condition: &str, expected: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let n = self.count(table, condition).await;
+            if n == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{table} WHERE {condition}: still {n} rows, not {expected}, after ten seconds"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs SQL against the test database.
     pub async fn sql(&self, sql: &str) {
         let url = self.server.db.url.clone();

@@ -140,6 +140,9 @@ async fn an_interval_grown_on_one_instance_holds_on_another() {
     assert_eq!(app.poll(&s.device_code).await.status(), 200);
     let r = app.poll(&s.device_code).await;
     assert_eq!(r.status(), 429, "too fast on the first instance");
+    // The first instance stores the grown interval off the request path.
+    app.count_settles("cli_device_sessions", "poll_interval_sec = 10", 1)
+        .await;
     let r = app
         .cli
         .post(format!("{}/api/v1/cli/auth/device/poll", second.address))

@@ -98,92 +98,141 @@ pub struct NewDeviceSession<'a> {
     pub flow: Flow,
 }
 
-/// Inserts a session and its audit event in one statement: one round trip
-/// and one commit, prepared once per pooled connection.
-pub fn insert_with_event(
+/// Inserts sessions, each with its audit event (`event_kind`,
+/// `event_severity`, the session's client IP, and its id and token name as
+/// details), in one statement: one round trip and one commit for them all,
+/// prepared once per pooled connection whatever their number. A session
+/// whose codes or id are already taken is skipped, not an error; returns
+/// the ids of those inserted, in no particular order.
+pub fn insert_started(
     conn: &mut PgConnection,
-    new: &NewDeviceSession<'_>,
-    event: &super::security_events::NewSecurityEvent<'_>,
-) -> QueryResult<()> {
-    InsertWithEvent { new, event }.execute(conn).map(|_| ())
+    sessions: &[NewDeviceSession<'_>],
+    event_kind: &str,
+    event_severity: &str,
+) -> QueryResult<Vec<Uuid>> {
+    let scopes = sessions
+        .iter()
+        .map(|s| serde_json::to_string(s.scopes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    InsertStarted {
+        ids: sessions.iter().map(|s| s.id).collect(),
+        device_code_hashes: sessions.iter().map(|s| s.device_code_hash).collect(),
+        user_code_hashes: sessions.iter().map(|s| s.user_code_hash).collect(),
+        token_names: sessions.iter().map(|s| s.token_name).collect(),
+        scopes,
+        created_at: sessions.iter().map(|s| s.created_at).collect(),
+        expires_at: sessions.iter().map(|s| s.expires_at).collect(),
+        client_ips: sessions.iter().map(|s| s.client_ip).collect(),
+        user_agents: sessions.iter().map(|s| s.user_agent).collect(),
+        intervals: sessions.iter().map(|s| s.poll_interval_sec).collect(),
+        client_ids: sessions.iter().map(|s| s.client_id).collect(),
+        confirmations: sessions.iter().map(|s| s.confirmation.as_str()).collect(),
+        flows: sessions.iter().map(|s| s.flow.as_str()).collect(),
+        event_kind,
+        event_severity,
+    }
+    .load(conn)
 }
 
-/// The statement of [`insert_with_event`]. Diesel never caches a
-/// `sql_query`, and planning this CTE on every call cost PostgreSQL about
-/// as much as running it; with a static query id each connection prepares
-/// it once.
-struct InsertWithEvent<'q, 'a> {
-    new: &'q NewDeviceSession<'a>,
-    event: &'q super::security_events::NewSecurityEvent<'a>,
+/// The statement of [`insert_started`]: every column as one array, so its
+/// text is the same for any number of sessions, and with a static query id
+/// each connection prepares it once (Diesel never caches a `sql_query`).
+/// Scopes travel as JSON, since a column of arrays of different lengths
+/// cannot be one SQL array.
+struct InsertStarted<'a> {
+    ids: Vec<Uuid>,
+    device_code_hashes: Vec<&'a [u8]>,
+    user_code_hashes: Vec<&'a [u8]>,
+    token_names: Vec<&'a str>,
+    scopes: Vec<String>,
+    created_at: Vec<DateTime<Utc>>,
+    expires_at: Vec<DateTime<Utc>>,
+    client_ips: Vec<Option<&'a str>>,
+    user_agents: Vec<Option<&'a str>>,
+    intervals: Vec<i32>,
+    client_ids: Vec<&'a str>,
+    confirmations: Vec<&'static str>,
+    flows: Vec<&'static str>,
+    event_kind: &'a str,
+    event_severity: &'a str,
 }
 
-/// The prepared-statement cache key of [`InsertWithEvent`].
-struct InsertWithEventId;
+/// The prepared-statement cache key of [`InsertStarted`].
+struct InsertStartedId;
 
-impl diesel::query_builder::QueryId for InsertWithEvent<'_, '_> {
-    type QueryId = InsertWithEventId;
+impl diesel::query_builder::QueryId for InsertStarted<'_> {
+    type QueryId = InsertStartedId;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertWithEvent<'_, '_> {
+impl diesel::query_builder::Query for InsertStarted<'_> {
+    type SqlType = diesel::sql_types::Uuid;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertStarted<'_> {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid};
-        /// Binds each value as its SQL type, separated by commas.
-        macro_rules! binds {
-            ($($ty:ty: $value:expr),+ $(,)?) => {{
-                let mut first = true;
-                $(
-                    if !std::mem::take(&mut first) {
-                        out.push_sql(", ");
-                    }
-                    out.push_bind_param::<$ty, _>($value)?;
-                )+
-            }};
-        }
-        let (new, event) = (self.new, self.event);
+        use diesel::sql_types::{Array, Bytea, Int4, Nullable, Text, Timestamptz, Uuid};
         out.push_sql(
             "WITH s AS (INSERT INTO cli_device_sessions \
              (id, device_code_hash, user_code_hash, token_name, scopes, created_at, \
               expires_at, client_ip, user_agent, poll_interval_sec, client_id, \
-              confirmation, flow) VALUES (",
+              confirmation, flow) \
+             SELECT r.id, r.dch, r.uch, r.name, \
+                    ARRAY(SELECT e.v FROM jsonb_array_elements_text(r.scopes::jsonb) \
+                          WITH ORDINALITY AS e (v, n) ORDER BY e.n), \
+                    r.created_at, r.expires_at, r.ip, r.ua, r.secs, r.client, r.conf, r.flow \
+             FROM unnest(",
         );
-        binds!(
-            Uuid: &new.id,
-            Bytea: &new.device_code_hash,
-            Bytea: &new.user_code_hash,
-            Text: &new.token_name,
-            Array<Text>: &new.scopes,
-            Timestamptz: &new.created_at,
-            Timestamptz: &new.expires_at,
-            Nullable<Text>: &new.client_ip,
-            Nullable<Text>: &new.user_agent,
-            Int4: &new.poll_interval_sec,
-            Text: &new.client_id,
-            Text: &new.confirmation,
-            Text: &new.flow,
-        );
+        out.push_bind_param::<Array<Uuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bytea>, _>(&self.device_code_hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bytea>, _>(&self.user_code_hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.token_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_ips)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_agents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.intervals)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.confirmations)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.flows)?;
         out.push_sql(
-            ") RETURNING id) \
-             INSERT INTO security_events (kind, severity, user_id, token_id, ip, details) \
+            ") AS r (id, dch, uch, name, scopes, created_at, expires_at, ip, ua, secs, \
+                     client, conf, flow) \
+             ON CONFLICT DO NOTHING \
+             RETURNING id, client_ip, token_name), \
+             e AS (INSERT INTO security_events (kind, severity, ip, details) \
              SELECT ",
         );
-        binds!(
-            Text: &event.kind,
-            Text: &event.severity,
-            Nullable<Uuid>: &event.user_id,
-            Nullable<Uuid>: &event.token_id,
-            Nullable<Text>: &event.ip,
-            Jsonb: &event.details,
+        out.push_bind_param::<Text, _>(&self.event_kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.event_severity)?;
+        out.push_sql(
+            ", s.client_ip, jsonb_build_object('session_id', s.id, 'token_name', s.token_name) \
+             FROM s) \
+             SELECT id FROM s",
         );
-        out.push_sql(" FROM s");
         Ok(())
     }
 }
 
-impl RunQueryDsl<PgConnection> for InsertWithEvent<'_, '_> {}
+impl RunQueryDsl<PgConnection> for InsertStarted<'_> {}
 
 /// The session with this device-code hash (one unique-index lookup).
 pub fn find_by_device_hash(
@@ -247,35 +296,35 @@ pub fn lock_live_by_user_hash(
         .optional()
 }
 
-/// Stores a grown poll interval (after `slow_down`) and when it grew, so
-/// every instance keeps it. Never lowers it.
+/// Stores grown poll intervals (after `slow_down`), `(session id, seconds,
+/// when it grew)` each, in one statement, so every instance keeps them.
+/// Never lowers an interval; sessions no longer pending are left alone.
 ///
 /// Pacing is advisory (losing the last change on a crash is harmless), so
-/// it commits without waiting for a WAL flush, in one simple-query round
-/// trip. Every value is typed (uuid, timestamp, integer), so the literals
-/// cannot inject anything.
-pub fn raise_interval(
+/// it commits without waiting for a WAL flush.
+pub fn raise_intervals(
     conn: &mut PgConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-    interval_secs: i32,
-) -> QueryResult<()> {
-    use diesel::connection::SimpleConnection;
-    let sql = format!(
-        "BEGIN; SET LOCAL synchronous_commit TO OFF; \
-         UPDATE cli_device_sessions SET last_polled_at = '{}', \
-         poll_interval_sec = GREATEST(poll_interval_sec, {interval_secs}) \
-         WHERE id = '{id}' AND status = '{pending}'; COMMIT;",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        pending = SessionStatus::Pending.as_str(),
-    );
-    let result = conn.batch_execute(&sql);
-    if result.is_err() {
-        // A failed statement leaves the explicit transaction open and
-        // aborted; end it so the pooled connection stays usable.
-        let _ = conn.batch_execute("ROLLBACK");
-    }
-    result
+    grown: &[(Uuid, i32, DateTime<Utc>)],
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Int4, Text, Timestamptz};
+    let ids: Vec<Uuid> = grown.iter().map(|g| g.0).collect();
+    let secs: Vec<i32> = grown.iter().map(|g| g.1).collect();
+    let at: Vec<DateTime<Utc>> = grown.iter().map(|g| g.2).collect();
+    conn.transaction(|conn| {
+        diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(conn)?;
+        diesel::sql_query(
+            "UPDATE cli_device_sessions s \
+                SET poll_interval_sec = GREATEST(s.poll_interval_sec, g.secs), \
+                    last_polled_at = g.at \
+               FROM unnest($1, $2, $3) AS g (id, secs, at) \
+              WHERE s.id = g.id AND s.status = $4",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Int4>, _>(secs)
+        .bind::<Array<Timestamptz>, _>(at)
+        .bind::<Text, _>(SessionStatus::Pending)
+        .execute(conn)
+    })
 }
 
 /// APPROVED → CONSUMED, wiping the sealed token, returning the row as it was

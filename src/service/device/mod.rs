@@ -21,8 +21,8 @@ pub use decide::{
     decide, expired_request, find_request, CompleteInput, CompleteOutcome, RequestView,
 };
 pub use pickup::{cancel_session, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES};
-pub use poll::{counted_poll, poll, poll_and_wait, PollOutcome, Poller};
-pub use start::{start_session, StartInput, Started};
+pub use poll::{counted_poll, poll, poll_and_wait, store_grown_intervals, PollOutcome, Poller};
+pub use start::{start_session, write_starts, StartInput, StartJobs, StartQueue, Started};
 
 use crate::db::{models::device_sessions, Db};
 use crate::error::AppError;

@@ -135,16 +135,8 @@ pub async fn counted_poll(
 ) -> Result<PollOutcome, AppError> {
     let now = Utc::now();
     let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
-    if let Some(cached) = poll_cached(&state.realtime, &hash, client_id.as_deref(), now) {
-        if let Some((session_id, secs)) = cached.raise {
-            db::run(&state.pool, move |conn| {
-                Ok(device_sessions::raise_interval(
-                    conn, session_id, now, secs,
-                )?)
-            })
-            .await?;
-        }
-        return Ok(cached.outcome);
+    if let Some(outcome) = poll_cached(&state.realtime, &hash, client_id.as_deref(), now) {
+        return Ok(outcome);
     }
     state
         .run(move |conn, cx| {
@@ -158,24 +150,16 @@ pub async fn counted_poll(
         .await
 }
 
-/// A poll answered from memory: the session was read as pending moments ago
-/// and no change was notified since.
-#[derive(Debug)]
-struct CachedPoll {
-    /// Pending or slow_down.
-    outcome: PollOutcome,
-    /// A grown interval to store: `(session id, seconds)`.
-    raise: Option<(Uuid, i32)>,
-}
-
 /// Answers a counted poll of a cached pending session without the
-/// database, or `None` when only PostgreSQL can answer.
+/// database (pending or slow_down: the session was read as pending moments
+/// ago and no change was notified since), or `None` when only PostgreSQL
+/// can answer.
 fn poll_cached(
     realtime: &Realtime,
     device_code_hash: &[u8; 32],
     client_id: Option<&str>,
     now: DateTime<Utc>,
-) -> Option<CachedPoll> {
+) -> Option<PollOutcome> {
     let row = realtime
         .pending
         .get(device_code_hash, std::time::Instant::now())?;
@@ -185,11 +169,35 @@ fn poll_cached(
     let pace = realtime
         .pacer
         .poll(row.session_id, row.interval_secs, std::time::Instant::now());
-    Some(CachedPoll {
-        outcome: paced(pace.interval_secs, pace.too_fast),
-        raise: (pace.interval_secs > row.interval_secs)
-            .then_some((row.session_id, pace.interval_secs)),
+    Some(paced(pace.interval_secs, pace.too_fast))
+}
+
+/// Stores every poll interval that grew on this instance since the last
+/// call, in one statement (see [`crate::realtime::PollPacer`]); returns how
+/// many sessions it wrote. Growth that could not be stored is kept for the
+/// next call.
+pub async fn store_grown_intervals(state: &AppState) -> Result<usize, AppError> {
+    let grown = state.realtime.pacer.take_grown();
+    if grown.is_empty() {
+        return Ok(0);
+    }
+    let (now, now_instant) = (Utc::now(), std::time::Instant::now());
+    let rows: Vec<(Uuid, i32, DateTime<Utc>)> = grown
+        .iter()
+        .map(|g| {
+            let ago = chrono::Duration::from_std(now_instant.saturating_duration_since(g.at))
+                .unwrap_or(chrono::Duration::zero());
+            (g.session_id, g.interval_secs, now - ago)
+        })
+        .collect();
+    let stored = db::run(&state.pool, move |conn| {
+        Ok(device_sessions::raise_intervals(conn, &rows)?)
     })
+    .await;
+    if stored.is_err() {
+        state.realtime.pacer.give_back(grown);
+    }
+    stored
 }
 
 /// Pending, or slow_down when the client polled too fast.
@@ -203,8 +211,8 @@ fn paced(interval_secs: i32, too_fast: bool) -> PollOutcome {
 }
 
 /// One poll read from PostgreSQL. A pending session costs one indexed
-/// lookup and no write (pacing is in memory; only a grown interval is
-/// stored), and is cached for the next polls.
+/// lookup and no write (pacing is in memory, and a grown interval is stored
+/// later, off the request path), and is cached for the next polls.
 pub fn poll(
     conn: &mut Db<'_>,
     cx: &Context,
@@ -248,11 +256,6 @@ pub fn poll(
                 session.poll_interval_sec,
                 std::time::Instant::now(),
             );
-            if pace.interval_secs > session.poll_interval_sec {
-                // Other instances and the OAuth endpoint must keep the grown
-                // interval too; it grows at most a dozen times per session.
-                device_sessions::raise_interval(conn, session.id, now, pace.interval_secs)?;
-            }
             return Ok(paced(pace.interval_secs, pace.too_fast));
         }
     } else {
