@@ -94,7 +94,9 @@ impl Application {
             ),
             None => None,
         };
+        let oidc = Arc::new(crate::service::sso::Providers::new(&config)?);
         let state = web::Data::new(AppState {
+            oidc,
             http: crate::metrics::HttpMetrics::default(),
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
