@@ -399,7 +399,10 @@ async fn sso_refuses_an_id_token_issued_to_another_client() {
 
 #[tokio::test]
 async fn sso_with_the_provider_down_answers_a_clear_page_not_a_500() {
-    let mut sso = sso_app(json!({}), Value::Null, |_| {}).await;
+    let mut sso = sso_app(json!({}), Value::Null, |c| {
+        c.metrics_bind_addr = Some("127.0.0.1:0".to_owned());
+    })
+    .await;
     sso.provider.stop();
     let app = &sso.app;
     // The sign-in page does not depend on the provider.
@@ -419,6 +422,21 @@ async fn sso_with_the_provider_down_answers_a_clear_page_not_a_500() {
     let html = r.text().await.unwrap();
     assert!(html.contains("Corp SSO could not be reached"), "{html}");
     assert!(html.contains("Try again"), "{html}");
+    assert_eq!(refusals(app, "provider_unreachable").await, 1);
+    let port = app.server.metrics_port.unwrap();
+    let metrics = app
+        .cli
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("envshield_sso_refused_total{reason=\"provider_unreachable\"}"),
+        "{metrics}"
+    );
     // An unknown provider is a 404 page.
     let r = browser()
         .get(app.url("/auth/oidc/nope/start"))

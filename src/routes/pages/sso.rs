@@ -44,6 +44,7 @@ pub struct StartQuery {
 /// page; the `state`, `nonce` and PKCE verifier stay in the encrypted
 /// session cookie until the callback.
 pub async fn start_sign_in(
+    ip: ClientIp,
     state: web::Data<AppState>,
     session: TypedSession,
     path: web::Path<String>,
@@ -52,7 +53,13 @@ pub async fn start_sign_in(
     let provider = provider(&state, &path)?;
     // Same rule as the password form; a longer one would not fit the cookie.
     let redirect = safe_redirect(query.redirect.as_deref()).filter(|r| r.len() <= MAX_REDIRECT_LEN);
-    let (url, pending) = state.oidc.begin(provider, redirect).await?;
+    let (url, pending) = match state.oidc.begin(provider, redirect).await {
+        Ok(begun) => begun,
+        Err(refused) => {
+            sso::record_refused(&state, &provider.id, refused.reason, ip.0).await?;
+            return Err(PageError(refused.error));
+        }
+    };
     session.set_oidc_pending(&pending)?;
     Ok(see_other(url.as_str()))
 }

@@ -272,6 +272,7 @@ pub async fn record_refused(
                 Event::new(EventKind::SsoRefused, Severity::Medium, Some(&ip))
                     .details(json!({ "provider": provider, "reason": reason })),
             )?;
+            conn.after_commit(move || crate::metrics::sso_refused(reason));
             Ok(())
         })
         .await

@@ -363,9 +363,9 @@ impl Providers {
         &self,
         provider: &OidcProvider,
         redirect: Option<String>,
-    ) -> Result<(url::Url, Pending), AppError> {
-        let discovered = self.discovered(provider).await.map_err(|r| r.error)?;
-        let client = self.client(provider, &discovered).map_err(|r| r.error)?;
+    ) -> Result<(url::Url, Pending), Refused> {
+        let discovered = self.discovered(provider).await?;
+        let client = self.client(provider, &discovered)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -416,6 +416,14 @@ impl Providers {
                         provider.name
                     ),
                 ));
+            }
+            // A body that did not parse may hold tokens: never log it.
+            Err(RequestTokenError::Parse(..)) => {
+                return Err(Refused::upstream(
+                    "provider_misconfigured",
+                    provider,
+                    "the token response could not be parsed",
+                ))
             }
             Err(e) => {
                 return Err(Refused::upstream(
