@@ -87,6 +87,11 @@ pub enum AppError {
         /// Seconds until a request will be accepted again.
         retry_after_secs: u64,
     },
+    /// 502: an upstream sign-in provider is unreachable or answered nonsense.
+    /// The message (public) names the provider and what to do; the cause
+    /// is logged by the caller.
+    #[error("upstream provider failed: {0}")]
+    Upstream(String),
     /// 503: the database (or another dependency) is unreachable or timed out.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -157,6 +162,7 @@ impl AppError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream(_) => "provider_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -169,6 +175,7 @@ impl AppError {
             | Self::Forbidden { message, .. }
             | Self::Conflict { message, .. }
             | Self::Gone { message, .. } => message.clone(),
+            Self::Upstream(message) => message.clone(),
             Self::SignInRequired { .. } => "Sign in at /login first.".to_owned(),
             Self::NotFound(what) => format!("{what} was not found."),
             Self::PayloadTooLarge { limit } => {
@@ -218,6 +225,7 @@ impl ResponseError for AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -243,7 +251,7 @@ impl ResponseError for AppError {
             Self::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Upstream(_) => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     UNAVAILABLE_RETRY_AFTER_SECS.to_string(),

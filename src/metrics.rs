@@ -145,7 +145,21 @@ pub fn security_event(kind: &'static str) {
     }
 }
 
-/// Renders `envshield_security_events_total`.
+fn sso_refusals() -> &'static Mutex<BTreeMap<&'static str, u64>> {
+    static REFUSALS: OnceLock<Mutex<BTreeMap<&'static str, u64>>> = OnceLock::new();
+    REFUSALS.get_or_init(Mutex::default)
+}
+
+/// Counts a refused single sign-on by its reason (the `sso_refused`
+/// event's `details.reason`).
+pub fn sso_refused(reason: &'static str) {
+    if let Ok(mut refusals) = sso_refusals().lock() {
+        *refusals.entry(reason).or_insert(0) += 1;
+    }
+}
+
+/// Renders `envshield_security_events_total` and
+/// `envshield_sso_refused_total`.
 pub fn render_security_events(out: &mut Text) {
     out.help(
         "envshield_security_events_total",
@@ -157,6 +171,20 @@ pub fn render_security_events(out: &mut Text) {
             out.sample(
                 "envshield_security_events_total",
                 &[("kind", kind)],
+                *n as f64,
+            );
+        }
+    }
+    out.help(
+        "envshield_sso_refused_total",
+        "counter",
+        "Single sign-ons refused, by reason.",
+    );
+    if let Ok(refusals) = sso_refusals().lock() {
+        for (reason, n) in refusals.iter() {
+            out.sample(
+                "envshield_sso_refused_total",
+                &[("reason", reason)],
                 *n as f64,
             );
         }

@@ -101,7 +101,9 @@ impl Application {
             None => None,
         };
         let (starts, start_jobs) = crate::service::device::StartQueue::new();
+        let oidc = Arc::new(crate::service::sso::Providers::new(&config)?);
         let state = web::Data::new(AppState {
+            oidc,
             http: crate::metrics::HttpMetrics::default(),
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),

@@ -30,6 +30,8 @@ pub struct AppState {
     /// Caps concurrent bcrypt work at half the cores, so a burst of
     /// sign-ins cannot take every core from polls and token checks.
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
+    /// The OpenID Connect providers' cached discovery and HTTP client.
+    pub oidc: Arc<crate::service::sso::Providers>,
 }
 
 /// What the synchronous half of a service needs beside its connection.

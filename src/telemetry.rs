@@ -152,6 +152,30 @@ mod tests {
         assert!(text.contains("a real failure"), "{text}");
     }
 
+    #[test]
+    fn request_spans_never_record_the_query_of_a_sign_in_callback() {
+        use tracing_actix_web::RootSpanBuilder;
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let lines = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(move || Sink(sink.clone()));
+        let subscriber = tracing_subscriber::registry().with(lines);
+        tracing::subscriber::with_default(subscriber, || {
+            let req = actix_web::test::TestRequest::with_uri(
+                "/auth/oidc/corp/callback?code=SECRET-CODE&state=SECRET-STATE&iss=x",
+            )
+            .to_srv_request();
+            let span = super::RedactedRootSpan::on_request_start(&req);
+            drop(span.enter());
+            drop(span);
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("/auth/oidc/corp/callback"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+
     struct Sink(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Sink {

@@ -20,6 +20,8 @@ use crate::crypto;
 use crate::db;
 use crate::startup::Application;
 
+pub mod oidc;
+
 struct Cluster {
     admin_url: String,
     template: String,

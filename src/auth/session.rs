@@ -8,6 +8,10 @@ use crate::error::AppError;
 /// session row (`user_sessions`).
 const SECRET_KEY: &str = "sid";
 const CSRF_KEY: &str = "csrf";
+/// A sign-in started at an OpenID Connect provider and not yet come back:
+/// its `state`, `nonce` and PKCE verifier. The cookie is encrypted, so the
+/// browser holds it without being able to read or change it.
+const OIDC_PENDING_KEY: &str = "oidc";
 
 /// Typed access to the session cookie's contents.
 pub struct TypedSession(pub Session);
@@ -28,7 +32,22 @@ impl TypedSession {
     pub fn sign_in(&self, secret: &str) -> Result<(), AppError> {
         self.0.renew();
         self.0.remove(CSRF_KEY);
+        self.0.remove(OIDC_PENDING_KEY);
         self.0.insert(SECRET_KEY, secret).map_err(session_err)
+    }
+
+    /// Remembers the sign-in just sent to a provider (one at a time: a new
+    /// one replaces the last).
+    pub fn set_oidc_pending<T: serde::Serialize>(&self, pending: &T) -> Result<(), AppError> {
+        self.0
+            .insert(OIDC_PENDING_KEY, pending)
+            .map_err(session_err)
+    }
+
+    /// Takes the pending provider sign-in out of the cookie: whatever
+    /// the callback then does, it cannot be used a second time.
+    pub fn take_oidc_pending<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        self.0.remove_as::<T>(OIDC_PENDING_KEY).and_then(Result::ok)
     }
 
     /// The server-side session's secret, if this browser signed in.

@@ -5,6 +5,7 @@
 mod clients;
 mod env;
 mod keys;
+mod oidc;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ pub use clients::{
     DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
 };
 pub use keys::Keys;
+pub use oidc::{OidcProvider, DEFAULT_GROUPS_CLAIM, DEFAULT_OIDC_SCOPES};
 
 use env::{parse_app_url, parse_bool, parse_num, split_list, valid_prefix};
 
@@ -135,6 +137,13 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// `ALLOW_SIGNUP` (default false): whether `/signup` lets anyone create an account.
     pub allow_signup: bool,
+    /// `PASSWORD_LOGIN` (default true): whether `/login` takes a password.
+    /// Off, only `OIDC_PROVIDERS` sign people in (the `users` command still
+    /// works, for break-glass admins).
+    pub password_login: bool,
+    /// `OIDC_PROVIDERS` (JSON list): upstream OpenID Connect providers
+    /// offered on the sign-in page.
+    pub oidc_providers: Vec<OidcProvider>,
     /// `SESSION_TTL_HOURS` (default 12): a browser sign-in lasts this long.
     pub session_ttl: Duration,
     /// `SECURITY_EVENT_RETENTION_DAYS` (default 90; 0 keeps them forever):
@@ -248,6 +257,17 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
+        let oidc_providers = oidc::providers(get("OIDC_PROVIDERS"), environment)?;
+        let password_login = match get("PASSWORD_LOGIN") {
+            None => true,
+            v => parse_bool("PASSWORD_LOGIN", v)?,
+        };
+        if !password_login && oidc_providers.is_empty() {
+            return Err(err(
+                "PASSWORD_LOGIN=false needs at least one provider in OIDC_PROVIDERS, or nobody could sign in",
+            ));
+        }
+
         let num = |k: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
             get(k).map_or(Ok(default), |v| parse_num(k, v, min, max))
         };
@@ -324,6 +344,8 @@ impl Config {
             workers: num("WORKERS", u32::try_from(cores).unwrap_or(2), 1, 512)? as usize,
             bcrypt_cost: num("BCRYPT_COST", 12, 4, 31)?,
             allow_signup: parse_bool("ALLOW_SIGNUP", get("ALLOW_SIGNUP"))?,
+            password_login,
+            oidc_providers,
             session_ttl: Duration::from_secs(
                 u64::from(num("SESSION_TTL_HOURS", 12, 1, 720)?) * 3600,
             ),
@@ -351,6 +373,11 @@ impl Config {
         } else {
             client.token_policy
         }
+    }
+
+    /// The OpenID Connect provider with this id.
+    pub fn oidc_provider(&self, id: &str) -> Option<&OidcProvider> {
+        self.oidc_providers.iter().find(|p| p.id == id)
     }
 
     /// The description of a scope, if any.
@@ -493,6 +520,8 @@ mod tests {
             ("SESSION_KEY", "c2hvcnQ=", "SESSION_KEY"),
             ("ENVSHIELD_ENV", "staging", "ENVSHIELD_ENV"),
             ("ALLOW_SIGNUP", "maybe", "ALLOW_SIGNUP"),
+            ("PASSWORD_LOGIN", "false", "OIDC_PROVIDERS"),
+            ("OIDC_PROVIDERS", "[{}]", "OIDC_PROVIDERS"),
         ] {
             let e = Config::from_map(&vars(&[("ENVSHIELD_DATA_DIR", d), (k, v)])).unwrap_err();
             assert!(e.0.contains(needle), "{k}={v}: {e}");

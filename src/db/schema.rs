@@ -85,6 +85,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_identities (id) {
+        id -> Uuid,
+        provider -> Text,
+        subject -> Text,
+        user_id -> Uuid,
+        email_at_link -> Text,
+        created_at -> Timestamptz,
+        last_sign_in_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     user_sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -115,6 +127,7 @@ diesel::joinable!(cli_device_sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(security_events -> api_tokens (token_id));
 diesel::joinable!(security_events -> users (user_id));
+diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -123,6 +136,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     refresh_tokens,
     security_events,
+    user_identities,
     user_sessions,
     users,
 );

@@ -48,7 +48,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// Percent-encodes everything but unreserved characters and `/`.
-fn encode_component(text: &str) -> String {
+pub fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
@@ -106,6 +106,7 @@ impl ResponseError for PageError {
             StatusCode::GONE => "No longer available",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
             StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
+            StatusCode::BAD_GATEWAY => "Sign-in provider unavailable",
             s if s.is_server_error() => "Something went wrong",
             _ => "That did not work",
         };
@@ -125,7 +126,7 @@ impl ResponseError for PageError {
         if let AppError::RateLimited { retry_after_secs } = &self.0 {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        if matches!(self.0, AppError::Unavailable(_)) {
+        if matches!(self.0, AppError::Unavailable(_) | AppError::Upstream(_)) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.body(html)

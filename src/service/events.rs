@@ -70,6 +70,13 @@ pub enum EventKind {
     AccountEnabled,
     /// An account's role changed.
     RoleChanged,
+    /// A person signed in through an OpenID Connect provider.
+    SsoSignIn,
+    /// A provider identity was linked to an account (by verified email, or
+    /// to the account created for it).
+    SsoLink,
+    /// A sign-in through a provider was refused; `details.reason` says why.
+    SsoRefused,
 }
 
 impl EventKind {
@@ -96,6 +103,9 @@ impl EventKind {
             Self::AccountDisabled => "account_disabled",
             Self::AccountEnabled => "account_enabled",
             Self::RoleChanged => "role_changed",
+            Self::SsoSignIn => "sso_sign_in",
+            Self::SsoLink => "sso_link",
+            Self::SsoRefused => "sso_refused",
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod grants;
 pub mod limits;
 pub mod oauth;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
 pub mod users;

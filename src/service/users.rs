@@ -34,6 +34,9 @@ pub struct Actor {
     pub user_id: Option<Uuid>,
     /// The admin's address.
     pub ip: Option<String>,
+    /// Set when no person made the change: `sso:<provider>` for a change
+    /// a provider sign-in made (a new account, a role from groups).
+    pub via: Option<String>,
 }
 
 impl Actor {
@@ -42,12 +45,25 @@ impl Actor {
         Self {
             user_id: None,
             ip: None,
+            via: None,
+        }
+    }
+
+    /// A sign-in through the provider `provider` from `ip`.
+    pub fn sso(provider: &str, ip: &str) -> Self {
+        Self {
+            user_id: None,
+            ip: Some(ip.to_owned()),
+            via: Some(format!("sso:{provider}")),
         }
     }
 
     fn by(&self) -> serde_json::Value {
-        self.user_id
-            .map_or_else(|| json!("operator"), |id| json!(id))
+        match (&self.via, self.user_id) {
+            (Some(via), _) => json!(via),
+            (None, Some(id)) => json!(id),
+            (None, None) => json!("operator"),
+        }
     }
 }
 

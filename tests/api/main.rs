@@ -20,5 +20,6 @@ mod pages_tokens;
 mod process;
 mod realtime_tls;
 mod shared_limits;
+mod sso;
 mod tokens;
 mod unit_of_work;

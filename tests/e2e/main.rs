@@ -274,3 +274,86 @@ async fn sessions_password_and_admin_users_in_the_browser() {
         b.close().await;
     }
 }
+
+/// A server whose sign-in page offers "Sign in with Corp SSO", a real
+/// OpenID provider (`oidc-provider`) where `dev` is dev@example.com.
+async fn server_with_provider() -> (
+    TestServer,
+    envshield_server::testing::oidc::OidcTestProvider,
+) {
+    use envshield_server::testing::oidc::OidcTestProvider;
+    use std::sync::{Arc, Mutex};
+    let slot: Arc<Mutex<Option<OidcTestProvider>>> = Arc::default();
+    let keep = slot.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        TestServer::spawn(move |c| {
+            let callback = format!("{}/auth/oidc/corp/callback", c.app_base());
+            let provider = OidcTestProvider::start(json!({
+                "clients": [{ "client_id": "envshield", "client_secret": "e2e-secret", "redirect_uris": [callback] }],
+                "accounts": { "dev": { "email": "dev@example.com", "email_verified": true } },
+            }))
+            .expect("the OpenID provider starts");
+            c.oidc_providers = vec![envshield_server::config::OidcProvider {
+                id: "corp".into(),
+                name: "Corp SSO".into(),
+                issuer: provider.issuer.clone(),
+                client_id: "envshield".into(),
+                client_secret: Some(SecretString::from("e2e-secret")),
+                scopes: ["openid", "email", "profile"].map(String::from).to_vec(),
+                allowed_domains: vec!["example.com".into()],
+                admin_groups: Vec::new(),
+                groups_claim: "groups".into(),
+                create_accounts: false,
+            }];
+            *keep.lock().unwrap() = Some(provider);
+        })
+    })
+    .await
+    .unwrap()
+    .expect("test server starts");
+    let provider = slot.lock().unwrap().take().unwrap();
+    (server, provider)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_a_provider_then_approve_and_the_cli_gets_the_token() {
+    let (server, _provider) = server_with_provider().await;
+    create_user(&server, "dev@example.com", false).await;
+    let b = Browser::open().await;
+    let started = start(&server, "sso laptop").await;
+
+    // Signed out, the verification link lands on the sign-in page.
+    b.goto(&started.verification_url).await;
+    assert!(b.current_url().await.contains("/login?redirect="));
+    b.wait_for_text("a.sso-button", "Sign in with Corp SSO")
+        .await;
+    b.resize(1280, 900).await;
+    b.screenshot("login-sso-desktop").await;
+    b.resize(390, 900).await;
+    b.screenshot("login-sso-phone").await;
+    b.resize(1280, 900).await;
+
+    // The provider's own sign-in and consent forms.
+    b.click("a.sso-button").await;
+    b.fill("input[name=login]", "dev").await;
+    b.fill("input[name=password]", "any password").await;
+    b.click("form button[type=submit]").await;
+    b.wait_for_text("body", "Continue").await;
+    b.click("form button[type=submit]").await;
+
+    // Back on the CLI's request, signed in through the provider.
+    b.wait_for_text("h1", "CLI login request").await;
+    assert!(b.current_url().await.contains("/cli/login?code="));
+    assert_eq!(b.text(".user-code").await, started.user_code);
+    assert!(b.text("main").await.contains("dev@example.com"));
+    b.click("button[value=approve]").await;
+    b.wait_for_text("h1", "CLI login approved. You can return to your terminal.")
+        .await;
+    let (status, answer) = poll(&server, &started.device_code).await;
+    assert_eq!(status, 200);
+    let PollDeviceResponse::Approved { token, .. } = answer else {
+        panic!("expected the token, got {answer:?}");
+    };
+    assert!(token.starts_with("esh_"));
+    b.close().await;
+}

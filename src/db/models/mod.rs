@@ -7,6 +7,7 @@ pub mod rate_limits;
 pub mod refresh_tokens;
 pub mod revocation;
 pub mod security_events;
+pub mod user_identities;
 pub mod user_sessions;
 pub mod users;
 

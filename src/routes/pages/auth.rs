@@ -10,7 +10,7 @@ use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
 use crate::error::AppError;
 use crate::routes::extract::{page_form, ClientIp, CsrfForm, MaybeViewer, UserAgent};
-use crate::routes::pages::{render, see_other, Nav, PageError};
+use crate::routes::pages::{render, see_other, sso, Nav, PageError};
 use crate::service::accounts::{self, SignUpRefused};
 use crate::service::sessions;
 use crate::state::AppState;
@@ -30,6 +30,10 @@ pub fn safe_redirect(target: Option<&str>) -> Option<String> {
     ok.then(|| t.to_owned())
 }
 
+/// Said when a password reaches a server that signs in through providers only.
+const PASSWORD_LOGIN_OFF: &str =
+    "Password sign-in is turned off on this server. Use your company sign-in below.";
+
 #[derive(Template)]
 #[template(path = "auth/login.html")]
 struct LoginPage {
@@ -38,6 +42,46 @@ struct LoginPage {
     redirect: Option<String>,
     email: String,
     error: Option<String>,
+    /// Whether the email and password form is shown (`PASSWORD_LOGIN`).
+    password_login: bool,
+    /// A "Sign in with …" button per provider.
+    providers: Vec<ProviderButton>,
+}
+
+/// A "Sign in with {name}" button.
+struct ProviderButton {
+    name: String,
+    /// `/auth/oidc/{id}/start`, carrying the page's `redirect`.
+    href: String,
+}
+
+impl LoginPage {
+    fn new(
+        state: &AppState,
+        csrf_token: String,
+        redirect: Option<String>,
+        email: String,
+        error: Option<String>,
+    ) -> Self {
+        let providers = state
+            .config
+            .oidc_providers
+            .iter()
+            .map(|p| ProviderButton {
+                name: p.name.clone(),
+                href: sso::start_href(&p.id, redirect.as_deref()),
+            })
+            .collect();
+        Self {
+            nav: None,
+            csrf_token,
+            redirect,
+            email,
+            error,
+            password_login: state.config.password_login,
+            providers,
+        }
+    }
 }
 
 /// Query of `GET /login`.
@@ -50,22 +94,15 @@ pub struct LoginQuery {
 pub async fn login_form(
     viewer: MaybeViewer,
     session: TypedSession,
+    state: web::Data<AppState>,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, PageError> {
     let redirect = safe_redirect(query.redirect.as_deref());
     if viewer.0.is_some() {
         return Ok(see_other(redirect.as_deref().unwrap_or("/")));
     }
-    render(
-        StatusCode::OK,
-        &LoginPage {
-            nav: None,
-            csrf_token: session.csrf_token()?,
-            redirect,
-            email: String::new(),
-            error: None,
-        },
-    )
+    let page = LoginPage::new(&state, session.csrf_token()?, redirect, String::new(), None);
+    render(StatusCode::OK, &page)
 }
 
 /// Fields of the sign-in form.
@@ -78,29 +115,34 @@ pub struct LoginForm {
     redirect: Option<String>,
 }
 
-page_form!(LoginForm);
-
-/// `POST /login`.
+/// `POST /login`. With `PASSWORD_LOGIN=false` every post is refused with
+/// the reason, before anything else is looked at.
 pub async fn login(
     ip: ClientIp,
     ua: UserAgent,
     state: web::Data<AppState>,
-    form: CsrfForm<LoginForm>,
+    session: TypedSession,
+    form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
-    let CsrfForm { form, session } = form;
+    let form = form.into_inner();
     let redirect = safe_redirect(form.redirect.as_deref());
+    if !state.config.password_login {
+        let error = Some(PASSWORD_LOGIN_OFF.to_owned());
+        let page = LoginPage::new(
+            &state,
+            session.csrf_token()?,
+            redirect,
+            String::new(),
+            error,
+        );
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+    session.verify_csrf(&form.csrf_token)?;
     let email = form.email.trim().to_owned();
     let Some(user) = accounts::sign_in(&state, &email, form.password, ip.0).await? else {
-        return render(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                nav: None,
-                csrf_token: session.csrf_token()?,
-                redirect,
-                email,
-                error: Some(SIGN_IN_FAILED.to_owned()),
-            },
-        );
+        let error = Some(SIGN_IN_FAILED.to_owned());
+        let page = LoginPage::new(&state, session.csrf_token()?, redirect, email, error);
+        return render(StatusCode::UNAUTHORIZED, &page);
     };
     let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
     session.sign_in(&secret)?;
@@ -165,7 +207,8 @@ struct SignupPage {
 }
 
 fn signup_enabled(state: &AppState) -> Result<(), PageError> {
-    if state.config.allow_signup {
+    // Sign-up makes a password account: off with password sign-in.
+    if state.config.allow_signup && state.config.password_login {
         Ok(())
     } else {
         Err(AppError::NotFound("This page".to_owned()).into())

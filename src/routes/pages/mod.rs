@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod home;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 
@@ -31,6 +32,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(one_page("/", web::get(), home::home))
         .service(form_page("/login", auth::login_form, auth::login).wrap(login()))
         .service(one_page("/logout", web::post(), auth::logout))
+        // Every start and callback is a sign-in attempt (and a call to the
+        // provider), limited like the password form's posts.
+        .service(
+            one_page("/auth/oidc/{id}/start", web::get(), sso::start_sign_in)
+                .wrap(RateLimit::page(Limit::Login)),
+        )
+        .service(
+            one_page("/auth/oidc/{id}/callback", web::get(), sso::finish_sign_in)
+                .wrap(RateLimit::page(Limit::Login)),
+        )
         .service(form_page("/signup", auth::signup_form, auth::signup).wrap(login()))
         // Each look-up of a code is a guess at a live one.
         .service(form_page("/cli/login", cli::approval_form, cli::decide).wrap(complete.clone()))

@@ -283,6 +283,7 @@ fn actor(viewer: &Viewer, ip: ClientIp) -> Actor {
     Actor {
         user_id: Some(viewer.user.id),
         ip: Some(ip.to_string()),
+        via: None,
     }
 }
 
