@@ -79,7 +79,7 @@ fn deployment_files_set_only_variables_the_server_reads() {
         let Some((name, _)) = line.split_once('=') else {
             continue;
         };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
             continue;
         }
         mentioned.insert(name.to_owned());
@@ -124,7 +124,6 @@ fn deployment_files_set_only_variables_the_server_reads() {
     let mut in_env = false;
     for line in dockerfile.lines() {
         let body = if let Some(rest) = line.strip_prefix("ENV ") {
-            in_env = true;
             rest
         } else if in_env {
             line
