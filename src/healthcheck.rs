@@ -85,6 +85,5 @@ mod tests {
             .unwrap();
         let e = check_ready(closed, Duration::from_secs(2)).unwrap_err();
         assert!(e.contains("nothing answers"), "{e}");
-
     }
 }

@@ -549,7 +549,10 @@ mod tests {
         v.insert("APP_URL".into(), "https://auth.example.com/".into());
         let e = Config::from_map(&v).unwrap_err();
         assert!(e.0.contains("production requires DATABASE_URL"), "{e}");
-        v.insert("DATABASE_URL".into(), "postgres://app@db.example/app".into());
+        v.insert(
+            "DATABASE_URL".into(),
+            "postgres://app@db.example/app".into(),
+        );
         let c = Config::from_map(&v).unwrap();
         assert!(c.secure_cookies());
         assert_eq!(c.app_base(), "https://auth.example.com");

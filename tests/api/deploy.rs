@@ -53,10 +53,7 @@ fn assert_known(names: impl IntoIterator<Item = String>, source: &str) {
 /// Names an `environment:` (map or `NAME=value` list) sets.
 fn compose_environment(env: &Value) -> Vec<String> {
     match env {
-        Value::Mapping(m) => m
-            .keys()
-            .map(|k| k.as_str().unwrap().to_owned())
-            .collect(),
+        Value::Mapping(m) => m.keys().map(|k| k.as_str().unwrap().to_owned()).collect(),
         Value::Sequence(items) => items
             .iter()
             .map(|i| i.as_str().unwrap().split('=').next().unwrap().to_owned())
@@ -79,7 +76,11 @@ fn deployment_files_set_only_variables_the_server_reads() {
         let Some((name, _)) = line.split_once('=') else {
             continue;
         };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
             continue;
         }
         mentioned.insert(name.to_owned());
@@ -111,10 +112,7 @@ fn deployment_files_set_only_variables_the_server_reads() {
         }
         server_services += 1;
         assert_eq!(service["env_file"].as_str(), Some(".env"), "{name:?}");
-        assert_known(
-            compose_environment(&service["environment"]),
-            "compose.yaml",
-        );
+        assert_known(compose_environment(&service["environment"]), "compose.yaml");
     }
     assert_eq!(server_services, 2, "migrate and server");
 
@@ -162,10 +160,7 @@ fn deployment_files_set_only_variables_the_server_reads() {
         for doc in yaml_documents(&format!("deploy/kubernetes/{file}")) {
             if doc["kind"] == "ConfigMap" {
                 let data = doc["data"].as_mapping().unwrap();
-                assert_known(
-                    data.keys().map(|k| k.as_str().unwrap().to_owned()),
-                    file,
-                );
+                assert_known(data.keys().map(|k| k.as_str().unwrap().to_owned()), file);
             }
             let pod = &doc["spec"]["template"]["spec"];
             for c in pod["containers"].as_sequence().into_iter().flatten() {
@@ -207,7 +202,11 @@ impl Production {
             .current_dir(&self.read_only)
             .args(args)
             .stdin(Stdio::null());
-        for (k, v) in self.vars.iter().filter(|(k, _)| !without.contains(&k.as_str())) {
+        for (k, v) in self
+            .vars
+            .iter()
+            .filter(|(k, _)| !without.contains(&k.as_str()))
+        {
             cmd.env(k, v);
         }
         if euid() == 0 {
@@ -319,11 +318,15 @@ fn production_binary_runs_unprivileged_refuses_missing_settings_and_stops_on_sig
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().join("up.sql").exists())
         .count();
-    let first = prod.command(&["migrate"], &[]).stdout(Stdio::piped())
+    let first = prod
+        .command(&["migrate"], &[])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let second = prod.command(&["migrate"], &[]).stdout(Stdio::piped())
+    let second = prod
+        .command(&["migrate"], &[])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -345,7 +348,11 @@ fn production_binary_runs_unprivileged_refuses_missing_settings_and_stops_on_sig
     // Nothing listens yet: the health check says so.
     let before = prod.run(&["healthcheck", "--timeout", "1"], &[]);
     assert!(!before.status.success());
-    assert!(stderr(&before).contains("nothing answers"), "{}", stderr(&before));
+    assert!(
+        stderr(&before).contains("nothing answers"),
+        "{}",
+        stderr(&before)
+    );
 
     let log_path = root.join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -358,7 +365,11 @@ fn production_binary_runs_unprivileged_refuses_missing_settings_and_stops_on_sig
     let mut ready = false;
     for _ in 0..300 {
         assert!(server.try_wait().unwrap().is_none(), "the server exited");
-        if prod.run(&["healthcheck", "--timeout", "1"], &[]).status.success() {
+        if prod
+            .run(&["healthcheck", "--timeout", "1"], &[])
+            .status
+            .success()
+        {
             ready = true;
             break;
         }
@@ -374,7 +385,10 @@ fn production_binary_runs_unprivileged_refuses_missing_settings_and_stops_on_sig
         let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         let ids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
-        assert!(ids.iter().all(|id| *id == UNPRIVILEGED.to_string()), "{uid_line}");
+        assert!(
+            ids.iter().all(|id| *id == UNPRIVILEGED.to_string()),
+            "{uid_line}"
+        );
     }
 
     // SIGTERM: a clean exit, and the health check fails afterwards.
@@ -385,9 +399,15 @@ fn production_binary_runs_unprivileged_refuses_missing_settings_and_stops_on_sig
     assert!(term.success());
     assert!(exited(&mut server).success(), "a clean exit");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("SIGTERM: draining held polls and stopping"), "{log}");
+    assert!(
+        log.contains("SIGTERM: draining held polls and stopping"),
+        "{log}"
+    );
     assert!(!log.contains("\"level\":\"ERROR\""), "{log}");
-    assert!(!prod.run(&["healthcheck", "--timeout", "1"], &[]).status.success());
+    assert!(!prod
+        .run(&["healthcheck", "--timeout", "1"], &[])
+        .status
+        .success());
 
     // Production keeps nothing on disk: the data folder is still empty.
     assert_eq!(std::fs::read_dir(&prod.data_dir).unwrap().count(), 0);
