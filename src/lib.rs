@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod healthcheck;
 pub mod metrics;
 pub mod rate_limit;
 pub mod realtime;

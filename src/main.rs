@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use envshield_server::config::Config;
 use envshield_server::db;
 use envshield_server::domain::{Email, Role};
+use envshield_server::healthcheck;
 use envshield_server::service::accounts;
 use envshield_server::service::users::{self, Actor, Change};
 use envshield_server::startup::Application;
@@ -38,11 +39,30 @@ enum Command {
     /// Print the OpenAPI 3.1 document of the JSON API and exit (also served
     /// at /api/v1/openapi.json).
     Openapi,
+    /// Exit 0 when this instance answers `/health/ready` on `BIND_ADDR`
+    /// (a container health check that needs no curl).
+    Healthcheck {
+        /// Seconds to wait for the connection, and again for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Server keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage accounts.
     Users {
         #[command(subcommand)]
         command: UsersCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print three fresh keys as `TOKEN_SEAL_KEY=…`, `CODE_HMAC_KEY=…`,
+    /// `SESSION_KEY=…` lines (base64), for an env file or a Secret.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -177,13 +197,31 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Openapi) = cli.command {
-        println!("{}", envshield_server::routes::openapi::document());
-        return Ok(());
+    // These need no configuration (and must not create a data folder).
+    match cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", envshield_server::routes::openapi::document());
+            return Ok(());
+        }
+        Some(Command::Keys {
+            command: KeysCommand::Generate,
+        }) => {
+            print!("{}", envshield_server::config::generate_env_lines());
+            return Ok(());
+        }
+        Some(Command::Healthcheck { timeout }) => {
+            let bind = Config::bind_addr_from_env()?;
+            let target = healthcheck::target(&bind).map_err(anyhow::Error::msg)?;
+            healthcheck::check_ready(target, std::time::Duration::from_secs(timeout))
+                .map_err(anyhow::Error::msg)?;
+            println!("ready: {target}/health/ready answered 200");
+            return Ok(());
+        }
+        _ => {}
     }
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Keys { .. } | Command::Healthcheck { .. } => Ok(()),
         Command::Serve => {
             match envshield_server::startup::raise_open_file_limit() {
                 Ok(limit) => tracing::info!(limit, "open-file limit (one per held connection)"),

@@ -60,6 +60,17 @@ fn decode_key<const N: usize>(name: &str, value: &str) -> Result<[u8; N], Config
     })
 }
 
+/// Three fresh keys as `NAME=base64` lines (`envshield-server keys
+/// generate`), ready for an env file or a Kubernetes Secret.
+pub fn generate_env_lines() -> String {
+    format!(
+        "TOKEN_SEAL_KEY={}\nCODE_HMAC_KEY={}\nSESSION_KEY={}\n",
+        STANDARD.encode(crypto::random_bytes::<32>()),
+        STANDARD.encode(crypto::random_bytes::<32>()),
+        STANDARD.encode(crypto::random_bytes::<64>()),
+    )
+}
+
 /// The keys from the environment; locally, any that are missing come from
 /// (or are generated into) the keys file in `data_dir`.
 pub(super) fn load_keys(
@@ -197,6 +208,29 @@ mod tests {
             decode_key::<32>("K", "!!").unwrap_err().0,
             "K must be base64"
         );
+    }
+
+    #[test]
+    fn generated_lines_are_keys_production_accepts_and_fresh_each_time() {
+        let text = generate_env_lines();
+        let vars: HashMap<String, String> = text
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        assert_eq!(vars.len(), 3, "{text}");
+        let dir = tmp_dir("keys-generated");
+        let keys = load_keys(&vars, Environment::Production, &dir).unwrap();
+        assert_eq!(
+            STANDARD.encode(keys.code_hmac.expose_secret()),
+            vars["CODE_HMAC_KEY"]
+        );
+        assert_eq!(keys.session.expose_secret().len(), 64);
+        assert!(!dir.join(LOCAL_KEYS_FILE).exists(), "nothing written");
+        assert_ne!(generate_env_lines(), text);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -20,10 +20,69 @@ pub use clients::{
     OAuthClient, TokenPolicy, CLI_CLIENT_ID, DEFAULT_SCOPES, DEFAULT_SCOPE_CATALOGUE,
     DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
 };
-pub use keys::Keys;
+pub use keys::{generate_env_lines, Keys};
 pub use oidc::{OidcProvider, DEFAULT_GROUPS_CLAIM, DEFAULT_OIDC_SCOPES};
 
 use env::{parse_app_url, parse_bool, parse_num, split_list, valid_prefix};
+
+/// Every environment variable the server reads, in the order of the
+/// README's configuration table. Deployment files are checked against it.
+pub const VARIABLES: &[&str] = &[
+    "ENVSHIELD_ENV",
+    "DATABASE_URL",
+    "ENVSHIELD_DATA_DIR",
+    "BIND_ADDR",
+    "APP_URL",
+    "DEVICE_CODE_TTL_MIN",
+    "DEVICE_CODE_INTERVAL_SEC",
+    "BEARER_CACHE_MS",
+    "POLL_CACHE_SEC",
+    "API_TOKEN_TTL_DAYS",
+    "API_TOKEN_PREFIX",
+    "API_TOKEN_SCOPES",
+    "API_TOKEN_SCOPES_DEFAULT",
+    "MAX_API_TOKENS_PER_USER",
+    "API_TOKEN_SCOPE_DESCRIPTIONS",
+    "API_TOKEN_SCOPE_ROLES",
+    "CLI_TOKEN_ROLES",
+    "CLI_TOKEN_POLICY",
+    "CLI_OAUTH_TOKEN_POLICY",
+    "OAUTH_CLIENTS",
+    "ACCESS_TOKEN_TTL_MIN",
+    "REFRESH_TOKEN_IDLE_DAYS",
+    "REFRESH_TOKEN_ABSOLUTE_DAYS",
+    "REFRESH_TOKEN_REUSE_GRACE_SEC",
+    "REFRESH_TOKEN_PREFIX",
+    "DEVICE_CONFIRMATION",
+    "TOKEN_SEAL_KEY",
+    "TOKEN_SEAL_KEYS_PREVIOUS",
+    "CODE_HMAC_KEY",
+    "SESSION_KEY",
+    "RATE_LIMIT_START_PER_MIN",
+    "RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR",
+    "RATE_LIMIT_START_GLOBAL_PER_MIN",
+    "RATE_LIMIT_POLL_PER_MIN",
+    "RATE_LIMIT_COMPLETE_PER_MIN",
+    "RATE_LIMIT_LOGIN_PER_MIN",
+    "RATE_LIMIT_LOGIN_PER_ACCOUNT_PER_HOUR",
+    "RATE_LIMIT_IPV6_PREFIX",
+    "SECURITY_EVENT_RETENTION_DAYS",
+    "ALLOW_SIGNUP",
+    "OIDC_PROVIDERS",
+    "PASSWORD_LOGIN",
+    "TRUSTED_PROXIES",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_TIMEOUT_SEC",
+    "WORKERS",
+    "BCRYPT_COST",
+    "SESSION_TTL_HOURS",
+    "METRICS_BIND_ADDR",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
+/// `BIND_ADDR` when unset.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
 
 /// Where the server runs: local development or production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +234,20 @@ impl Config {
         Self::from_map(&std::env::vars().collect())
     }
 
+    /// `BIND_ADDR` alone (with `.env`), for `healthcheck`, which must not
+    /// need the keys or touch the data folder.
+    pub fn bind_addr_from_env() -> Result<String, ConfigError> {
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                return Err(err(format!(".env could not be read: {e}")));
+            }
+        }
+        let vars = std::env::vars().collect();
+        Ok(env::get(&vars, "BIND_ADDR")
+            .unwrap_or(DEFAULT_BIND_ADDR)
+            .to_owned())
+    }
+
     /// Builds the configuration from a map of variables (tests pass their own).
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| env::get(vars, k);
@@ -272,12 +345,20 @@ impl Config {
             get(k).map_or(Ok(default), |v| parse_num(k, v, min, max))
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // The private local cluster is for a laptop: a production instance
+        // that quietly started its own database would lose its data with the
+        // container and share nothing with its peers.
+        if environment == Environment::Production && get("DATABASE_URL").is_none() {
+            return Err(err(
+                "production requires DATABASE_URL (postgres://USER:PASSWORD@HOST:5432/DB); the private local PostgreSQL is for development only",
+            ));
+        }
 
         Ok(Self {
             environment,
             database_url: get("DATABASE_URL").map(|s| SecretString::from(s.to_owned())),
             data_dir,
-            bind_addr: get("BIND_ADDR").unwrap_or("127.0.0.1:3000").to_owned(),
+            bind_addr: get("BIND_ADDR").unwrap_or(DEFAULT_BIND_ADDR).to_owned(),
             metrics_bind_addr: get("METRICS_BIND_ADDR")
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
@@ -425,6 +506,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use crate::crypto;
+    use tracing_subscriber::EnvFilter;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -494,6 +576,12 @@ mod tests {
         ]);
         assert!(Config::from_map(&v).unwrap_err().0.contains("https"));
         v.insert("APP_URL".into(), "https://auth.example.com/".into());
+        let e = Config::from_map(&v).unwrap_err();
+        assert!(e.0.contains("production requires DATABASE_URL"), "{e}");
+        v.insert(
+            "DATABASE_URL".into(),
+            "postgres://app@db.example/app".into(),
+        );
         let c = Config::from_map(&v).unwrap();
         assert!(c.secure_cookies());
         assert_eq!(c.app_base(), "https://auth.example.com");
@@ -527,6 +615,43 @@ mod tests {
             assert!(e.0.contains(needle), "{k}={v}: {e}");
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn variables_are_the_readme_table_and_each_is_read_by_the_code() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap();
+        let mut documented = Vec::new();
+        for line in table.lines().filter(|l| l.starts_with("| `")) {
+            let first = line.split('|').nth(1).unwrap();
+            documented.extend(first.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+        assert_eq!(documented, VARIABLES, "README table vs config::VARIABLES");
+        // The non-test code of every file that reads the environment.
+        let code: String = [
+            include_str!("mod.rs"),
+            include_str!("keys.rs"),
+            include_str!("clients.rs"),
+            include_str!("../telemetry.rs"),
+        ]
+        .map(|file| file.split("#[cfg(test)]").next().unwrap())
+        .concat();
+        // The code outside this list must name each variable, except
+        // RUST_LOG, which tracing-subscriber's EnvFilter reads.
+        let (before, rest) = code.split_once("pub const VARIABLES").unwrap();
+        let after = rest.split_once("];").unwrap().1;
+        let outside = format!("{before}{after}");
+        assert_eq!(EnvFilter::DEFAULT_ENV, "RUST_LOG");
+        for name in VARIABLES.iter().filter(|n| **n != "RUST_LOG") {
+            assert!(
+                outside.contains(&format!("\"{name}\"")),
+                "{name} is listed but never read"
+            );
+        }
     }
 
     #[test]

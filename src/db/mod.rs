@@ -96,12 +96,31 @@ pub fn ping(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
 }
 
-/// Applies pending migrations; returns how many ran.
+/// The advisory lock held while migrating ("envshiel" in ASCII).
+const MIGRATION_LOCK: i64 = 0x656e_7673_6869_656c;
+
+/// Applies pending migrations; returns how many ran. Instances starting
+/// together (and a migration Job) take turns on an advisory lock, so each
+/// migration runs once and the others then find nothing to do.
 pub fn run_migrations(conn: &mut PgConnection) -> anyhow::Result<usize> {
+    use diesel::sql_types::BigInt;
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(conn)
+        .map_err(|e| anyhow::anyhow!("cannot take the migration lock: {e}"))?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("running migrations failed: {e}"))?;
-    Ok(applied.len())
+        .map(|applied| applied.len())
+        .map_err(|e| anyhow::anyhow!("running migrations failed: {e}"));
+    // Released with the session anyway; unlocking lets a pooled connection
+    // be reused without holding it.
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(conn);
+    let applied = applied?;
+    unlocked.map_err(|e| anyhow::anyhow!("cannot release the migration lock: {e}"))?;
+    Ok(applied)
 }
 
 /// Runs `f` with a pooled connection on the blocking thread pool, inside the

@@ -2,6 +2,7 @@
 //! a fresh database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod deploy;
 mod device;
 mod errors;
 mod faults;
