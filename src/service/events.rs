@@ -77,6 +77,16 @@ pub enum EventKind {
     SsoLink,
     /// A sign-in through a provider was refused; `details.reason` says why.
     SsoRefused,
+    /// A person registered a passkey.
+    PasskeyAdded,
+    /// A passkey was removed, by its owner or by an admin.
+    PasskeyRemoved,
+    /// A person signed in with a passkey.
+    PasskeySignIn,
+    /// An approval asked for a fresh passkey assertion or password, and got it.
+    StepUpPassed,
+    /// An approval asked for a fresh passkey assertion or password, and did not get it.
+    StepUpFailed,
 }
 
 impl EventKind {
@@ -106,6 +116,11 @@ impl EventKind {
             Self::SsoSignIn => "sso_sign_in",
             Self::SsoLink => "sso_link",
             Self::SsoRefused => "sso_refused",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeySignIn => "passkey_sign_in",
+            Self::StepUpPassed => "step_up_passed",
+            Self::StepUpFailed => "step_up_failed",
         }
     }
 }
