@@ -363,6 +363,10 @@ async fn purge_loop(state: web::Data<AppState>) {
         logged("full rate-limit buckets deleted", buckets);
         let events = crate::service::audit::purge_events(&state, now).await;
         logged("security events past retention deleted", events);
+        let proofs = crate::service::dpop::purge(&state, now).await;
+        logged("DPoP proofs too old to replay deleted", proofs);
+        let codes = crate::service::authorize::purge(&state, now).await;
+        logged("ended authorization codes deleted", codes);
     }
 }
 

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod oauth;
 
 pub use oauth::{
@@ -155,6 +157,11 @@ pub enum PollDeviceResponse {
         /// Refresh token, for clients issued short-lived access tokens.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refresh_token: Option<String>,
+        /// `DPoP` when the token is bound to the key that proved possession
+        /// at pickup (send it as `Authorization: DPoP` with a proof), else
+        /// `Bearer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_type: Option<String>,
     },
     /// 200: approved in paste mode; send the code shown in the browser to
     /// `device/exchange`. Polling never releases the token.
@@ -276,6 +283,9 @@ pub struct RefreshResponse {
     pub expires_at: Option<DateTime<Utc>>,
     /// New refresh token.
     pub refresh_token: String,
+    /// `DPoP` for a bound pair, else `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
 }
 
 /// `{status: "ok", message}` from `complete` and `cancel`.
@@ -376,6 +386,9 @@ pub struct TokenSummary {
     pub status: TokenStatus,
     /// Whether this is the token the request was made with.
     pub current: bool,
+    /// Bound to a DPoP key (RFC 9449): useless without that key.
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 /// `GET /api/v1/cli/tokens`.
@@ -452,6 +465,7 @@ impl std::fmt::Debug for PollDeviceResponse {
                 scopes,
                 expires_at,
                 refresh_token,
+                token_type,
             } => f
                 .debug_struct("Approved")
                 .field("token", &Redacted)
@@ -460,6 +474,7 @@ impl std::fmt::Debug for PollDeviceResponse {
                 .field("scopes", scopes)
                 .field("expires_at", expires_at)
                 .field("refresh_token", &refresh_token.as_ref().map(|_| Redacted))
+                .field("token_type", token_type)
                 .finish(),
             Self::ConfirmationRequired { message } => f
                 .debug_struct("ConfirmationRequired")
@@ -604,6 +619,7 @@ mod tests {
                     scopes: vec!["envs:read".into()],
                     expires_at: None,
                     refresh_token: Some(SECRET.into()),
+                    token_type: Some("DPoP".into()),
                 }
             ),
             format!(
@@ -633,6 +649,7 @@ mod tests {
                     scopes: vec![],
                     expires_at: Some(when),
                     refresh_token: SECRET.into(),
+                    token_type: None,
                 }
             ),
         ];

@@ -15,6 +15,8 @@ pub struct AuthorizationServerMetadata {
     pub issuer: String,
     /// RFC 8628 device authorization endpoint.
     pub device_authorization_endpoint: String,
+    /// Authorization endpoint (RFC 6749 §3.1): authorization code with PKCE.
+    pub authorization_endpoint: String,
     /// Token endpoint (device-code and refresh grants).
     pub token_endpoint: String,
     /// RFC 7009 revocation endpoint.
@@ -31,9 +33,15 @@ pub struct AuthorizationServerMetadata {
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// How callers authenticate at the introspection endpoint.
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
-    /// Authorization-endpoint response types: none, there is no such endpoint.
+    /// Authorization-endpoint response types: `code`.
     pub response_types_supported: Vec<String>,
     /// Where people can read about the server.
+    /// PKCE methods (RFC 7636): `S256` only.
+    pub code_challenge_methods_supported: Vec<String>,
+    /// The authorization response carries `iss` (RFC 9207).
+    pub authorization_response_iss_parameter_supported: bool,
+    /// DPoP proof algorithms accepted (RFC 9449 §5.1).
+    pub dpop_signing_alg_values_supported: Vec<String>,
     pub service_documentation: String,
 }
 
@@ -121,7 +129,7 @@ pub struct OAuthErrorBody {
 pub struct IntrospectionResponse {
     /// Whether the token is live.
     pub active: bool,
-    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    /// `Bearer` or `DPoP` for access tokens, `refresh_token` for refresh tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
     /// Space-separated scopes.
@@ -148,6 +156,17 @@ pub struct IntrospectionResponse {
     /// The issuer, as in the discovery document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// The key a DPoP-bound token is bound to (RFC 9449 §6.2): `{"jkt": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<TokenConfirmation>,
+}
+
+/// The confirmation claim of a sender-constrained token (RFC 7800).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenConfirmation {
+    /// The JWK SHA-256 thumbprint (RFC 7638) of the key, base64url.
+    pub jkt: String,
 }
 
 impl IntrospectionResponse {

@@ -35,6 +35,9 @@ const BUILT_IN_SCOPE_DESCRIPTIONS: [(&str, &str); 5] = [
 pub const CLI_CLIENT_ID: &str = "envshield-cli";
 /// RFC 8628 device-code grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 6749 §4.1 authorization-code grant type (with PKCE, for native
+/// clients on loopback redirects).
+pub const AUTHORIZATION_CODE_GRANT: &str = "authorization_code";
 /// RFC 6749 refresh grant type.
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 
@@ -65,6 +68,10 @@ pub struct OAuthClient {
     /// exempt it; unset, it is refused. The CLI's own client can paste.
     #[serde(default)]
     pub confirmation: Option<ConfirmationMode>,
+    /// Its tokens must be DPoP-bound (RFC 9449): a token request without a
+    /// proof is refused, and so is an unbound token of this client.
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 impl OAuthClient {
@@ -117,15 +124,21 @@ pub(super) fn parse_policy(name: &str, value: &str) -> Result<TokenPolicy, Confi
 /// the supported grants.
 pub(super) fn clients(
     cli_policy: TokenPolicy,
+    cli_requires_dpop: bool,
     scope_catalogue: &[String],
     oauth_clients_json: Option<&str>,
 ) -> Result<Vec<OAuthClient>, ConfigError> {
     let mut clients = vec![OAuthClient {
         client_id: CLI_CLIENT_ID.to_owned(),
-        grants: vec![DEVICE_CODE_GRANT.to_owned(), REFRESH_TOKEN_GRANT.to_owned()],
+        grants: vec![
+            DEVICE_CODE_GRANT.to_owned(),
+            AUTHORIZATION_CODE_GRANT.to_owned(),
+            REFRESH_TOKEN_GRANT.to_owned(),
+        ],
         scopes: scope_catalogue.to_vec(),
         token_policy: cli_policy,
         confirmation: Some(ConfirmationMode::Paste),
+        require_dpop: cli_requires_dpop,
     }];
     let Some(json) = oauth_clients_json else {
         return Ok(clients);
@@ -145,11 +158,14 @@ pub(super) fn clients(
                 c.client_id
             )));
         }
-        if let Some(bad) = c
-            .grants
-            .iter()
-            .find(|g| g.as_str() != DEVICE_CODE_GRANT && g.as_str() != REFRESH_TOKEN_GRANT)
-        {
+        if let Some(bad) = c.grants.iter().find(|g| {
+            ![
+                DEVICE_CODE_GRANT,
+                AUTHORIZATION_CODE_GRANT,
+                REFRESH_TOKEN_GRANT,
+            ]
+            .contains(&g.as_str())
+        }) {
             return Err(err(format!(
                 "OAUTH_CLIENTS: client `{}` names unsupported grant `{bad}`",
                 c.client_id
@@ -214,7 +230,7 @@ mod tests {
     #[test]
     fn the_cli_client_comes_first_and_extra_clients_are_checked() {
         let json = r#"[{"clientId":"ci","grants":["refresh_token"],"scopes":["envs:read"],"tokenPolicy":"access_refresh"}]"#;
-        let c = clients(TokenPolicy::ApiToken, &catalogue(), Some(json)).unwrap();
+        let c = clients(TokenPolicy::ApiToken, false, &catalogue(), Some(json)).unwrap();
         assert_eq!(c[0].client_id, CLI_CLIENT_ID);
         assert!(c[0].allows_grant(DEVICE_CODE_GRANT));
         assert_eq!(c[1].token_policy, TokenPolicy::AccessRefresh);
@@ -235,7 +251,7 @@ mod tests {
             ),
             ("{}", "OAUTH_CLIENTS is not a JSON array"),
         ] {
-            let e = clients(TokenPolicy::ApiToken, &catalogue(), Some(json)).unwrap_err();
+            let e = clients(TokenPolicy::ApiToken, false, &catalogue(), Some(json)).unwrap_err();
             assert!(e.0.contains(needle), "{json}: {e}");
         }
     }

@@ -18,8 +18,8 @@ use secrecy::SecretString;
 use crate::domain::{Flow, Role};
 
 pub use clients::{
-    OAuthClient, TokenPolicy, CLI_CLIENT_ID, DEFAULT_SCOPES, DEFAULT_SCOPE_CATALOGUE,
-    DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
+    OAuthClient, TokenPolicy, AUTHORIZATION_CODE_GRANT, CLI_CLIENT_ID, DEFAULT_SCOPES,
+    DEFAULT_SCOPE_CATALOGUE, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
 };
 pub use keys::{generate_env_lines, Keys};
 pub use oidc::{OidcProvider, DEFAULT_GROUPS_CLAIM, DEFAULT_OIDC_SCOPES};
@@ -248,7 +248,13 @@ impl Config {
             "CLI_OAUTH_TOKEN_POLICY",
             get("CLI_OAUTH_TOKEN_POLICY").unwrap_or("access_refresh"),
         )?;
-        let clients = clients::clients(cli_policy, &scope_catalogue, get("OAUTH_CLIENTS"))?;
+        let cli_requires_dpop = parse_bool("REQUIRE_DPOP", get("REQUIRE_DPOP"))?;
+        let clients = clients::clients(
+            cli_policy,
+            cli_requires_dpop,
+            &scope_catalogue,
+            get("OAUTH_CLIENTS"),
+        )?;
         let device_confirmation = match get("DEVICE_CONFIRMATION").unwrap_or("poll") {
             "poll" => envshield_api_types::ConfirmationMode::Poll,
             "paste" => envshield_api_types::ConfirmationMode::Paste,

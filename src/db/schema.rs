@@ -15,6 +15,24 @@ diesel::table! {
         source -> Text,
         client_id -> Nullable<Text>,
         family_id -> Nullable<Uuid>,
+        dpop_jkt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    authorization_codes (id) {
+        id -> Uuid,
+        code_hash -> Bytea,
+        client_id -> Text,
+        user_id -> Uuid,
+        redirect_uri -> Text,
+        code_challenge -> Text,
+        token_id -> Uuid,
+        sealed_token -> Nullable<Bytea>,
+        dpop_jkt -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -43,6 +61,14 @@ diesel::table! {
         confirmation_failures -> Int4,
         flow -> Text,
         reuse_reported_at -> Nullable<Timestamptz>,
+        dpop_jkt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    dpop_proofs (replay_id) {
+        replay_id -> Bytea,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -67,6 +93,7 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         successor_sealed -> Nullable<Bytea>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -122,6 +149,8 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(authorization_codes -> api_tokens (token_id));
+diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
 diesel::joinable!(cli_device_sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -132,7 +161,9 @@ diesel::joinable!(user_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    authorization_codes,
     cli_device_sessions,
+    dpop_proofs,
     rate_limits,
     refresh_tokens,
     security_events,

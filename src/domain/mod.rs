@@ -2,6 +2,7 @@
 
 mod codes;
 mod email;
+pub mod pkce;
 mod scopes;
 mod session_status;
 mod states;

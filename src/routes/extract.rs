@@ -12,14 +12,15 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::auth::dpop::{Invalid, Proof};
 use crate::auth::session::TypedSession;
 use crate::db::models::users::User;
 use crate::error::AppError;
 use crate::rate_limit::client_ip;
 use crate::routes::html::{path_and_query, Nav, PageError};
-use crate::service::device;
 use crate::service::sessions::{self, SignedIn};
 use crate::service::tokens::{self, Authenticated, Refusal};
+use crate::service::{device, dpop};
 use crate::state::AppState;
 
 const REALM: &str = "envshield";
@@ -506,7 +507,8 @@ impl FromRequest for SameOrigin {
     }
 }
 
-/// A request carrying a live API token: `Authorization: Bearer <token>`.
+/// A request carrying a live API token: `Authorization: Bearer <token>`, or
+/// `Authorization: DPoP <token>` with a proof of the key a bound token names.
 #[derive(Debug, Clone)]
 pub struct BearerAuth(pub Authenticated);
 
@@ -521,9 +523,12 @@ impl BearerAuth {
             message: format!(
                 "This token lacks the `{scope}` scope. Sign in again with `envshield login --scopes {scope}`."
             ),
-            challenge: Some(format!(
-                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
-            )),
+            challenge: Some(if self.0.token.dpop_jkt.is_some() {
+                let algs = crate::auth::dpop::ALGORITHMS.join(" ");
+                format!("DPoP algs=\"{algs}\", error=\"insufficient_scope\", scope=\"{scope}\"")
+            } else {
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"")
+            }),
         })
     }
 }
@@ -538,6 +543,72 @@ fn invalid_token(message: &str) -> AppError {
     }
 }
 
+/// A refusal of a DPoP request (RFC 9449 §7.1): the `DPoP` challenge with
+/// the algorithms accepted.
+fn dpop_refusal(code: &'static str, message: &str) -> AppError {
+    let algs = crate::auth::dpop::ALGORITHMS.join(" ");
+    AppError::Unauthorized {
+        code,
+        message: message.to_owned(),
+        challenge: Some(format!(
+            "DPoP algs=\"{algs}\", error=\"{code}\", error_description=\"{message}\""
+        )),
+    }
+}
+
+/// The `DPoP` headers of a request and what a proof must match.
+pub fn dpop_request(req: &HttpRequest) -> dpop::Request {
+    let mut values = req.headers().get_all("dpop");
+    let header = match (values.next(), values.next()) {
+        (None, _) => dpop::Header::Absent,
+        (Some(v), None) => match v.to_str() {
+            Ok(text) => dpop::Header::One(text.to_owned()),
+            Err(_) => dpop::Header::Unusable,
+        },
+        (Some(_), Some(_)) => dpop::Header::Unusable,
+    };
+    dpop::Request {
+        header,
+        method: req.method().as_str().to_owned(),
+        path: req.path().to_owned(),
+    }
+}
+
+/// The request's DPoP proof (RFC 9449) on an endpoint that issues or hands
+/// out tokens, checked but for replay (which the pickup checks in its own
+/// transaction): `None` when no proof was sent. A bad proof is a 400
+/// `invalid_dpop_proof`.
+#[derive(Debug, Clone)]
+pub struct DpopProof(pub Option<Proof>);
+
+impl DpopProof {
+    /// The proof of `req`, or why it was refused.
+    pub fn of(req: &HttpRequest) -> Result<Option<Proof>, Invalid> {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return Ok(None);
+        };
+        dpop::check(&state.config, &dpop_request(req), None, chrono::Utc::now()).transpose()
+    }
+
+    /// The key's thumbprint, when a proof was sent.
+    pub fn jkt(&self) -> Option<String> {
+        self.0.as_ref().map(|p| p.jkt.clone())
+    }
+}
+
+impl FromRequest for DpopProof {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            Self::of(req)
+                .map(DpopProof)
+                .map_err(|invalid| AppError::bad_request("invalid_dpop_proof", invalid.0)),
+        )
+    }
+}
+
 /// The answer for each reason a Bearer token is refused.
 fn refused(refusal: Refusal) -> AppError {
     match refusal {
@@ -546,9 +617,9 @@ fn refused(refusal: Refusal) -> AppError {
             message: "Send an API token as `Authorization: Bearer <token>`. Run `envshield login` to get one.".to_owned(),
             challenge: Some(format!("Bearer realm=\"{REALM}\"")),
         },
-        Refusal::NotBearer => {
-            invalid_token("Use the Bearer scheme: `Authorization: Bearer <token>`.")
-        }
+        Refusal::NotBearer => invalid_token(
+            "Use the Bearer scheme (`Authorization: Bearer <token>`), or DPoP for a DPoP-bound token.",
+        ),
         Refusal::Malformed => {
             invalid_token("The token is malformed. Check that it was copied whole.")
         }
@@ -562,6 +633,22 @@ fn refused(refusal: Refusal) -> AppError {
         Refusal::Invalid => invalid_token(
             "The token is invalid or revoked. Run `envshield login` to get a new one.",
         ),
+        Refusal::BoundToKey => dpop_refusal(
+            "invalid_token",
+            "This token is bound to a DPoP key: send it as `Authorization: DPoP <token>` with a DPoP proof made by that key.",
+        ),
+        Refusal::NotBound => invalid_token(
+            "This token is not bound to a DPoP key: send it as `Authorization: Bearer <token>`.",
+        ),
+        Refusal::WrongKey => dpop_refusal(
+            "invalid_token",
+            "The DPoP proof was made by another key than the one this token is bound to.",
+        ),
+        Refusal::DpopRequired => dpop_refusal(
+            "invalid_token",
+            "This client's tokens must be bound to a DPoP key. Run `envshield login` again to get a bound token.",
+        ),
+        Refusal::Proof(invalid) => dpop_refusal("invalid_dpop_proof", invalid.0),
     }
 }
 
@@ -575,6 +662,7 @@ impl FromRequest for BearerAuth {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
+        let proof = dpop_request(req);
         Box::pin(async move {
             let header = match header {
                 Some(Err(_)) => {
@@ -584,7 +672,7 @@ impl FromRequest for BearerAuth {
                 None => None,
             };
             let state = state?;
-            tokens::authenticate_bearer(&state, header.as_deref())
+            tokens::authenticate_bearer(&state, header.as_deref(), &proof)
                 .await?
                 .map(BearerAuth)
                 .map_err(refused)

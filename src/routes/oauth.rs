@@ -8,18 +8,21 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use crate::config::{OAuthClient, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
+use crate::auth::dpop::Proof;
+use crate::config::{
+    OAuthClient, AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
+};
 use crate::domain::{DeviceCode, Flow};
 use crate::error::AppError;
 use crate::rate_limit::Limit;
-use crate::routes::extract::{user_agent, BearerAuth, ClientIp};
+use crate::routes::extract::{user_agent, BearerAuth, ClientIp, DpopProof};
 use crate::routes::limit::RateLimit;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use crate::routes::openapi::{
     DeviceAuthorizationForm, IntrospectForm, RateLimited, RevokeForm, TokenForm, Unauthenticated,
 };
 use crate::service::device::{self, policy, PollOutcome, StartInput};
-use crate::service::{grants, oauth};
+use crate::service::{authorize, grants, oauth};
 use crate::state::AppState;
 use envshield_api_types::{
     AuthorizationServerMetadata, DeviceAuthorizationResponse, ErrorBody, IntrospectionResponse,
@@ -233,6 +236,11 @@ fn presented(params: &HashMap<String, String>) -> Result<(String, oauth::Hint), 
 
 /// Maps a service error to the OAuth error format where it is the client's
 /// fault; outages and bugs keep the usual JSON answer.
+/// The request's DPoP proof, or the OAuth error for a bad one (RFC 9449 §5).
+fn proof_of(req: &HttpRequest) -> Result<Option<Proof>, OAuthError> {
+    DpopProof::of(req).map_err(|invalid| bad("invalid_dpop_proof", invalid.0))
+}
+
 fn service_error(e: AppError) -> Result<HttpResponse, AppError> {
     match e {
         AppError::BadRequest { code, message } => Ok(bad(code, &message).into_response()),
@@ -267,15 +275,23 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             token_endpoint: format!("{base}/oauth/token"),
             revocation_endpoint: format!("{base}/oauth/revoke"),
             introspection_endpoint: format!("{base}/oauth/introspect"),
+            authorization_endpoint: format!("{base}/oauth/authorize"),
             grant_types_supported: vec![
                 DEVICE_CODE_GRANT.to_owned(),
+                AUTHORIZATION_CODE_GRANT.to_owned(),
                 REFRESH_TOKEN_GRANT.to_owned(),
             ],
+            code_challenge_methods_supported: vec!["S256".to_owned()],
+            authorization_response_iss_parameter_supported: true,
             scopes_supported: state.config.scope_catalogue.clone(),
             token_endpoint_auth_methods_supported: vec!["none".to_owned()],
             revocation_endpoint_auth_methods_supported: vec!["none".to_owned()],
             introspection_endpoint_auth_methods_supported: vec!["bearer".to_owned()],
-            response_types_supported: Vec::new(),
+            response_types_supported: vec!["code".to_owned()],
+            dpop_signing_alg_values_supported: crate::auth::dpop::ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
             service_documentation: format!("{base}/"),
             issuer: base,
         })
@@ -304,6 +320,7 @@ pub async fn device_authorization(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let params = try_response!(form(&req, &body));
+    let proof = try_response!(proof_of(&req));
     let client = try_response!(client_for(
         &req,
         &state,
@@ -324,6 +341,7 @@ pub async fn device_authorization(
         client_id: client.client_id.clone(),
         confirmation,
         flow: Flow::OAuth,
+        dpop_jkt: proof.map(|p| p.jkt),
     };
     let started = match device::start_session(&state, input, now).await {
         Ok(s) => s,
@@ -365,11 +383,18 @@ pub async fn token(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let params = try_response!(form(&req, &body));
+    let proof = try_response!(proof_of(&req));
     let grant_type = try_response!(required(&params, "grant_type")).to_owned();
-    if grant_type != DEVICE_CODE_GRANT && grant_type != REFRESH_TOKEN_GRANT {
+    if ![
+        DEVICE_CODE_GRANT,
+        AUTHORIZATION_CODE_GRANT,
+        REFRESH_TOKEN_GRANT,
+    ]
+    .contains(&grant_type.as_str())
+    {
         return Ok(bad(
             "unsupported_grant_type",
-            "Supported grant types: urn:ietf:params:oauth:grant-type:device_code and refresh_token.",
+            "Supported grant types: urn:ietf:params:oauth:grant-type:device_code, authorization_code and refresh_token.",
         ).into_response());
     }
     let client = try_response!(client_for(
@@ -381,18 +406,45 @@ pub async fn token(
     ))
     .clone();
     let ip_text = ip.to_string();
+    if grant_type == AUTHORIZATION_CODE_GRANT {
+        let input = authorize::RedeemInput {
+            code: try_response!(required(&params, "code")).to_owned(),
+            redirect_uri: try_response!(required(&params, "redirect_uri")).to_owned(),
+            verifier: try_response!(required(&params, "code_verifier")).to_owned(),
+            client_id: client.client_id,
+            proof,
+            client_ip: ip_text,
+        };
+        return Ok(match authorize::redeem(&state, input).await? {
+            Ok(issued) => token_response(
+                &issued.access,
+                issued.expires_at,
+                &issued.scopes,
+                issued.refresh.as_ref(),
+                issued.token_type(),
+            ),
+            Err(e) => bad(e.code, &e.message).into_response(),
+        });
+    }
     if grant_type == REFRESH_TOKEN_GRANT {
         let presented = try_response!(required(&params, "refresh_token")).to_owned();
         let asked = scopes(&params);
-        let result =
-            grants::refresh_grant(&state, Some(client.client_id), presented, asked, ip_text)
-                .await?;
+        let result = grants::refresh_grant(
+            &state,
+            Some(client.client_id),
+            presented,
+            asked,
+            proof,
+            ip_text,
+        )
+        .await?;
         return Ok(match result {
             Ok(issued) => token_response(
                 &issued.access,
                 issued.expires_at,
                 &issued.scopes,
                 issued.refresh.as_ref(),
+                issued.token_type(),
             ),
             Err(e) => bad(e.code, &e.message).into_response(),
         });
@@ -401,7 +453,8 @@ pub async fn token(
     let Some(code) = DeviceCode::parse(raw) else {
         return Ok(bad("invalid_grant", "The device_code is not valid.").into_response());
     };
-    let outcome = device::counted_poll(&state, code, Some(client.client_id), ip_text).await?;
+    let outcome =
+        device::counted_poll(&state, code, Some(client.client_id), ip_text, proof).await?;
     let refused = match outcome {
         PollOutcome::Pending { .. } | PollOutcome::ConfirmationRequired => bad(
             "authorization_pending",
@@ -420,11 +473,13 @@ pub async fn token(
             "invalid_grant",
             "The device_code is not valid for this client.",
         ),
+        PollOutcome::KeyRefused(invalid) => bad("invalid_dpop_proof", invalid.0),
         PollOutcome::Approved {
             token,
             expires_at,
             scopes,
             refresh,
+            dpop_jkt,
             ..
         } => {
             return Ok(token_response(
@@ -432,6 +487,7 @@ pub async fn token(
                 expires_at,
                 &scopes,
                 refresh.as_ref(),
+                grants::token_type(dpop_jkt.as_deref()),
             ))
         }
     };
@@ -443,10 +499,11 @@ fn token_response(
     expires_at: Option<chrono::DateTime<Utc>>,
     scopes: &[String],
     refresh: Option<&crate::domain::PlainToken>,
+    token_type: &str,
 ) -> HttpResponse {
     no_store(TokenResponse {
         access_token: access.expose().to_owned(),
-        token_type: "Bearer".to_owned(),
+        token_type: token_type.to_owned(),
         scope: scopes.join(" "),
         expires_in: expires_at.map(|exp| (exp - Utc::now()).num_seconds().max(0)),
         refresh_token: refresh.map(|r| r.expose().to_owned()),

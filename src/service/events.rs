@@ -87,6 +87,16 @@ pub enum EventKind {
     StepUpPassed,
     /// An approval asked for a fresh passkey assertion or password, and did not get it.
     StepUpFailed,
+    /// A login started with a DPoP key was polled without a proof by that
+    /// key: its device code is in other hands.
+    DpopPickupRefused,
+    /// A person approved an authorization-code request (consent page).
+    OAuthAuthorized,
+    /// A person denied one.
+    OAuthDenied,
+    /// An authorization code was presented again, or with a wrong PKCE
+    /// verifier: what it issued was revoked.
+    AuthorizationCodeReused,
 }
 
 impl EventKind {
@@ -121,6 +131,10 @@ impl EventKind {
             Self::PasskeySignIn => "passkey_sign_in",
             Self::StepUpPassed => "step_up_passed",
             Self::StepUpFailed => "step_up_failed",
+            Self::DpopPickupRefused => "dpop_pickup_refused",
+            Self::OAuthAuthorized => "oauth_authorized",
+            Self::OAuthDenied => "oauth_denied",
+            Self::AuthorizationCodeReused => "authorization_code_reused",
         }
     }
 }

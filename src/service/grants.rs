@@ -7,13 +7,14 @@ use diesel::PgConnection;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::auth::dpop::Proof;
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::{PlainToken, Scopes, TokenSource};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::{device, tokens};
+use crate::service::{device, dpop, tokens};
 use crate::state::AppState;
 
 /// Tokens just minted; the plaintexts leave the process once.
@@ -31,6 +32,24 @@ pub struct Issued {
     pub expires_at: Option<DateTime<Utc>>,
     /// Token name.
     pub name: String,
+    /// Thumbprint of the DPoP key the tokens are bound to.
+    pub dpop_jkt: Option<String>,
+}
+
+impl Issued {
+    /// `token_type`: `DPoP` for a bound token, else `Bearer`.
+    pub fn token_type(&self) -> &'static str {
+        token_type(self.dpop_jkt.as_deref())
+    }
+}
+
+/// `token_type` of a token bound to `jkt`, or not.
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    }
 }
 
 /// What to mint.
@@ -51,6 +70,8 @@ pub struct Grant<'a> {
     pub source: TokenSource,
     /// What to issue.
     pub policy: TokenPolicy,
+    /// Thumbprint of the DPoP key to bind the tokens to.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 fn duration(d: std::time::Duration) -> Result<Duration, AppError> {
@@ -90,6 +111,7 @@ pub fn issue(
             source: grant.source,
             client_id: Some(grant.client_id),
             family_id: family.map(|f| f.0),
+            dpop_jkt: grant.dpop_jkt,
         },
     )?;
     let refresh = match family {
@@ -109,6 +131,7 @@ pub fn issue(
                     created_at: now,
                     idle_expires_at: idle,
                     family_expires_at,
+                    dpop_jkt: grant.dpop_jkt,
                 },
             )?;
             Some(token)
@@ -121,6 +144,7 @@ pub fn issue(
         scopes: grant.scopes.to_vec(),
         expires_at,
         name: grant.name.to_owned(),
+        dpop_jkt: grant.dpop_jkt.map(str::to_owned),
     })
 }
 
@@ -153,6 +177,13 @@ pub struct GrantError {
     pub message: String,
 }
 
+fn invalid_proof(message: &str) -> GrantError {
+    GrantError {
+        code: "invalid_dpop_proof",
+        message: message.to_owned(),
+    }
+}
+
 fn invalid_grant(message: &str) -> GrantError {
     GrantError {
         code: "invalid_grant",
@@ -164,11 +195,15 @@ fn invalid_grant(message: &str) -> GrantError {
 /// API): the presented one is spent, a new access token
 /// and refresh token are issued in the same family. Presenting a spent token
 /// again revokes the whole family and records a high-severity event.
+///
+/// A family bound to a DPoP key (RFC 9449 §5) needs `proof` from that key;
+/// an unbound family refreshed with a proof is bound from then on.
 pub async fn refresh_grant(
     state: &AppState,
     client_id: Option<String>,
     presented: String,
     scope: Option<Vec<String>>,
+    proof: Option<Proof>,
     client_ip: String,
 ) -> Result<Result<Issued, GrantError>, AppError> {
     let now = Utc::now();
@@ -196,6 +231,17 @@ pub async fn refresh_grant(
                         "The refresh token was revoked. Sign in again.",
                     )));
                 }
+                let requires = config.client(&row.client_id).is_some_and(|c| c.require_dpop);
+                if let Err(refused) = proves_key(row.dpop_jkt.as_deref(), proof.as_ref(), requires)
+                {
+                    return Ok(Err(refused));
+                }
+                if let Some(proof) = &proof {
+                    if let Err(replayed) = dpop::accept_once(conn, proof)? {
+                        return Ok(Err(invalid_proof(replayed.0)));
+                    }
+                }
+                let jkt = proof.as_ref().map(|p| p.jkt.as_str());
                 if let Some(retried) = retry_within_grace(conn, config, &row, now)? {
                     return Ok(Ok(retried));
                 }
@@ -271,6 +317,7 @@ pub async fn refresh_grant(
                         family: Some((row.family_id, row.family_expires_at)),
                         source: TokenSource::OAuth,
                         policy: TokenPolicy::AccessRefresh,
+                        dpop_jkt: jkt,
                     },
                     now,
                 )?;
@@ -292,6 +339,27 @@ pub async fn refresh_grant(
             })
         })
         .await
+}
+
+/// Whether a refresh of a family bound to `bound` may go on with `proof`
+/// (already checked, replay aside).
+fn proves_key(
+    bound: Option<&str>,
+    proof: Option<&Proof>,
+    required: bool,
+) -> Result<(), GrantError> {
+    match (bound, proof) {
+        (Some(_), None) => Err(invalid_proof(
+            "This refresh token is bound to a DPoP key: send a DPoP proof made by that key.",
+        )),
+        (Some(jkt), Some(p)) if !crate::crypto::ct_eq(jkt.as_bytes(), p.jkt.as_bytes()) => Err(
+            invalid_proof("The DPoP proof was made by another key than the one this refresh token is bound to."),
+        ),
+        (None, None) if required => Err(invalid_proof(
+            "This client must send a DPoP proof (RFC 9449) with its token requests.",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A spent refresh token presented again within `REFRESH_TOKEN_REUSE_GRACE_SEC`
@@ -340,6 +408,7 @@ fn retry_within_grace(
         scopes: token.scopes,
         expires_at: token.expires_at,
         name: token.name,
+        dpop_jkt: token.dpop_jkt,
     }))
 }
 

@@ -5,7 +5,9 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod authorize;
 pub mod device;
+pub mod dpop;
 pub mod events;
 pub mod grants;
 pub mod limits;

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use diesel::PgConnection;
+use envshield_api_types::oauth::TokenConfirmation;
 use envshield_api_types::IntrospectionResponse;
 use serde_json::json;
 
@@ -143,7 +144,10 @@ pub async fn introspect_presented(
                     }
                     IntrospectionResponse {
                         active: true,
-                        token_type: Some("Bearer".to_owned()),
+                        token_type: Some(
+                            crate::service::grants::token_type(row.dpop_jkt.as_deref()).to_owned(),
+                        ),
+                        cnf: row.dpop_jkt.clone().map(|jkt| TokenConfirmation { jkt }),
                         scope: Some(row.scopes.join(" ")),
                         client_id: Some(
                             row.client_id.as_deref().unwrap_or(CLI_CLIENT_ID).to_owned(),
@@ -168,6 +172,7 @@ pub async fn introspect_presented(
                     IntrospectionResponse {
                         active: true,
                         token_type: Some("refresh_token".to_owned()),
+                        cnf: row.dpop_jkt.clone().map(|jkt| TokenConfirmation { jkt }),
                         scope: Some(row.scopes.join(" ")),
                         client_id: Some(row.client_id),
                         username: Some(user.email),

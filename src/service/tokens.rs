@@ -9,6 +9,8 @@ use envshield_api_types::{TokenStatus, TokenSummary};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::auth::dpop::Invalid;
+use crate::config::CLI_CLIENT_ID;
 use crate::db::models::api_tokens::{self, ApiToken};
 pub use crate::db::models::api_tokens::{Authenticated, TokenFilter};
 use crate::db::models::revocation::{self, Revoked, Target};
@@ -17,6 +19,7 @@ use crate::db::{self, Db};
 use crate::domain::PlainToken;
 use crate::error::AppError;
 use crate::realtime::Realtime;
+use crate::service::dpop;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::state::AppState;
 
@@ -25,7 +28,7 @@ use crate::state::AppState;
 pub enum Refusal {
     /// No `Authorization` header.
     Missing,
-    /// Not `Bearer <token>` in readable text.
+    /// Not `Bearer <token>` or `DPoP <token>` in readable text.
     NotBearer,
     /// Not a token of ours (wrong prefix, length or checksum).
     Malformed,
@@ -33,26 +36,92 @@ pub enum Refusal {
     Expired,
     /// Unknown, revoked, or of a disabled account.
     Invalid,
+    /// A DPoP-bound token sent as a plain Bearer token.
+    BoundToKey,
+    /// The `DPoP` scheme with a token that is not bound to a key.
+    NotBound,
+    /// A bound token with a proof made by another key.
+    WrongKey,
+    /// An unbound token of a client that must use DPoP.
+    DpopRequired,
+    /// The DPoP proof failed a check; the message names it.
+    Proof(Invalid),
 }
 
-/// Whether the `Authorization` header carries a live token: the one place
-/// that decides. A token authenticated in the last moment (at most
-/// `BEARER_CACHE_MS`) is answered from memory; revocations empty that
+/// The two schemes a token may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// Whether the `Authorization` header carries a live token, and, for a
+/// DPoP-bound token, whether the request proves the key (RFC 9449 §7): the
+/// one place that decides. A token authenticated in the last moment (at
+/// most `BEARER_CACHE_MS`) is answered from memory; revocations empty that
 /// cache (see `realtime::tokens`).
 pub async fn authenticate_bearer(
     state: &AppState,
     authorization: Option<&str>,
+    proof: &dpop::Request,
 ) -> Result<Result<Authenticated, Refusal>, AppError> {
     let Some(raw) = authorization else {
         return Ok(Err(Refusal::Missing));
     };
     let (scheme, value) = raw.split_once(' ').unwrap_or((raw, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(Err(Refusal::NotBearer));
-    }
-    let Some(token) = PlainToken::parse(&state.config.api_token_prefix, value.trim()) else {
+    };
+    let value = value.trim();
+    let Some(token) = PlainToken::parse(&state.config.api_token_prefix, value) else {
         return Ok(Err(Refusal::Malformed));
     };
+    let auth = match live_token(state, token).await? {
+        Ok(auth) => auth,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let bound = auth.token.dpop_jkt.as_deref();
+    match (scheme, bound) {
+        (Scheme::Bearer, Some(_)) => Ok(Err(Refusal::BoundToKey)),
+        (Scheme::Bearer, None) if client_requires_dpop(state, &auth) => {
+            Ok(Err(Refusal::DpopRequired))
+        }
+        (Scheme::Bearer, None) => Ok(Ok(auth)),
+        (Scheme::Dpop, None) => Ok(Err(Refusal::NotBound)),
+        (Scheme::Dpop, Some(jkt)) => {
+            let checked =
+                dpop::check(&state.config, proof, Some(value), Utc::now()).unwrap_or(Err(Invalid(
+                    "The DPoP scheme needs a DPoP header with a proof of the token's key.",
+                )));
+            let proof = match checked {
+                Ok(p) => p,
+                Err(invalid) => return Ok(Err(Refusal::Proof(invalid))),
+            };
+            if !crate::crypto::ct_eq(proof.jkt.as_bytes(), jkt.as_bytes()) {
+                return Ok(Err(Refusal::WrongKey));
+            }
+            Ok(dpop::accept_once_alone(state, &proof)
+                .await?
+                .map(|()| auth)
+                .map_err(Refusal::Proof))
+        }
+    }
+}
+
+fn client_requires_dpop(state: &AppState, auth: &Authenticated) -> bool {
+    let client = auth.token.client_id.as_deref().unwrap_or(CLI_CLIENT_ID);
+    state.config.client(client).is_some_and(|c| c.require_dpop)
+}
+
+/// The live token `token` names, from the cache or PostgreSQL.
+async fn live_token(
+    state: &AppState,
+    token: PlainToken,
+) -> Result<Result<Authenticated, Refusal>, AppError> {
     let digest = token.digest();
     let cache = &state.realtime.tokens;
     let now = Utc::now();
@@ -160,6 +229,7 @@ fn summary(t: ApiToken, email: String, current: Option<Uuid>, now: DateTime<Utc>
     TokenSummary {
         status: status_of(&t, now),
         current: Some(t.id) == current,
+        dpop_bound: t.dpop_jkt.is_some(),
         id: t.id,
         user_id: t.user_id,
         user_email: email,

@@ -219,10 +219,12 @@ async fn approved_token_is_handed_out_once_then_the_code_is_expired() {
         scopes,
         expires_at,
         refresh_token,
+        token_type,
     } = r.json().await.unwrap()
     else {
         panic!("expected approved");
     };
+    assert_eq!(token_type.as_deref(), Some("Bearer"));
     assert!(token.starts_with("esh_"));
     assert_eq!(
         refresh_token, None,
@@ -825,6 +827,7 @@ async fn start_statement_is_prepared_once_and_skips_only_a_taken_user_code() {
             client_id: "envshield-cli",
             confirmation: Confirmation::Poll,
             flow: Flow::V1,
+            dpop_jkt: None,
         };
         let count = |conn: &mut PgConnection, sql: &str| {
             diesel::sql_query(sql).get_result::<N>(conn).unwrap().n

@@ -4,6 +4,7 @@
 
 mod deploy;
 mod device;
+mod dpop;
 mod errors;
 mod faults;
 mod helpers;

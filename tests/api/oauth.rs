@@ -326,6 +326,7 @@ async fn finding_1_a_paste_policy_holds_on_the_oauth_endpoints() {
                 scopes: vec!["envs:read".to_owned()],
                 token_policy: TokenPolicy::ApiToken,
                 confirmation,
+                require_dpop: false,
             });
         }
     })
@@ -374,6 +375,7 @@ async fn a_device_code_only_works_for_its_own_client() {
             scopes: vec!["envs:read".to_owned()],
             token_policy: TokenPolicy::ApiToken,
             confirmation: None,
+            require_dpop: false,
         })
     })
     .await;

@@ -155,6 +155,7 @@ mod tests {
             revoked_at: None,
             status: TokenStatus::Active,
             current,
+            dpop_bound: false,
         }
     }
 

@@ -41,6 +41,9 @@ pub struct ApiToken {
     pub client_id: Option<String>,
     /// Refresh family of a short-lived access token.
     pub family_id: Option<Uuid>,
+    /// Thumbprint of the DPoP key it is bound to (`cnf.jkt`); `None` for a
+    /// Bearer token.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A live token and its enabled owner: what a Bearer check establishes.
@@ -85,6 +88,8 @@ pub struct NewApiToken<'a> {
     pub client_id: Option<&'a str>,
     /// Refresh family, for access tokens.
     pub family_id: Option<Uuid>,
+    /// Thumbprint of the DPoP key it is bound to.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Inserts a token.
@@ -269,6 +274,23 @@ pub fn family_name(conn: &mut PgConnection, family_id: Uuid) -> QueryResult<Opti
         .select(api_tokens::name)
         .first(conn)
         .optional()
+}
+
+/// Binds a minted token, and the refresh tokens of its family, to a DPoP
+/// key (at pickup, when the client proved the key).
+pub fn bind_to_key(conn: &mut PgConnection, id: Uuid, jkt: &str) -> QueryResult<()> {
+    let family: Option<Option<Uuid>> = diesel::update(api_tokens::table.find(id))
+        .set(api_tokens::dpop_jkt.eq(jkt))
+        .returning(api_tokens::family_id)
+        .get_result(conn)
+        .optional()?;
+    if let Some(Some(family)) = family {
+        use crate::db::schema::refresh_tokens as rt;
+        diesel::update(rt::table.filter(rt::family_id.eq(family)))
+            .set(rt::dpop_jkt.eq(jkt))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

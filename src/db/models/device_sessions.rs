@@ -58,6 +58,8 @@ pub struct DeviceSession {
     pub confirmation_failures: i32,
     /// Which API started it.
     pub flow: Flow,
+    /// Thumbprint of the DPoP key that started it: the pickup must prove it.
+    pub dpop_jkt: Option<String>,
 }
 
 crate::crypto::redacted_debug!(DeviceSession {
@@ -96,6 +98,8 @@ pub struct NewDeviceSession<'a> {
     pub confirmation: Confirmation,
     /// Which API starts it.
     pub flow: Flow,
+    /// Thumbprint of the DPoP key that proved possession at start.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Inserts sessions, each with its audit event (`event_kind`,
@@ -129,6 +133,7 @@ pub fn insert_started(
         client_ids: sessions.iter().map(|s| s.client_id).collect(),
         confirmations: sessions.iter().map(|s| s.confirmation.as_str()).collect(),
         flows: sessions.iter().map(|s| s.flow.as_str()).collect(),
+        jkts: sessions.iter().map(|s| s.dpop_jkt).collect(),
         event_kind,
         event_severity,
     }
@@ -154,6 +159,7 @@ struct InsertStarted<'a> {
     client_ids: Vec<&'a str>,
     confirmations: Vec<&'static str>,
     flows: Vec<&'static str>,
+    jkts: Vec<Option<&'a str>>,
     event_kind: &'a str,
     event_severity: &'a str,
 }
@@ -180,11 +186,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertStarted<'_> 
             "WITH s AS (INSERT INTO cli_device_sessions \
              (id, device_code_hash, user_code_hash, token_name, scopes, created_at, \
               expires_at, client_ip, user_agent, poll_interval_sec, client_id, \
-              confirmation, flow) \
+              confirmation, flow, dpop_jkt) \
              SELECT r.id, r.dch, r.uch, r.name, \
                     ARRAY(SELECT e.v FROM jsonb_array_elements_text(r.scopes::jsonb) \
                           WITH ORDINALITY AS e (v, n) ORDER BY e.n), \
-                    r.created_at, r.expires_at, r.ip, r.ua, r.secs, r.client, r.conf, r.flow \
+                    r.created_at, r.expires_at, r.ip, r.ua, r.secs, r.client, r.conf, r.flow, r.jkt \
              FROM unnest(",
         );
         out.push_bind_param::<Array<Uuid>, _>(&self.ids)?;
@@ -212,9 +218,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertStarted<'_> 
         out.push_bind_param::<Array<Text>, _>(&self.confirmations)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.flows)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.jkts)?;
         out.push_sql(
             ") AS r (id, dch, uch, name, scopes, created_at, expires_at, ip, ua, secs, \
-                     client, conf, flow) \
+                     client, conf, flow, jkt) \
              ON CONFLICT DO NOTHING \
              RETURNING id, client_ip, token_name), \
              e AS (INSERT INTO security_events (kind, severity, ip, details) \

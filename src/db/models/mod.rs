@@ -1,7 +1,9 @@
 //! One module per table: row structs and the SQL that reads and writes them.
 
 pub mod api_tokens;
+pub mod authorization_codes;
 pub mod device_sessions;
+pub mod dpop_proofs;
 pub mod notifications;
 pub mod rate_limits;
 pub mod refresh_tokens;

@@ -34,6 +34,8 @@ pub struct RefreshToken {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The successor pair, sealed, for retries within the grace window.
     pub successor_sealed: Option<Vec<u8>>,
+    /// Thumbprint of the DPoP key it is bound to (RFC 9449 §5).
+    pub dpop_jkt: Option<String>,
 }
 
 /// A refresh token to insert.
@@ -58,6 +60,8 @@ pub struct NewRefreshToken<'a> {
     pub idle_expires_at: DateTime<Utc>,
     /// Family expiry.
     pub family_expires_at: DateTime<Utc>,
+    /// Thumbprint of the DPoP key it is bound to.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Inserts a refresh token.

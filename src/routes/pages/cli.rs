@@ -63,25 +63,42 @@ struct ResultPage {
 }
 
 /// One scope checkbox.
-struct ScopeChoice {
+pub(super) struct ScopeChoice {
     /// The `id` of the input (scopes contain `:`, so an index is used).
-    id: String,
+    pub(super) id: String,
     /// The scope.
-    name: String,
+    pub(super) name: String,
     /// What it allows, from the catalogue.
-    description: Option<String>,
+    pub(super) description: Option<String>,
     /// Ticked.
-    checked: bool,
+    pub(super) checked: bool,
+}
+
+impl ScopeChoice {
+    /// A checkbox per scope asked for, ticked unless a previous submission
+    /// left it out.
+    pub(super) fn list(asked: &[String], chosen: Option<&[String]>, config: &Config) -> Vec<Self> {
+        asked
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Self {
+                id: format!("scope-{i}"),
+                name: s.clone(),
+                description: config.scope_description(s).map(str::to_owned),
+                checked: chosen.is_none_or(|c| c.contains(s)),
+            })
+            .collect()
+    }
 }
 
 /// One option of the expiry select.
-struct ExpiryChoice {
+pub(super) struct ExpiryChoice {
     /// Days, or empty for the configured default.
-    value: String,
+    pub(super) value: String,
     /// What the person reads.
-    label: String,
+    pub(super) label: String,
     /// Pre-selected.
-    selected: bool,
+    pub(super) selected: bool,
 }
 
 /// What a previous submission chose, to keep it when the form comes back
@@ -121,17 +138,7 @@ impl ConfirmPage {
         config: &Config,
         chosen: Chosen,
     ) -> Self {
-        let scopes = request
-            .scopes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ScopeChoice {
-                id: format!("scope-{i}"),
-                name: s.clone(),
-                description: config.scope_description(s).map(str::to_owned),
-                checked: chosen.scopes.as_ref().is_none_or(|c| c.contains(s)),
-            })
-            .collect();
+        let scopes = ScopeChoice::list(&request.scopes, chosen.scopes.as_deref(), config);
         let other_network = request
             .client_ip
             .as_deref()
@@ -165,7 +172,7 @@ fn days(d: u32) -> String {
 
 /// Lifetimes shorter than the configured one, then the configured default
 /// (the empty value, which lets the server apply it).
-fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<ExpiryChoice> {
+pub(super) fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<ExpiryChoice> {
     let mut choices: Vec<ExpiryChoice> = policy::shorter_lifetimes(max_days)
         .map(|d| ExpiryChoice {
             value: d.to_string(),

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod authorize;
 pub mod cli;
 pub mod home;
 pub mod sso;
@@ -45,7 +46,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(form_page("/signup", auth::signup_form, auth::signup).wrap(login()))
         // Each look-up of a code is a guess at a live one.
         .service(form_page("/cli/login", cli::approval_form, cli::decide).wrap(complete.clone()))
-        .service(form_page("/cli/device", cli::code_form, cli::enter_code).wrap(complete.posts()))
+        .service(
+            form_page("/cli/device", cli::code_form, cli::enter_code)
+                .wrap(complete.clone().posts()),
+        )
+        // Each consent mints a token, like an approval.
+        .service(
+            form_page(
+                "/oauth/authorize",
+                authorize::consent_form,
+                authorize::consent,
+            )
+            .wrap(complete.posts()),
+        )
         .service(one_page(
             "/settings/tokens",
             web::get(),

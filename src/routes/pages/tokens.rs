@@ -35,6 +35,11 @@ impl TokenRow {
         &self.0.hint
     }
 
+    /// Bound to a DPoP key held by the client that picked it up.
+    pub fn bound(&self) -> bool {
+        self.0.dpop_bound
+    }
+
     /// Owner's email.
     pub fn owner(&self) -> &str {
         &self.0.user_email

@@ -213,6 +213,8 @@ fn approve(
             api_token_expires_at: expires_at,
             family: None,
             source: TokenSource::Device,
+            // Bound at pickup, to the key the client proves then.
+            dpop_jkt: None,
         },
         now,
     )?;

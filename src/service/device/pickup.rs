@@ -6,7 +6,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::decide::changed;
-use super::poll::{deliver, PollOutcome};
+use super::poll::{pick_up, Pickup, PollOutcome};
+use crate::auth::dpop::Proof;
 use crate::crypto;
 use crate::db::models::device_sessions;
 use crate::db::models::revocation::Target;
@@ -45,6 +46,7 @@ pub async fn exchange_code(
     device_code: DeviceCode,
     presented: ConfirmationCode,
     client_ip: String,
+    proof: Option<Proof>,
 ) -> Result<ExchangeOutcome, AppError> {
     let now = Utc::now();
     state
@@ -71,17 +73,16 @@ pub async fn exchange_code(
                     .as_ref()
                     .is_some_and(|stored| crypto::ct_eq(&presented.keyed_hash(key), stored));
                 if matches {
-                    return match device_sessions::consume(
-                        conn,
-                        session.id,
-                        now,
-                        Confirmation::Paste,
-                    )? {
-                        Some((sealed, token_id)) => Ok(ExchangeOutcome::Delivered(deliver(
-                            conn, config, session.id, &sealed, token_id,
-                        )?)),
-                        None => Ok(ExchangeOutcome::Expired),
+                    let pickup = Pickup {
+                        session: &session,
+                        proof: proof.as_ref(),
+                        client_ip,
+                        confirmation: Confirmation::Paste,
                     };
+                    return Ok(match pick_up(conn, config, &pickup, now)? {
+                        Some(delivered) => ExchangeOutcome::Delivered(delivered),
+                        None => ExchangeOutcome::Expired,
+                    });
                 }
                 let failures = device_sessions::add_confirmation_failure(conn, session.id)?;
                 events::record(

@@ -220,6 +220,7 @@ mod tests {
             scopes: strings(scopes),
             token_policy: crate::config::TokenPolicy::ApiToken,
             confirmation: None,
+            require_dpop: false,
         }
     }
 

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::auth::dpop::{Invalid, Proof};
 use crate::config::Config;
 use crate::db::models::{api_tokens, device_sessions};
 use crate::db::{self, Db};
@@ -17,7 +18,7 @@ use crate::domain::{Confirmation, DeviceCode, PlainToken, SessionStatus};
 use crate::error::AppError;
 use crate::realtime::{PendingRow, Realtime};
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::grants;
+use crate::service::{dpop, grants};
 use crate::state::{AppState, Context};
 
 /// Every answer a poll can get.
@@ -47,7 +48,12 @@ pub enum PollOutcome {
         expires_at: Option<DateTime<Utc>>,
         /// Refresh token, for `access_refresh` clients.
         refresh: Option<PlainToken>,
+        /// Thumbprint of the DPoP key the token is bound to.
+        dpop_jkt: Option<String>,
     },
+    /// Approved, but the poll did not prove the key the login must be
+    /// picked up with: nothing was handed out.
+    KeyRefused(Invalid),
     /// Approved in paste mode: only `exchange` with the code releases the token.
     ConfirmationRequired,
     /// Denied in the browser.
@@ -68,6 +74,8 @@ pub struct Poller<'a> {
     /// False for the re-read after a long-poll wake-up, which is the
     /// server's doing, not the client polling early.
     pub counted: bool,
+    /// The poll's DPoP proof, checked but for replay.
+    pub proof: Option<&'a Proof>,
 }
 
 /// A v1 poll that may wait up to `wait` for a change (long poll). Waits
@@ -80,10 +88,11 @@ pub async fn poll_and_wait(
     state: &AppState,
     code: DeviceCode,
     client_ip: String,
+    proof: Option<Proof>,
     wait: Option<Duration>,
 ) -> Result<PollOutcome, AppError> {
     let Some(wait) = wait.filter(|w| !w.is_zero() && state.realtime.may_wait()) else {
-        return Box::pin(counted_poll(state, code, None, client_ip)).await;
+        return Box::pin(counted_poll(state, code, None, client_ip, proof)).await;
     };
     let deadline = tokio::time::Instant::now() + wait;
     let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
@@ -98,14 +107,16 @@ pub async fn poll_and_wait(
         // Boxed, so the state of the read is freed before the wait and a
         // held poll keeps only what it needs (10,000 may be waiting at once).
         let outcome = if first {
-            Box::pin(counted_poll(state, code.clone(), None, client_ip.clone())).await?
+            let (code, ip, proof) = (code.clone(), client_ip.clone(), proof.clone());
+            Box::pin(counted_poll(state, code, None, ip, proof)).await?
         } else {
-            let (code, client_ip) = (code.clone(), client_ip.clone());
+            let (code, client_ip, proof) = (code.clone(), client_ip.clone(), proof.clone());
             Box::pin(state.run(move |conn, cx| {
                 let poller = Poller {
                     client_id: None,
                     client_ip: &client_ip,
                     counted: false,
+                    proof: proof.as_ref(),
                 };
                 poll(conn, cx, &code, poller, Utc::now())
             }))
@@ -132,6 +143,7 @@ pub async fn counted_poll(
     code: DeviceCode,
     client_id: Option<String>,
     client_ip: String,
+    proof: Option<Proof>,
 ) -> Result<PollOutcome, AppError> {
     let now = Utc::now();
     let hash = code.keyed_hash(state.config.keys.code_hmac.expose_secret());
@@ -144,6 +156,7 @@ pub async fn counted_poll(
                 client_id: client_id.as_deref(),
                 client_ip: &client_ip,
                 counted: true,
+                proof: proof.as_ref(),
             };
             poll(conn, cx, &code, poller, now)
         })
@@ -225,6 +238,7 @@ pub fn poll(
         client_id,
         client_ip,
         counted,
+        proof,
     } = poller;
     let hash = device_code.keyed_hash(config.keys.code_hmac.expose_secret());
     let ticket = realtime.pending.ticket(&hash);
@@ -261,7 +275,7 @@ pub fn poll(
     } else {
         realtime.pacer.forget(session.id);
     }
-    settled(conn, config, &session, client_ip, now)
+    settled(conn, config, &session, client_ip, proof, now)
 }
 
 /// The answer for a session read from PostgreSQL and not paced.
@@ -270,6 +284,7 @@ fn settled(
     config: &Config,
     session: &device_sessions::DeviceSession,
     client_ip: &str,
+    proof: Option<&Proof>,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
     match session.status {
@@ -280,8 +295,14 @@ fn settled(
             Ok(PollOutcome::ConfirmationRequired)
         }
         SessionStatus::Approved => {
-            match device_sessions::consume(conn, session.id, now, Confirmation::Poll)? {
-                Some((sealed, token_id)) => deliver(conn, config, session.id, &sealed, token_id),
+            let pickup = Pickup {
+                session,
+                proof,
+                client_ip,
+                confirmation: Confirmation::Poll,
+            };
+            match pick_up(conn, config, &pickup, now)? {
+                Some(outcome) => Ok(outcome),
                 None => {
                     record_reuse(conn, session, client_ip)?;
                     Ok(PollOutcome::Expired)
@@ -297,13 +318,106 @@ fn settled(
     }
 }
 
+/// The one request that may take an approved session's token.
+pub(super) struct Pickup<'a> {
+    /// The session, as read.
+    pub session: &'a device_sessions::DeviceSession,
+    /// The request's DPoP proof, checked but for replay.
+    pub proof: Option<&'a Proof>,
+    /// Client IP, for audit events.
+    pub client_ip: &'a str,
+    /// How this pickup collects the token.
+    pub confirmation: Confirmation,
+}
+
+/// Hands an approved session's token to `pickup`, in one transaction:
+/// the key check (a session started with a DPoP key needs a proof by that
+/// key, and the token is bound to the key proved), the proof's replay check,
+/// the consuming update, the binding. `None` when the token was already
+/// taken.
+pub(super) fn pick_up(
+    conn: &mut Db<'_>,
+    config: &Config,
+    pickup: &Pickup<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<PollOutcome>, AppError> {
+    let session = pickup.session;
+    let requires = config
+        .client(&session.client_id)
+        .is_some_and(|c| c.require_dpop);
+    if let Err(refused) = pickup_key(session.dpop_jkt.as_deref(), pickup.proof, requires) {
+        if session.dpop_jkt.is_some() {
+            record_key_refused(conn, session, pickup.client_ip, refused)?;
+        }
+        return Ok(Some(PollOutcome::KeyRefused(refused)));
+    }
+    conn.transaction(|conn| {
+        if let Some(proof) = pickup.proof {
+            if let Err(replayed) = dpop::accept_once(conn, proof)? {
+                return Ok(Some(PollOutcome::KeyRefused(replayed)));
+            }
+        }
+        let Some((sealed, token_id)) =
+            device_sessions::consume(conn, session.id, now, pickup.confirmation)?
+        else {
+            return Ok(None);
+        };
+        let jkt = pickup.proof.map(|p| p.jkt.clone());
+        if let Some(jkt) = &jkt {
+            api_tokens::bind_to_key(conn, token_id, jkt)?;
+        }
+        deliver(conn, config, session.id, &sealed, token_id, jkt).map(Some)
+    })
+}
+
+/// Whether the pickup proves the key the session was started with.
+fn pickup_key(bound: Option<&str>, proof: Option<&Proof>, required: bool) -> Result<(), Invalid> {
+    match (bound, proof) {
+        (Some(_), None) => Err(Invalid(
+            "This login was started with a DPoP key: send a DPoP proof made by that key to collect the token.",
+        )),
+        (Some(jkt), Some(p)) if !crate::crypto::ct_eq(jkt.as_bytes(), p.jkt.as_bytes()) => Err(Invalid(
+            "The DPoP proof was made by another key than the one that started this login.",
+        )),
+        (None, None) if required => Err(Invalid(
+            "This client must send a DPoP proof (RFC 9449) to collect its token.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Records a pickup of a DPoP-bound login without its key: the device code
+/// is in other hands.
+fn record_key_refused(
+    conn: &mut Db<'_>,
+    session: &device_sessions::DeviceSession,
+    client_ip: &str,
+    refused: Invalid,
+) -> Result<(), AppError> {
+    events::record(
+        conn,
+        Event::new(
+            EventKind::DpopPickupRefused,
+            Severity::High,
+            Some(client_ip),
+        )
+        .about(session.user_id, session.token_id)
+        .details(json!({
+            "session_id": session.id,
+            "reason": refused.0,
+        })),
+    )?;
+    Ok(())
+}
+
 /// Opens the sealed token of a consumed session.
-pub(super) fn deliver(
+fn deliver(
     conn: &mut Db<'_>,
     config: &Config,
     session_id: Uuid,
     sealed: &[u8],
     token_id: Uuid,
+    dpop_jkt: Option<String>,
 ) -> Result<PollOutcome, AppError> {
     let plain = config
         .keys
@@ -322,6 +436,7 @@ pub(super) fn deliver(
         scopes: row.scopes,
         expires_at: row.expires_at,
         refresh,
+        dpop_jkt,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct StartInput {
     pub confirmation: ConfirmationMode,
     /// Which API is starting it.
     pub flow: Flow,
+    /// Thumbprint of the DPoP key the client proved at start: the pickup
+    /// must prove the same key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A started session: the codes are handed out once, here.
@@ -96,6 +99,12 @@ pub async fn start_session(
             "This client may not use the device login.",
         ));
     }
+    if client.require_dpop && input.flow == Flow::V1 && input.dpop_jkt.is_none() {
+        return Err(AppError::bad_request(
+            "invalid_dpop_proof",
+            "This client must prove a DPoP key (RFC 9449) when it starts a login: send a DPoP header.",
+        ));
+    }
     let scopes = policy::requested_scopes(input.scopes.as_deref(), &config.default_scopes, client)?;
     let ttl = Duration::from_std(config.device_code_ttl).map_err(AppError::internal)?;
     let session = NewSession {
@@ -109,6 +118,7 @@ pub async fn start_session(
         client_id: client.client_id.clone(),
         confirmation: input.confirmation.into(),
         flow: input.flow,
+        dpop_jkt: input.dpop_jkt,
     };
     let codes = state.starts.submit(session, config.db_timeout).await?;
     Ok(Started {
@@ -135,6 +145,7 @@ struct NewSession {
     client_id: String,
     confirmation: Confirmation,
     flow: Flow,
+    dpop_jkt: Option<String>,
 }
 
 /// What the writer hands back for a stored session.
@@ -295,6 +306,7 @@ fn insert_sessions(
                     client_id: &s.client_id,
                     confirmation: s.confirmation,
                     flow: s.flow,
+                    dpop_jkt: s.dpop_jkt.as_deref(),
                 }
             })
             .collect();

@@ -74,6 +74,7 @@ impl From<PollDeviceResponse> for Answer {
                 scopes,
                 expires_at,
                 refresh_token,
+                ..
             } => Self::Approved(Approved {
                 token,
                 token_id,

@@ -17,7 +17,7 @@ use crate::config::CLI_CLIENT_ID;
 use crate::domain::{ConfirmationCode, DeviceCode, Flow, UserCode};
 use crate::error::AppError;
 use crate::routes::extract::{
-    user_agent, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInUser,
+    user_agent, ClientIp, CodeEntry, DpopProof, JsonObject, SameOrigin, SignedInUser,
 };
 use crate::routes::openapi::{PollAnswers, RateLimited};
 use crate::service::device::{
@@ -57,6 +57,7 @@ fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
 pub async fn start_device_session(
     req: HttpRequest,
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     body: JsonObject<StartDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
@@ -69,6 +70,7 @@ pub async fn start_device_session(
         flow: Flow::V1,
         client_ip: ip.to_string(),
         user_agent: user_agent(&req),
+        dpop_jkt: proof.jkt(),
     };
     let now = Utc::now();
     let started = device::start_session(&state, input, now).await?;
@@ -103,11 +105,12 @@ pub async fn start_device_session(
 )]
 pub async fn poll_by_body(
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     body: JsonObject<PollDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
     let PollDeviceRequest { device_code, wait } = body.into_inner();
-    poll_device_session(ip, state, &device_code, wait).await
+    poll_device_session(ip, proof, state, &device_code, wait).await
 }
 
 /// The query-string form of a poll (where every value is text).
@@ -134,17 +137,19 @@ pub struct PollQuery {
 )]
 pub async fn poll_by_query(
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     query: web::Query<PollQuery>,
 ) -> Result<HttpResponse, AppError> {
     let PollQuery { device_code, wait } = query.into_inner();
-    poll_device_session(ip, state, &device_code, wait).await
+    poll_device_session(ip, proof, state, &device_code, wait).await
 }
 
 /// Both polls.
 #[tracing::instrument(name = "poll_device_session", skip_all)]
 async fn poll_device_session(
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     device_code: &str,
     wait: Option<u32>,
@@ -159,7 +164,7 @@ async fn poll_device_session(
         }
         w => w.map(|w| Duration::from_secs(u64::from(w))),
     };
-    let outcome = device::poll_and_wait(&state, code, ip.to_string(), wait).await?;
+    let outcome = device::poll_and_wait(&state, code, ip.to_string(), proof.0, wait).await?;
     Ok(poll_response(outcome))
 }
 
@@ -189,6 +194,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             scopes,
             expires_at,
             refresh,
+            dpop_jkt,
         } => (
             StatusCode::OK,
             PollDeviceResponse::Approved {
@@ -198,8 +204,18 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
                 scopes,
                 expires_at,
                 refresh_token: refresh.map(|r| r.expose().to_owned()),
+                token_type: Some(grants::token_type(dpop_jkt.as_deref()).to_owned()),
             },
         ),
+        PollOutcome::KeyRefused(invalid) => {
+            return HttpResponse::BadRequest()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(ErrorBody {
+                    error: "invalid_dpop_proof".to_owned(),
+                    message: invalid.0.to_owned(),
+                    status: None,
+                })
+        }
         PollOutcome::ConfirmationRequired => (
             StatusCode::OK,
             PollDeviceResponse::ConfirmationRequired {
@@ -360,6 +376,7 @@ pub async fn cancel_device_session(
 #[tracing::instrument(name = "exchange_device_session", skip_all)]
 pub async fn exchange_device_session(
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     body: JsonObject<ExchangeDeviceRequest>,
 ) -> Result<HttpResponse, AppError> {
@@ -371,7 +388,8 @@ pub async fn exchange_device_session(
             "confirmationCode must be the 6-digit code shown in the browser, like 123-456.",
         )
     })?;
-    let outcome = device::exchange_code(&state, code, confirmation, ip.to_string()).await?;
+    let outcome =
+        device::exchange_code(&state, code, confirmation, ip.to_string(), proof.0).await?;
     let device_error = |status: StatusCode, error: &str, state: &str, message: String| {
         HttpResponse::build(status)
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -422,15 +440,18 @@ pub async fn exchange_device_session(
 #[tracing::instrument(name = "refresh_tokens", skip_all)]
 pub async fn refresh_access_token(
     ip: ClientIp,
+    proof: DpopProof,
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, AppError> {
     let presented = body.into_inner().refresh_token;
-    let result = grants::refresh_grant(&state, None, presented, None, ip.to_string()).await?;
+    let result =
+        grants::refresh_grant(&state, None, presented, None, proof.0, ip.to_string()).await?;
     match result {
         Ok(issued) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(RefreshResponse {
+                token_type: Some(issued.token_type().to_owned()),
                 token: issued.access.expose().to_owned(),
                 token_id: issued.access_id,
                 scopes: issued.scopes,

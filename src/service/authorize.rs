@@ -1,0 +1,433 @@
+//! The authorization-code grant for native clients (RFC 6749 §4.1 with PKCE,
+//! RFC 7636, on loopback redirects, RFC 8252): the request's rules, the
+//! consent (which mints the tokens and seals them to a one-time code), and
+//! the code's redemption at the token endpoint.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use crate::auth::dpop::Proof;
+use crate::config::{Config, AUTHORIZATION_CODE_GRANT};
+use crate::db::models::authorization_codes::{self, NewAuthorizationCode};
+use crate::db::models::revocation::Target;
+use crate::db::models::users::User;
+use crate::db::models::{api_tokens, refresh_tokens, users};
+use crate::domain::pkce::{self, AuthCode, Challenge};
+use crate::domain::{Flow, Scopes, TokenName, TokenSource};
+use crate::error::AppError;
+use crate::service::device::policy;
+use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::grants::{self, GrantError, Issued};
+use crate::service::{dpop, tokens};
+use crate::state::AppState;
+
+/// How long a code may wait for its token request.
+pub const CODE_TTL: Duration = Duration::seconds(60);
+/// Longest `state` echoed back.
+const MAX_STATE: usize = 512;
+
+/// A checked authorization request.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    /// The client asking.
+    pub client_id: String,
+    /// Where the answer goes (a loopback address).
+    pub redirect_uri: Url,
+    /// The client's `state`, echoed back.
+    pub state: Option<String>,
+    /// PKCE challenge.
+    pub challenge: Challenge,
+    /// Scopes asked for (the client's own when none).
+    pub scopes: Scopes,
+    /// Name for the token.
+    pub token_name: TokenName,
+    /// Key the token request must prove (`dpop_jkt`, RFC 9449 §10).
+    pub dpop_jkt: Option<String>,
+}
+
+/// Why a request was refused: before its redirect URI is trusted, only a
+/// page can say so; after, the client is told at its redirect URI.
+#[derive(Debug)]
+pub enum RequestError {
+    /// Shown to the person; never redirected.
+    Page(AppError),
+    /// Sent to the client (RFC 6749 §4.1.2.1).
+    Redirect(Url),
+}
+
+/// The redirect carrying `params`, `state` and `iss` (RFC 9207).
+pub fn redirect_with(
+    config: &Config,
+    redirect_uri: &Url,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Url {
+    let mut url = redirect_uri.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        if let Some(s) = state {
+            query.append_pair("state", s);
+        }
+        query.append_pair("iss", &config.app_base());
+    }
+    url
+}
+
+/// Checks an authorization request's parameters, in the order RFC 6749
+/// §4.1.2.1 asks: the client and redirect URI first (a page), then the rest
+/// (a redirect with the error).
+pub fn parse_request(
+    config: &Config,
+    params: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<AuthorizeRequest, RequestError> {
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let page =
+        |message: &str| RequestError::Page(AppError::bad_request("invalid_request", message));
+    let client_id = get("client_id").ok_or_else(|| page("client_id is missing."))?;
+    let client = config.client(client_id).ok_or_else(|| {
+        RequestError::Page(AppError::bad_request(
+            "invalid_client",
+            format!("Unknown client `{client_id}`."),
+        ))
+    })?;
+    let redirect_uri = get("redirect_uri").ok_or_else(|| page("redirect_uri is missing."))?;
+    let redirect_uri = pkce::loopback_redirect(redirect_uri).map_err(page)?;
+    let state = get("state").map(str::to_owned);
+    if state.as_ref().is_some_and(|s| s.len() > MAX_STATE) {
+        return Err(page("state is too long (at most 512 characters)."));
+    }
+    let refuse = |error: &str, description: &str| {
+        RequestError::Redirect(redirect_with(
+            config,
+            &redirect_uri,
+            state.as_deref(),
+            &[("error", error), ("error_description", description)],
+        ))
+    };
+    if get("response_type") != Some("code") {
+        return Err(refuse(
+            "unsupported_response_type",
+            "response_type must be code.",
+        ));
+    }
+    if !client.allows_grant(AUTHORIZATION_CODE_GRANT) {
+        return Err(refuse(
+            "unauthorized_client",
+            "This client may not use the authorization-code grant.",
+        ));
+    }
+    let challenge = Challenge::parse(get("code_challenge"), get("code_challenge_method"))
+        .map_err(|m| refuse("invalid_request", m))?;
+    let asked: Option<Vec<String>> = get("scope").map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let scopes = policy::requested_scopes(asked.as_deref(), &config.default_scopes, client)
+        .map_err(|e| refuse("invalid_scope", &e.public_message()))?;
+    let default_name = format!("{} - {}", client.client_id, now.format("%Y-%m-%d"));
+    let token_name = policy::token_name(Some(get("token_name").unwrap_or(&default_name)), now)
+        .map_err(|e| refuse("invalid_request", &e.public_message()))?;
+    Ok(AuthorizeRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        state,
+        challenge,
+        scopes,
+        token_name,
+        dpop_jkt: get("dpop_jkt").map(str::to_owned),
+    })
+}
+
+/// What the person decided on the consent page.
+#[derive(Debug)]
+pub struct ConsentInput {
+    /// The request, checked again.
+    pub request: AuthorizeRequest,
+    /// Approve or deny.
+    pub approve: bool,
+    /// Narrowed scopes.
+    pub scopes: Option<Vec<String>>,
+    /// Shorter lifetime, in days.
+    pub expires_in_days: Option<u32>,
+    /// The signed-in account.
+    pub approver: User,
+    /// Browser IP.
+    pub client_ip: String,
+}
+
+/// Approves (minting the tokens, sealed to a fresh one-time code) or
+/// denies; returns where to send the browser.
+pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppError> {
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let config = &*cx.config;
+            let request = &input.request;
+            let ip = Some(input.client_ip.as_str());
+            if !input.approve {
+                events::record(
+                    conn,
+                    Event::new(EventKind::OAuthDenied, Severity::Low, ip)
+                        .user(input.approver.id)
+                        .details(json!({ "client_id": request.client_id })),
+                )?;
+                return Ok(redirect_with(
+                    config,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    &[
+                        ("error", "access_denied"),
+                        ("error_description", "The person denied the request."),
+                    ],
+                ));
+            }
+            let granted = policy::granted_scopes(
+                &request.scopes,
+                input.scopes.as_deref(),
+                &config.scope_catalogue,
+            )?;
+            let expires_at = policy::token_expiry(input.expires_in_days, config.api_token_ttl_days, now)?;
+            conn.transaction(|conn| {
+                let approver = users::lock(conn, input.approver.id)?;
+                policy::check_approver(config, approver.role, &granted)?;
+                let active = api_tokens::count_active_for_user(conn, approver.id, now)?
+                    + refresh_tokens::count_live_families(conn, approver.id, now)?;
+                policy::check_token_cap(active, config.max_api_tokens_per_user)?;
+                let client = config
+                    .client(&request.client_id)
+                    .ok_or_else(|| AppError::bad_request("invalid_client", "Unknown client."))?;
+                let issued = grants::issue(
+                    conn,
+                    config,
+                    &grants::Grant {
+                        policy: config.token_policy(client, Flow::OAuth),
+                        client_id: &request.client_id,
+                        user_id: approver.id,
+                        name: request.token_name.as_str(),
+                        scopes: granted.as_slice(),
+                        api_token_expires_at: expires_at,
+                        family: None,
+                        source: TokenSource::OAuth,
+                        // Bound when redeemed, to the key proved then.
+                        dpop_jkt: None,
+                    },
+                    now,
+                )?;
+                let id = Uuid::new_v4();
+                let sealed = config
+                    .keys
+                    .seal
+                    .seal(id.as_bytes(), grants::sealed_payload(&issued).as_bytes())
+                    .map_err(AppError::internal)?;
+                let code = AuthCode::generate();
+                let hash = code.keyed_hash(config.keys.code_hmac.expose_secret());
+                authorization_codes::insert(
+                    conn,
+                    &NewAuthorizationCode {
+                        id,
+                        code_hash: &hash,
+                        client_id: &request.client_id,
+                        user_id: approver.id,
+                        redirect_uri: request.redirect_uri.as_str(),
+                        code_challenge: request.challenge.as_str(),
+                        token_id: issued.access_id,
+                        sealed_token: &sealed,
+                        dpop_jkt: request.dpop_jkt.as_deref(),
+                        created_at: now,
+                        expires_at: now + CODE_TTL,
+                    },
+                )?;
+                for (kind, details) in [
+                    (
+                        EventKind::OAuthAuthorized,
+                        json!({ "client_id": request.client_id, "redirect_uri": request.redirect_uri.as_str() }),
+                    ),
+                    (
+                        EventKind::CliTokenCreated,
+                        json!({
+                            "token_name": request.token_name.as_str(),
+                            "scopes": granted.as_slice(),
+                            "requested_from": input.client_ip,
+                            "client_id": request.client_id,
+                            "via": "authorization_code",
+                        }),
+                    ),
+                ] {
+                    events::record(
+                        conn,
+                        Event::new(kind, Severity::Medium, ip)
+                            .user(approver.id)
+                            .token(issued.access_id)
+                            .details(details),
+                    )?;
+                }
+                Ok(redirect_with(
+                    config,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    &[("code", code.expose())],
+                ))
+            })
+        })
+        .await
+}
+
+/// A token request with `grant_type=authorization_code`.
+#[derive(Debug)]
+pub struct RedeemInput {
+    /// `code`.
+    pub code: String,
+    /// `redirect_uri`, as in the authorization request.
+    pub redirect_uri: String,
+    /// The authenticated client.
+    pub client_id: String,
+    /// `code_verifier`.
+    pub verifier: String,
+    /// The request's DPoP proof, checked but for replay.
+    pub proof: Option<Proof>,
+    /// Client IP.
+    pub client_ip: String,
+}
+
+fn invalid_grant(message: &str) -> GrantError {
+    GrantError {
+        code: "invalid_grant",
+        message: message.to_owned(),
+    }
+}
+
+/// Redeems a code, once: the tokens minted at consent, bound to the DPoP
+/// key the request proves. A code used twice, or with a wrong verifier, is
+/// spent and what it issued revoked: someone else holds it.
+pub async fn redeem(
+    state: &AppState,
+    input: RedeemInput,
+) -> Result<Result<Issued, GrantError>, AppError> {
+    let now = Utc::now();
+    state
+        .run(move |conn, cx| {
+            let (config, realtime) = (&*cx.config, &cx.realtime);
+            let Some(code) = AuthCode::parse(input.code.trim()) else {
+                return Ok(Err(invalid_grant("The code is malformed.")));
+            };
+            let hash = code.keyed_hash(config.keys.code_hmac.expose_secret());
+            // Commits in every case: a detected reuse must leave the
+            // tokens revoked though the request is refused.
+            conn.transaction(|conn| {
+                let Some(row) = authorization_codes::lock_by_hash(conn, &hash)? else {
+                    return Ok(Err(invalid_grant("The code is not valid.")));
+                };
+                let stolen = |conn: &mut crate::db::Db<'_>, reason: &str| {
+                    authorization_codes::spend(conn, row.id, now)?;
+                    tokens::revoke_tokens(conn, realtime, Target::Tokens(&[row.token_id]), now)?;
+                    events::record(
+                        conn,
+                        Event::new(EventKind::AuthorizationCodeReused, Severity::High, Some(&input.client_ip))
+                            .user(row.user_id)
+                            .token(row.token_id)
+                            .details(json!({ "client_id": row.client_id, "reason": reason })),
+                    )?;
+                    Ok::<_, AppError>(())
+                };
+                if row.used_at.is_some() {
+                    stolen(conn, "an authorization code was presented again; what it issued was revoked")?;
+                    return Ok(Err(invalid_grant(
+                        "This code was already used, so the tokens it issued were revoked. Sign in again.",
+                    )));
+                }
+                if row.client_id != input.client_id {
+                    return Ok(Err(invalid_grant("The code was issued to another client.")));
+                }
+                if now >= row.expires_at {
+                    return Ok(Err(invalid_grant("The code expired. Sign in again.")));
+                }
+                if row.redirect_uri != input.redirect_uri {
+                    return Ok(Err(invalid_grant(
+                        "redirect_uri differs from the one of the authorization request.",
+                    )));
+                }
+                if !pkce::verifier_matches(&input.verifier, &row.code_challenge) {
+                    stolen(conn, "a wrong PKCE verifier was presented; the code was spent")?;
+                    return Ok(Err(invalid_grant(
+                        "code_verifier does not match the code_challenge; the code is spent.",
+                    )));
+                }
+                let proof = input.proof.as_ref();
+                match (row.dpop_jkt.as_deref(), proof) {
+                    (Some(jkt), Some(p)) if crate::crypto::ct_eq(jkt.as_bytes(), p.jkt.as_bytes()) => {}
+                    (Some(_), _) => {
+                        return Ok(Err(GrantError {
+                            code: "invalid_dpop_proof",
+                            message: "The authorization request named a DPoP key (dpop_jkt): prove that key.".to_owned(),
+                        }))
+                    }
+                    (None, None) if config.client(&row.client_id).is_some_and(|c| c.require_dpop) => {
+                        return Ok(Err(GrantError {
+                            code: "invalid_dpop_proof",
+                            message: "This client must send a DPoP proof (RFC 9449) with its token requests.".to_owned(),
+                        }))
+                    }
+                    _ => {}
+                }
+                if let Some(p) = proof {
+                    if let Err(replayed) = dpop::accept_once(conn, p)? {
+                        return Ok(Err(GrantError {
+                            code: "invalid_dpop_proof",
+                            message: replayed.0.to_owned(),
+                        }));
+                    }
+                }
+                let Some(sealed) = row.sealed_token.as_deref() else {
+                    return Ok(Err(invalid_grant("The code is not valid.")));
+                };
+                let plain = config
+                    .keys
+                    .seal
+                    .open(row.id.as_bytes(), sealed)
+                    .map_err(AppError::internal)?;
+                let plain = String::from_utf8(plain).map_err(AppError::internal)?;
+                let (access, refresh) = grants::parse_payload(config, &plain)
+                    .ok_or_else(|| AppError::internal("sealed tokens have an unexpected shape"))?;
+                authorization_codes::spend(conn, row.id, now)?;
+                let jkt = proof.map(|p| p.jkt.clone());
+                if let Some(jkt) = &jkt {
+                    api_tokens::bind_to_key(conn, row.token_id, jkt)?;
+                }
+                let Some(token) =
+                    api_tokens::find(conn, row.token_id)?.filter(|t| t.revoked_at.is_none())
+                else {
+                    return Ok(Err(invalid_grant("The tokens of this code were revoked.")));
+                };
+                Ok(Ok(Issued {
+                    access,
+                    access_id: token.id,
+                    refresh,
+                    scopes: token.scopes,
+                    expires_at: token.expires_at,
+                    name: token.name,
+                    dpop_jkt: jkt,
+                }))
+            })
+        })
+        .await
+}
+
+/// Deletes codes that ended a while ago; returns how many.
+pub async fn purge(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppError> {
+    let before = now - Duration::hours(1);
+    crate::db::run(&state.pool, move |conn| {
+        Ok(authorization_codes::purge(conn, before)?)
+    })
+    .await
+}
