@@ -2,6 +2,7 @@
 //! a fresh database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authorize;
 mod deploy;
 mod device;
 mod dpop;
