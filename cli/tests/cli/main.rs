@@ -6,6 +6,7 @@
 mod commands;
 mod errors;
 mod helpers;
+mod keyring;
 mod login;
 mod paste;
 mod pty;
