@@ -98,6 +98,14 @@ pub struct LoginArgs {
     #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste"])]
     pub with_token: bool,
 
+    /// Copy the code to the clipboard, to paste it in the browser
+    #[arg(long, conflicts_with_all = ["token", "with_token"])]
+    pub clipboard: bool,
+
+    /// Also show the address as a QR code, to open it on a phone
+    #[arg(long, conflicts_with_all = ["token", "with_token"])]
+    pub qr: bool,
+
     /// Keep the token in the config file (0600) instead of the system
     /// keyring [env: ENVSHIELD_CREDENTIAL_STORE=file]
     #[arg(long)]
@@ -114,6 +122,8 @@ impl fmt::Debug for LoginArgs {
             .field("paste", &self.paste)
             .field("token", &redacted(self.token.as_ref()))
             .field("with_token", &self.with_token)
+            .field("clipboard", &self.clipboard)
+            .field("qr", &self.qr)
             .field("insecure_storage", &self.insecure_storage)
             .finish()
     }

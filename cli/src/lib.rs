@@ -6,10 +6,12 @@
 pub mod api;
 pub mod browser;
 pub mod cli;
+pub mod clipboard;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod output;
+pub mod qr;
 pub mod secrets;
 pub mod spinner;
 pub mod text;

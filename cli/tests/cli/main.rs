@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod keyring;
 mod login;
+mod login_options;
 mod paste;
 mod pty;
 mod refresh;
