@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::helpers::{user_code_in, Running, Sandbox, TestEnv};
 
@@ -69,16 +69,27 @@ impl Display {
         }
     }
 
-    /// What the clipboard holds, read with `xclip -o`.
+    /// What the clipboard holds, read with `xclip -o`, once it holds
+    /// something: the copying `xclip` may still be taking the selection
+    /// over in the background when the CLI says it copied. Fails after 10 s.
     fn clipboard(&self) -> String {
-        let out = Command::new("xclip")
-            .args(["-o", "-selection", "clipboard"])
-            .env("DISPLAY", &self.name)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run xclip -o");
-        assert!(out.status.success(), "xclip -o failed: {out:?}");
-        String::from_utf8(out.stdout).expect("UTF-8 clipboard")
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("xclip")
+                .args(["-o", "-selection", "clipboard"])
+                .env("DISPLAY", &self.name)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run xclip -o");
+            if out.status.success() && !out.stdout.is_empty() {
+                return String::from_utf8(out.stdout).expect("UTF-8 clipboard");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the clipboard stayed empty: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
