@@ -228,6 +228,23 @@ fn the_token_lives_in_the_keyring_and_logout_deletes_it() {
     printed.assert_code(0);
     assert_eq!(printed.stdout.trim(), token);
 
+    // Without the keyring, the token cannot be read: a clear error, and
+    // the file still has no token to fall back on.
+    let mut cmd = env.cli(&["whoami"]);
+    let missing = format!("unix:path={}", env.home().join("no-bus").display());
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", missing);
+    let locked_out = Running::spawn(cmd, None).finish();
+    locked_out.assert_code(1);
+    let error = locked_out.error_line();
+    assert!(
+        error.starts_with("error: could not read the credentials of profile 'default' from the system keyring (Secret Service: "),
+        "{locked_out:?}"
+    );
+    assert!(
+        error.contains("envshield login --insecure-storage"),
+        "{locked_out:?}"
+    );
+
     // Logout revokes it and deletes the entry.
     let logout = Running::spawn(keyring.apply(env.cli(&["logout"])), None).finish();
     logout.assert_code(0);
@@ -350,6 +367,15 @@ fn insecure_storage_keeps_the_token_in_the_file_without_the_keyring() {
     assert_eq!(done.stderr, "", "{done:?}");
     assert!(env.saved_profile()["token"].as_str().is_some());
     assert_eq!(keyring.entries(), 0);
+    let whoami = Running::spawn(keyring.apply(env.cli(&["whoami"])), None).finish();
+    whoami.assert_code(0);
+    assert!(
+        whoami.stdout.contains(&format!(
+            "Credentials: file {}",
+            env.config_path().display()
+        )),
+        "{whoami:?}"
+    );
 
     // The environment variable does the same.
     let mut cmd = keyring.apply(env.cli(&["--json", "login", "--no-browser"]));
