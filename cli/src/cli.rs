@@ -16,7 +16,7 @@ use crate::text::redacted;
     version,
     about,
     propagate_version = true,
-    after_help = "Environment: ENVSHIELD_API_URL, ENVSHIELD_PROFILE, ENVSHIELD_TOKEN, ENVSHIELD_CONFIG_DIR, NO_COLOR.\nExit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C)."
+    after_help = "Environment: ENVSHIELD_API_URL, ENVSHIELD_PROFILE, ENVSHIELD_TOKEN, ENVSHIELD_CONFIG_DIR, ENVSHIELD_CREDENTIAL_STORE, NO_COLOR.\nExit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C)."
 )]
 pub struct Cli {
     /// API base URL [default: the profile's saved URL, else
@@ -97,6 +97,19 @@ pub struct LoginArgs {
     /// Read an existing token from standard input and save it (for CI)
     #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste"])]
     pub with_token: bool,
+
+    /// Copy the code to the clipboard, to paste it in the browser
+    #[arg(long, conflicts_with_all = ["token", "with_token"])]
+    pub clipboard: bool,
+
+    /// Also show the address as a QR code, to open it on a phone
+    #[arg(long, conflicts_with_all = ["token", "with_token"])]
+    pub qr: bool,
+
+    /// Keep the token in the config file (0600) instead of the system
+    /// keyring [env: ENVSHIELD_CREDENTIAL_STORE=file]
+    #[arg(long)]
+    pub insecure_storage: bool,
 }
 
 // A token given with --token never appears in debug output.
@@ -109,6 +122,9 @@ impl fmt::Debug for LoginArgs {
             .field("paste", &self.paste)
             .field("token", &redacted(self.token.as_ref()))
             .field("with_token", &self.with_token)
+            .field("clipboard", &self.clipboard)
+            .field("qr", &self.qr)
+            .field("insecure_storage", &self.insecure_storage)
             .finish()
     }
 }

@@ -6,10 +6,13 @@
 pub mod api;
 pub mod browser;
 pub mod cli;
+pub mod clipboard;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod output;
+pub mod qr;
+pub mod secrets;
 pub mod spinner;
 pub mod text;
 
@@ -25,6 +28,7 @@ use crate::commands::{Context, TOKEN_ENV};
 use crate::config::ConfigStore;
 use crate::error::CliError;
 use crate::output::Output;
+use crate::secrets::{StorePreference, CREDENTIAL_STORE_ENV};
 
 /// Runs a parsed command line and reports its failure, if any, in the
 /// chosen output mode. Returns the process exit code.
@@ -50,6 +54,10 @@ fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             api_url_env: non_empty_env(api::API_URL_ENV),
             env_token: non_empty_env(TOKEN_ENV).map(|t| t.trim().to_string()),
             store: ConfigStore::from_env()?,
+            credential_store: StorePreference::parse(
+                std::env::var(CREDENTIAL_STORE_ENV).ok().as_deref(),
+            )
+            .map_err(|m| CliError::new("invalid_credential_store", m))?,
         })
     };
     match &cli.command {

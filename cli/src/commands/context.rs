@@ -7,6 +7,7 @@ use crate::api::{self, ApiClient, ApiError};
 use crate::config::{Config, ConfigLock, ConfigStore};
 use crate::error::CliError;
 use crate::output::Output;
+use crate::secrets::StorePreference;
 use crate::text::{in_parentheses, redacted};
 
 /// What every command needs: the output mode, the chosen profile, the API
@@ -25,6 +26,8 @@ pub struct Context {
     pub env_token: Option<String>,
     /// Where the config file lives.
     pub store: ConfigStore,
+    /// Where `login` keeps new secrets (`ENVSHIELD_CREDENTIAL_STORE`).
+    pub credential_store: StorePreference,
 }
 
 // The environment token never appears in debug output.
@@ -37,6 +40,7 @@ impl fmt::Debug for Context {
             .field("api_url_env", &self.api_url_env)
             .field("env_token", &redacted(self.env_token.as_ref()))
             .field("store", &self.store)
+            .field("credential_store", &self.credential_store)
             .finish()
     }
 }

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use super::context::Context;
 use crate::api::{self, ApiError};
-use crate::config::{Config, Profile};
+use crate::config::{Config, KeyringRef, Profile};
 use crate::error::{profile_flag, CliError};
+use crate::secrets::{self, Keyring, KeyringError, SecretName};
 use crate::text::{redacted, REDACTED};
 
 /// Environment variable whose token overrides the stored one.
@@ -39,6 +40,9 @@ pub struct Credentials {
     pub token_id: Option<Uuid>,
     /// The profile's refresh token, if any (never for `ENVSHIELD_TOKEN`).
     pub refresh_token: Option<String>,
+    /// The keyring entry holding the profile's secrets; `None` when they
+    /// are in the config file (or come from `ENVSHIELD_TOKEN`).
+    pub keyring: Option<KeyringRef>,
 }
 
 // Neither token ever appears in debug output.
@@ -51,6 +55,7 @@ impl fmt::Debug for Credentials {
             .field("profile", &self.profile)
             .field("token_id", &self.token_id)
             .field("refresh_token", &redacted(self.refresh_token.as_ref()))
+            .field("keyring", &self.keyring)
             .finish()
     }
 }
@@ -59,6 +64,44 @@ impl fmt::Debug for Credentials {
 /// to do>`.
 fn malformed(message: String) -> CliError {
     CliError::new("invalid_token_format", message)
+}
+
+/// One secret of profile `name`, from the file or the keyring; a keyring
+/// that cannot be read is an error saying what to do.
+pub fn saved_secret(
+    name: &str,
+    profile: &Profile,
+    secret: SecretName,
+) -> Result<Option<String>, CliError> {
+    secrets::read(profile, secret).map_err(|e| keyring_unreadable(name, &e))
+}
+
+/// The keyring holding profile `name`'s secrets could not be read.
+pub fn keyring_unreadable(name: &str, err: &KeyringError) -> CliError {
+    CliError::new(
+        "keyring_error",
+        format!(
+            "could not read the credentials of profile '{name}' from the system keyring ({}: {err}). Unlock the keyring and try again, or run `envshield login --insecure-storage{}` to keep them in the config file instead.",
+            Keyring::backend(),
+            profile_flag(name)
+        ),
+    )
+}
+
+/// Profile `name` says it is signed in, but its token is not where it
+/// should be (only the keyring can lose it behind the CLI's back).
+pub(crate) fn missing_from_keyring(name: &str, profile: &Profile) -> CliError {
+    if profile.keyring.is_none() {
+        return CliError::not_signed_in(name);
+    }
+    CliError::new(
+        "not_signed_in",
+        format!(
+            "the token of profile '{name}' is no longer in the system keyring ({}); it was removed outside envshield. Run `envshield login{}` to sign in again.",
+            Keyring::backend(),
+            profile_flag(name)
+        ),
+    )
 }
 
 impl Context {
@@ -77,10 +120,11 @@ impl Context {
                 profile: self.profile.clone(),
                 token_id: None,
                 refresh_token: None,
+                keyring: None,
             });
         }
         let profile = saved
-            .filter(|p| p.token.is_some())
+            .filter(|p| p.has_credentials())
             .ok_or_else(|| CliError::not_signed_in(&self.profile))?;
         self.stored_credentials(&self.profile, profile)
     }
@@ -93,10 +137,9 @@ impl Context {
         name: &str,
         profile: &Profile,
     ) -> Result<Credentials, CliError> {
-        let token = profile
-            .token
-            .clone()
-            .ok_or_else(|| CliError::not_signed_in(name))?;
+        let token = saved_secret(name, profile, SecretName::AccessToken)?
+            .ok_or_else(|| missing_from_keyring(name, profile))?;
+        let refresh_token = saved_secret(name, profile, SecretName::RefreshToken)?;
         let flag = profile_flag(name);
         api::check_token_format(&token).map_err(|reason| {
             malformed(format!("the token saved in profile '{name}' is malformed ({reason}). Run `envshield login{flag}` to sign in again."))
@@ -118,7 +161,8 @@ impl Context {
             source: TokenSource::Config,
             profile: name.to_string(),
             token_id: profile.token_id,
-            refresh_token: profile.refresh_token.clone(),
+            refresh_token,
+            keyring: profile.keyring.clone(),
         })
     }
 
@@ -144,5 +188,80 @@ impl Context {
             ),
         };
         CliError::new(err.code(), message)
+    }
+}
+
+/// Which saved sign-in a command used, to forget exactly that one: the
+/// keyring entry, or for a file profile the token itself (another `login`
+/// may have replaced either meanwhile).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SavedSignIn {
+    /// The keyring entry, when the secrets are there.
+    pub keyring: Option<KeyringRef>,
+    /// The token, when it is in the file.
+    pub token: Option<String>,
+}
+
+// The token never appears in debug output.
+impl fmt::Debug for SavedSignIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SavedSignIn")
+            .field("keyring", &self.keyring)
+            .field("token", &redacted(self.token.as_ref()))
+            .finish()
+    }
+}
+
+impl SavedSignIn {
+    /// The sign-in `profile` holds now.
+    pub fn of(profile: &Profile) -> Self {
+        Self {
+            keyring: profile.keyring.clone(),
+            token: profile.token.clone(),
+        }
+    }
+
+    /// The sign-in `creds` came from (after any refresh).
+    pub fn used_by(creds: &Credentials) -> Self {
+        Self {
+            keyring: creds.keyring.clone(),
+            token: creds.keyring.is_none().then(|| creds.token.clone()),
+        }
+    }
+}
+
+impl Context {
+    /// Forgets the sign-in `used` of profile `name`, wherever its secrets
+    /// are (the keyring entries are deleted, the file's fields cleared),
+    /// unless the profile holds another sign-in by now. Returns whether it
+    /// was forgotten. The server, profile and other profiles are kept.
+    pub fn forget_sign_in(&self, name: &str, used: &SavedSignIn) -> Result<bool, CliError> {
+        let lock = self.lock_config()?;
+        let config = self.load_locked(&lock)?;
+        let Some(profile) = config.profiles.get(name) else {
+            return Ok(false);
+        };
+        if !profile.has_credentials() || SavedSignIn::of(profile) != *used {
+            return Ok(false);
+        }
+        if let Some(entry) = &profile.keyring {
+            secrets::erase_keyring(entry).map_err(|e| {
+                CliError::new(
+                    "keyring_error",
+                    format!(
+                        "could not delete the credentials of profile '{name}' from the system keyring ({}: {e}); they were kept. Unlock the keyring and run the command again.",
+                        Keyring::backend()
+                    ),
+                )
+            })?;
+        }
+        self.update_locked(&lock, |c| {
+            if let Some(p) = c.profiles.get_mut(name) {
+                if SavedSignIn::of(p) == *used {
+                    p.clear_token();
+                }
+            }
+        })?;
+        Ok(true)
     }
 }

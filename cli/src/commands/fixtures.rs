@@ -6,6 +6,7 @@ use std::path::Path;
 use super::context::Context;
 use crate::config::{ConfigStore, Profile};
 use crate::output::Output;
+use crate::secrets::StorePreference;
 
 /// A context on a fresh config folder, with no environment influence.
 pub fn context(dir: &Path) -> Context {
@@ -16,6 +17,7 @@ pub fn context(dir: &Path) -> Context {
         api_url_env: None,
         env_token: None,
         store: ConfigStore::new(dir),
+        credential_store: StorePreference::File,
     }
 }
 

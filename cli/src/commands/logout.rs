@@ -3,11 +3,12 @@
 use serde::Serialize;
 
 use super::context::{with_server_message, Context};
-use super::credentials::TOKEN_ENV;
+use super::credentials::{SavedSignIn, TOKEN_ENV};
 use super::refresh::CallError;
 use crate::cli::LogoutArgs;
 use crate::config::Config;
 use crate::error::CliError;
+use crate::secrets::StoredAt;
 
 /// What happened to one profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,7 +43,7 @@ pub fn run(ctx: &Context, args: &LogoutArgs) -> Result<(), CliError> {
         config
             .profiles
             .iter()
-            .filter(|(_, p)| p.token.is_some())
+            .filter(|(_, p)| p.has_credentials())
             .map(|(name, _)| name.clone())
             .collect()
     } else {
@@ -111,7 +112,7 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
         result,
         message,
     };
-    let Some(profile) = config.profiles.get(name).filter(|p| p.token.is_some()) else {
+    let Some(profile) = config.profiles.get(name).filter(|p| p.has_credentials()) else {
         let done = result(
             None,
             Outcome::NotSignedIn,
@@ -123,11 +124,11 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
     // The token to forget: the saved one, or the renewed one when the
     // access token had expired and was refreshed on the way (the server
     // then revokes the whole session, refresh token included).
-    let mut token = profile.token.clone();
+    let mut used = SavedSignIn::of(profile);
     let revoked = ctx.stored_credentials(name, profile).and_then(|mut creds| {
         let client = ctx.client(&creds.api_url)?;
         let answer = ctx.call(&mut creds, &client, |c, t| c.logout(t));
-        token = Some(creds.token.clone());
+        used = SavedSignIn::used_by(&creds);
         match answer {
             Ok(()) => Ok((creds.api_url, Outcome::Revoked, String::new())),
             Err(CallError::Api(e)) if e.is_unauthorized() => {
@@ -163,14 +164,10 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
         }
     };
 
-    // Forget the token, unless another login replaced it meanwhile.
-    let removed = ctx.update_config(|c| {
-        if let Some(p) = c.profiles.get_mut(name) {
-            if p.token == token {
-                p.clear_token();
-            }
-        }
-    });
+    // Forget the token where it is kept (keyring entry or file), unless
+    // another login replaced it meanwhile.
+    let stored_at = StoredAt::of(profile, &ctx.store.path());
+    let removed = ctx.forget_sign_in(name, &used);
     if let Err(err) = removed {
         let message = match outcome {
             Outcome::Revoked => {
@@ -184,13 +181,13 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
 
     let message = match outcome {
         Outcome::Revoked => format!(
-            "Signed out of profile '{name}' ({api_url}): the token was revoked on the server and removed from this machine."
+            "Signed out of profile '{name}' ({api_url}): the token was revoked on the server and removed from this machine ({stored_at})."
         ),
         Outcome::AlreadyInvalid => format!(
-            "Signed out of profile '{name}' ({api_url}): {said}, so it was only removed from this machine."
+            "Signed out of profile '{name}' ({api_url}): {said}, so it was only removed from this machine ({stored_at})."
         ),
         _ => format!(
-            "Removed the token of profile '{name}' from this machine, but it was NOT revoked on the server; revoke it in the web UI."
+            "Removed the token of profile '{name}' from this machine ({stored_at}), but it was NOT revoked on the server; revoke it in the web UI."
         ),
     };
     (result(Some(&api_url), outcome, message), None)

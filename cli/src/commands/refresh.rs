@@ -1,10 +1,14 @@
 //! Authenticated calls, and the renewal of an expired access token with the
 //! profile's refresh token on the way.
 
+use envshield_api_types::RefreshResponse;
+
 use super::context::Context;
-use super::credentials::{Credentials, TokenSource};
+use super::credentials::{Credentials, SavedSignIn, TokenSource};
 use crate::api::{ApiClient, ApiError};
+use crate::config::KeyringRef;
 use crate::error::{profile_flag, CliError};
+use crate::secrets::{Keyring, SecretName};
 use crate::text::in_parentheses;
 
 /// Why an authenticated call (see [`Context::call`]) failed.
@@ -59,13 +63,15 @@ impl Context {
         // Another envshield may have refreshed (or someone signed in again)
         // while this one waited for the lock: then use what is saved now.
         let config = self.load_locked(&lock)?;
-        let saved = config.profiles.get(&name).filter(|p| p.token.is_some());
+        let saved = config.profiles.get(&name).filter(|p| p.has_credentials());
         let Some(saved) = saved else {
             return Err(CliError::not_signed_in(&name).into());
         };
-        if saved.refresh_token != creds.refresh_token || saved.token.as_ref() != Some(&creds.token)
+        let fresh = self.stored_credentials(&name, saved)?;
+        if fresh.refresh_token != creds.refresh_token
+            || fresh.token != creds.token
+            || fresh.keyring != creds.keyring
         {
-            let fresh = self.stored_credentials(&name, saved)?;
             if fresh.api_url == creds.api_url {
                 *creds = fresh;
                 return Ok(());
@@ -96,19 +102,27 @@ impl Context {
             }
         };
 
-        let old_token = creds.token.clone();
+        // The new pair replaces the old one where it was: in the keyring
+        // entry (written first, under the lock), or in the file.
+        let used = SavedSignIn::used_by(creds);
         let mut replaced = false;
-        let saved = self.update_locked(&lock, |c| {
-            if let Some(p) = c.profiles.get_mut(&name) {
-                if p.token.as_ref() == Some(&old_token) && p.refresh_token == creds.refresh_token {
-                    p.token = Some(renewed.token.clone());
-                    p.token_id = Some(renewed.token_id);
-                    p.expires_at = renewed.expires_at;
-                    p.refresh_token = Some(renewed.refresh_token.clone());
-                    replaced = true;
-                }
-            }
-        });
+        let saved = self
+            .store_renewed(&name, creds.keyring.as_ref(), &renewed)
+            .and_then(|()| {
+                self.update_locked(&lock, |c| {
+                    if let Some(p) = c.profiles.get_mut(&name) {
+                        if SavedSignIn::of(p) == used && p.refresh_token == file_refresh(creds) {
+                            if p.keyring.is_none() {
+                                p.token = Some(renewed.token.clone());
+                                p.refresh_token = Some(renewed.refresh_token.clone());
+                            }
+                            p.token_id = Some(renewed.token_id);
+                            p.expires_at = renewed.expires_at;
+                            replaced = true;
+                        }
+                    }
+                })
+            });
         let stored = match saved {
             Ok(_) if replaced => Ok(()),
             Ok(_) => Err(CliError::new(
@@ -137,6 +151,30 @@ impl Context {
         Ok(())
     }
 
+    /// Writes a renewed pair into the keyring entry `entry`, when the
+    /// profile's secrets are there (the file is written by the caller).
+    fn store_renewed(
+        &self,
+        name: &str,
+        entry: Option<&KeyringRef>,
+        renewed: &RefreshResponse,
+    ) -> Result<(), CliError> {
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        Keyring::set(entry, SecretName::AccessToken, &renewed.token)
+            .and_then(|()| Keyring::set(entry, SecretName::RefreshToken, &renewed.refresh_token))
+            .map_err(|e| {
+                CliError::new(
+                    "keyring_error",
+                    format!(
+                        "could not save the renewed token of profile '{name}' in the system keyring ({}: {e}).",
+                        Keyring::backend()
+                    ),
+                )
+            })
+    }
+
     /// Turns a failed [`Context::call`] into the error for the person.
     pub fn call_failed(&self, creds: &Credentials, err: CallError) -> CliError {
         match err {
@@ -154,6 +192,16 @@ impl Context {
             }
             CallError::Refresh(err) => err,
         }
+    }
+}
+
+/// The refresh token as the file holds it: the one in use for a file
+/// profile, none for a keyring profile.
+fn file_refresh(creds: &Credentials) -> Option<String> {
+    if creds.keyring.is_some() {
+        None
+    } else {
+        creds.refresh_token.clone()
     }
 }
 

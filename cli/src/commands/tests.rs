@@ -75,6 +75,7 @@ fn refused_tokens_get_advice_for_their_source() {
         profile: "default".into(),
         token_id: None,
         refresh_token: None,
+        keyring: None,
     };
     let e = ctx.refused(&creds, err.clone());
     assert_eq!(e.code, "invalid_token");
@@ -277,6 +278,7 @@ fn debug_output_hides_every_token() {
         profile: "default".into(),
         token_id: None,
         refresh_token: Some("eshr_refresh_secret".into()),
+        keyring: None,
     };
     let shown = format!("{creds:?}");
     assert!(!shown.contains("secret"), "{shown}");

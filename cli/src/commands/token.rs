@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::context::Context;
-use super::credentials::TokenSource;
+use super::credentials::{missing_from_keyring, saved_secret, TokenSource};
 use crate::error::CliError;
+use crate::secrets::SecretName;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -15,17 +16,21 @@ struct Printed<'a> {
 }
 
 /// Runs `envshield token`: `ENVSHIELD_TOKEN` when set, else the profile's
-/// saved token, on stdout. No server call. Fails (exit 1) when there is none.
+/// saved token (from the config file or the keyring), on stdout. No server
+/// call. Fails (exit 1) when there is none.
 pub fn run(ctx: &Context) -> Result<(), CliError> {
     let (token, source) = match &ctx.env_token {
         Some(token) => (token.clone(), TokenSource::Env),
         None => {
+            // From the file or the keyring, wherever the profile keeps it.
             let config = ctx.load_config()?;
-            let token = config
+            let profile = config
                 .profiles
                 .get(&ctx.profile)
-                .and_then(|p| p.token.clone())
+                .filter(|p| p.has_credentials())
                 .ok_or_else(|| CliError::not_signed_in(&ctx.profile))?;
+            let token = saved_secret(&ctx.profile, profile, SecretName::AccessToken)?
+                .ok_or_else(|| missing_from_keyring(&ctx.profile, profile))?;
             (token, TokenSource::Config)
         }
     };

@@ -5,7 +5,7 @@ use envshield_api_types::{TokenStatus, TokenSummary};
 use uuid::Uuid;
 
 use super::context::Context;
-use super::credentials::TokenSource;
+use super::credentials::{SavedSignIn, TokenSource};
 use crate::cli::TokensCommand;
 use crate::error::CliError;
 use crate::output::{relative, table};
@@ -107,14 +107,7 @@ fn revoke(ctx: &Context, id: Uuid) -> Result<(), CliError> {
     let own = creds.source == TokenSource::Config && creds.token_id == Some(id);
     let mut removed_locally = false;
     if own {
-        let token = Some(creds.token.clone());
-        ctx.update_config(|c| {
-            if let Some(p) = c.profiles.get_mut(&ctx.profile) {
-                if p.token == token {
-                    p.clear_token();
-                }
-            }
-        })?;
+        ctx.forget_sign_in(&ctx.profile, &SavedSignIn::used_by(&creds))?;
         removed_locally = true;
     }
 

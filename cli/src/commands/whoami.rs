@@ -8,6 +8,7 @@ use super::context::Context;
 use super::credentials::{TokenSource, TOKEN_ENV};
 use crate::error::CliError;
 use crate::output::when;
+use crate::secrets::{StoreKind, StoredAt};
 use crate::text::one_line;
 
 #[derive(Serialize)]
@@ -17,6 +18,7 @@ struct Status<'a> {
     profile: &'a str,
     api_url: &'a str,
     token_source: TokenSource,
+    credentials: &'a StoredAt,
     user: &'a UserInfo,
     token: &'a TokenInfo,
 }
@@ -31,6 +33,14 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
     let who = ctx
         .call(&mut creds, &client, |c, token| c.whoami(token))
         .map_err(|e| ctx.call_failed(&creds, e))?;
+    let stored_at = match creds.source {
+        TokenSource::Env => StoredAt {
+            store: StoreKind::Env,
+            location: format!("{TOKEN_ENV} (environment)"),
+        },
+        TokenSource::Config if creds.keyring.is_some() => StoredAt::keyring(),
+        TokenSource::Config => StoredAt::file(&ctx.store.path()),
+    };
 
     if ctx.out.is_json() {
         ctx.out.json_line(&Status {
@@ -38,6 +48,7 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
             profile: &ctx.profile,
             api_url: &creds.api_url,
             token_source: creds.source,
+            credentials: &stored_at,
             user: &who.user,
             token: &who.token,
         });
@@ -49,10 +60,6 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
         "(none)".to_string()
     } else {
         one_line(&who.token.scopes.join(", "))
-    };
-    let source = match creds.source {
-        TokenSource::Env => format!("{TOKEN_ENV} (environment)"),
-        TokenSource::Config => ctx.store.path().display().to_string(),
     };
     let lines = [
         format!(
@@ -68,7 +75,7 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
         format!("Created:    {}", when(Some(who.token.created_at), now, "")),
         format!("Expires:    {}", when(who.token.expires_at, now, "never")),
         format!("Last used:  {}", when(who.token.last_used_at, now, "never")),
-        format!("Stored in:  {source}"),
+        format!("Credentials: {stored_at}"),
     ];
     for line in lines {
         ctx.out.result(&line);

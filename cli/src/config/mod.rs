@@ -1,4 +1,6 @@
-//! Where the CLI keeps its tokens: `~/.envshield/config.json`.
+//! Where the CLI keeps its profiles: `~/.envshield/config.json`, with
+//! their tokens unless those are in the system keyring (see
+//! [`crate::secrets`]).
 //!
 //! The folder is 0700 and the file 0600. Saving writes a temporary file in
 //! the same folder (created 0600), syncs it, renames it over the old one and
@@ -15,7 +17,7 @@ mod store;
 
 pub use error::ConfigError;
 pub use names::{CONFIG_DIR_ENV, CONFIG_DIR_NAME, CONFIG_FILE, LOCK_FILE};
-pub use profile::{parse_profile_name, Config, Profile, DEFAULT_PROFILE};
+pub use profile::{parse_profile_name, Config, KeyringRef, Profile, DEFAULT_PROFILE};
 pub use store::{config_dir_from, ConfigLock, ConfigStore};
 
 #[cfg(test)]

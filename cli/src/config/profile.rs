@@ -1,4 +1,5 @@
-//! What the config file holds: profiles, each a server and a token for it.
+//! What the config file holds: profiles, each a server, a token for it,
+//! and where that token is kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,20 +49,60 @@ pub struct Profile {
     /// access token, in the same write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// Other named secrets (e.g. `dpop_private_key`) of a profile whose
+    /// secrets are kept in this file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// Where the secrets are when they are not in this file: the system
+    /// keyring entry. Absent (as in every file written before the keyring
+    /// was used) means `token`, `refreshToken` and `secrets` hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<KeyringRef>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A profile's entry in the system keyring: each secret is filed under
+/// `service` as `<account>/<secret name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyringRef {
+    /// The keyring service (`envshield`).
+    pub service: String,
+    /// The account: the profile's name and a random suffix, so that two
+    /// config folders (`ENVSHIELD_CONFIG_DIR`) never share entries.
+    pub account: String,
+}
+
+impl KeyringRef {
+    /// A new entry for a sign-in to `profile`.
+    pub fn new(profile: &str) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        Self {
+            service: crate::secrets::KEYRING_SERVICE.to_string(),
+            account: format!("{profile}-{}", &suffix[..12]),
+        }
+    }
+}
+
 impl Profile {
+    /// Whether the profile is signed in: its token is in this file, or in
+    /// the keyring entry it names.
+    pub fn has_credentials(&self) -> bool {
+        self.token.is_some() || self.keyring.is_some()
+    }
+
     /// Forgets the token but keeps the server, so the next `login` goes to
-    /// the same place.
+    /// the same place. A keyring entry must have been erased first.
     pub fn clear_token(&mut self) {
         self.token = None;
         self.token_id = None;
         self.token_name = None;
         self.expires_at = None;
         self.refresh_token = None;
+        self.secrets.clear();
+        self.keyring = None;
     }
 }
 
@@ -75,6 +116,8 @@ impl fmt::Debug for Profile {
             .field("token_name", &self.token_name)
             .field("expires_at", &self.expires_at)
             .field("refresh_token", &redacted(self.refresh_token.as_ref()))
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("keyring", &self.keyring)
             .finish_non_exhaustive()
     }
 }

@@ -22,6 +22,8 @@ fn profile(url: &str, token: &str) -> Profile {
         token_name: Some("CLI Token".into()),
         expires_at: None,
         refresh_token: None,
+        secrets: Default::default(),
+        keyring: None,
         other: Default::default(),
     }
 }
@@ -345,4 +347,54 @@ fn update_waits_for_the_lock() {
         .unwrap()
         .profiles
         .contains_key("default"));
+}
+
+#[test]
+fn a_file_written_before_the_keyring_still_loads_with_its_tokens() {
+    let (_tmp, store) = store();
+    fs::create_dir_all(store.dir()).unwrap();
+    fs::write(
+        store.path(),
+        r#"{"profiles":{"default":{"apiUrl":"http://x/api/v1","token":"esh_old","tokenId":"00000000-0000-0000-0000-000000000000","tokenName":"CLI Token","refreshToken":"eshr_old"}}}"#,
+    )
+    .unwrap();
+    let config = store.load(&mut |_| {}).unwrap();
+    let profile = &config.profiles["default"];
+    assert!(profile.has_credentials());
+    assert_eq!(profile.keyring, None);
+    assert_eq!(profile.token.as_deref(), Some("esh_old"));
+    assert_eq!(profile.refresh_token.as_deref(), Some("eshr_old"));
+}
+
+#[test]
+fn a_keyring_profile_names_its_entry_and_holds_no_secret() {
+    let (_tmp, store) = store();
+    let mut config = Config::default();
+    let entry = KeyringRef::new("work");
+    config.profiles.insert(
+        "work".into(),
+        Profile {
+            api_url: Some("http://x/api/v1".into()),
+            token_id: Some(Uuid::nil()),
+            keyring: Some(entry.clone()),
+            ..Default::default()
+        },
+    );
+    store.save(&config, &mut no_warn()).unwrap();
+
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(store.path()).unwrap()).unwrap();
+    let saved = &json["profiles"]["work"];
+    assert_eq!(saved["keyring"]["service"], "envshield");
+    assert_eq!(saved["keyring"]["account"], entry.account.as_str());
+    assert!(saved.get("token").is_none() && saved.get("secrets").is_none());
+    assert!(entry.account.starts_with("work-") && entry.account.len() == 17);
+    assert_ne!(KeyringRef::new("work"), entry);
+
+    let loaded = store.load(&mut no_warn()).unwrap();
+    assert!(loaded.profiles["work"].has_credentials());
+    let mut cleared = loaded.profiles["work"].clone();
+    cleared.clear_token();
+    assert!(!cleared.has_credentials());
+    assert_eq!(cleared.api_url.as_deref(), Some("http://x/api/v1"));
 }

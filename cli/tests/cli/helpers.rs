@@ -97,12 +97,17 @@ impl Sandbox {
 
 /// Environment for every run of the binary: this sandbox's home and config
 /// folder, and nothing from the test runner's environment that changes
-/// what the CLI does.
+/// what the CLI does. Credentials go to the config file, where most tests
+/// look at them, and never near the keyring of the person running the
+/// tests; `tests/cli/keyring.rs` gives the binary a keyring of its own.
 pub fn isolate(cmd: &mut Command, sandbox: &Sandbox) {
     cmd.env("HOME", sandbox.home())
         .env("ENVSHIELD_CONFIG_DIR", sandbox.config_dir())
+        .env("ENVSHIELD_CREDENTIAL_STORE", "file")
         .env("NO_COLOR", "1");
     for var in [
+        "DBUS_SESSION_BUS_ADDRESS",
+        "WSL_DISTRO_NAME",
         "ENVSHIELD_API_URL",
         "ENVSHIELD_TOKEN",
         "ENVSHIELD_PROFILE",
@@ -489,6 +494,13 @@ impl TestEnv {
     /// Runs against this server to completion, stdin closed.
     pub fn run(&self, args: &[&str]) -> Finished {
         Running::spawn(self.cli(args), None).finish()
+    }
+
+    /// Runs against this server with one more environment variable.
+    pub fn run_with_env(&self, args: &[&str], var: &str, value: &str) -> Finished {
+        let mut cmd = self.cli(args);
+        cmd.env(var, value);
+        Running::spawn(cmd, None).finish()
     }
 
     /// Runs against this server with `input` on stdin (a pipe).

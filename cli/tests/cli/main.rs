@@ -6,7 +6,9 @@
 mod commands;
 mod errors;
 mod helpers;
+mod keyring;
 mod login;
+mod login_options;
 mod paste;
 mod pty;
 mod refresh;

@@ -15,7 +15,7 @@ use crate::helpers::{Running, TestEnv};
 const ACCESS_TTL: Duration = Duration::from_secs(3);
 
 /// A server whose `envshield-cli` client gets access + refresh tokens.
-fn access_refresh_server() -> TestEnv {
+pub fn access_refresh_server() -> TestEnv {
     TestEnv::spawn_with(|c| {
         c.clients[0].token_policy = TokenPolicy::AccessRefresh;
         c.access_token_ttl = ACCESS_TTL;
@@ -51,7 +51,7 @@ fn saved_pair(env: &TestEnv) -> (String, String) {
 /// Waits, by the clock and never longer than 30 s, until the saved access
 /// token is past its `expiresAt`, then until the server says so (401
 /// `token_expired`).
-fn wait_until_expired(env: &TestEnv, token: &str) {
+pub fn wait_until_expired(env: &TestEnv, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let profile = env.saved_profile();
     let expires_at: DateTime<Utc> = profile["expiresAt"]

@@ -15,10 +15,13 @@ use super::outcome::{finish, Approved, SignedIn, WaitEnd};
 use super::paste::{confirm_with_code, stdin_lines, PasteEvent};
 use super::wait::{wait_for_approval, Progress, WaitOptions};
 use crate::api::ApiClient;
+use crate::api::API_URL_ENV;
 use crate::browser;
 use crate::cli::LoginArgs;
+use crate::clipboard;
 use crate::commands::context::Context;
 use crate::error::{CliError, EXIT_INTERRUPTED};
+use crate::qr;
 use crate::spinner::Spinner;
 use crate::text::{one_line, REDACTED};
 
@@ -79,12 +82,23 @@ pub(super) fn login_with_browser(
     let interrupted = on_ctrl_c(ctx);
 
     let start = client.start_device(&request)?;
+    if let Err(err) = check_verification_urls(client.base_url(), &start) {
+        // Best effort: nobody will approve this request.
+        let _ = client.cancel_device(&start.device_code);
+        return Err(err);
+    }
     let session = Session {
         start: &start,
         ends_at: Instant::now() + Duration::from_secs(start.expires_in.max(0).unsigned_abs()),
         asked_for_paste: args.paste,
     };
     announce(ctx, &session);
+    if args.qr {
+        show_qr(ctx, &start.verification_url);
+    }
+    if args.clipboard {
+        copy_code(ctx, &start.user_code);
+    }
     open_browser(ctx, &start.verification_url, args.no_browser);
 
     let options = WaitOptions::default();
@@ -229,6 +243,75 @@ fn announce(ctx: &Context, session: &Session<'_>) {
     ));
 }
 
+/// The scheme, host and port of `url`, as `scheme://host:port`; `None`
+/// when it is not an absolute http(s) URL with a host.
+fn origin(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!("{}://{host}:{port}", url.scheme()))
+}
+
+/// Refuses addresses to open that are not on the server the CLI was told
+/// to use (same scheme, host and port as the API URL): a misconfigured or
+/// malicious server must not send the person to another site, where a
+/// look-alike page could collect the code or a password. The error names
+/// both places, not the foreign address itself.
+fn check_verification_urls(api_url: &str, start: &StartDeviceResponse) -> Result<(), CliError> {
+    let ours = origin(api_url).unwrap_or_else(|| one_line(api_url));
+    for url in [&start.verification_url, &start.verification_uri] {
+        let theirs = origin(url).filter(|_| browser::is_safe_url(url));
+        if theirs.as_deref() == Some(ours.as_str()) {
+            continue;
+        }
+        let theirs = theirs.unwrap_or_else(|| "an address that is not a plain http(s) URL".into());
+        return Err(CliError::new(
+            "untrusted_verification_url",
+            format!(
+                "the server at {ours} asked to open a sign-in page on {theirs}, which is not the server you chose; refusing to open or show it (a misconfigured or malicious server could send you to a look-alike page). Check --api-url / {API_URL_ENV}, or the server's public URL setting (APP_URL); the request was cancelled."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Prints the verification address as a QR code (`--qr`), under the
+/// address; not with `--json`.
+fn show_qr(ctx: &Context, url: &str) {
+    match qr::render(url) {
+        Ok(lines) => {
+            ctx.out
+                .note("Or scan this QR code with your phone to open the address:");
+            ctx.out.note("");
+            for line in lines {
+                ctx.out.note(&line);
+            }
+            ctx.out.note("");
+        }
+        Err(e) => ctx.out.warn(&format!(
+            "cannot show the address as a QR code ({}); open it as shown above.",
+            one_line(&e)
+        )),
+    }
+}
+
+/// Copies the code to the clipboard (`--clipboard`); says in one line when
+/// there is no clipboard, and goes on.
+fn copy_code(ctx: &Context, code: &str) {
+    match clipboard::copy(code) {
+        Ok(_) => ctx
+            .out
+            .note("Copied the code to the clipboard: paste it where the browser asks for it."),
+        Err(why) => ctx.out.warn(&format!(
+            "could not copy the code to the clipboard ({}); type it by hand.",
+            one_line(&why)
+        )),
+    }
+}
+
 /// Opens the address in a browser where one can be expected, and says
 /// what happened.
 fn open_browser(ctx: &Context, url: &str, no_browser: bool) {
@@ -366,6 +449,52 @@ mod tests {
             default_token_name(date, "evil\n\x1b[31mhost"),
             "CLI Token - 2025-03-07 - evil [31mhost"
         );
+    }
+
+    #[test]
+    fn verification_pages_must_be_on_the_chosen_server() {
+        let api = "http://127.0.0.1:3000/api/v1";
+        let mut answer = start(5);
+        answer.verification_url = "http://127.0.0.1:3000/cli/login?code=BCDF-GHJK".into();
+        answer.verification_uri = "http://127.0.0.1:3000/cli/device".into();
+        assert!(check_verification_urls(api, &answer).is_ok());
+        // The default port written out is the same place.
+        assert!(check_verification_urls("https://e.example/api/v1", &{
+            let mut a = answer.clone();
+            a.verification_url = "https://E.example:443/cli/login?code=X".into();
+            a.verification_uri = "https://e.example/cli/device".into();
+            a
+        })
+        .is_ok());
+
+        for (url, named) in [
+            (
+                "http://evil.example/cli/login?code=BCDF-GHJK",
+                "http://evil.example:80",
+            ),
+            ("https://127.0.0.1:3000/cli/login", "https://127.0.0.1:3000"),
+            ("http://127.0.0.1:3001/cli/login", "http://127.0.0.1:3001"),
+            ("file:///etc/passwd", "not a plain http(s) URL"),
+            (
+                "http://127.0.0.1:3000/cli/login?code=a b",
+                "not a plain http(s) URL",
+            ),
+        ] {
+            let mut bad = answer.clone();
+            bad.verification_url = url.into();
+            let err = check_verification_urls(api, &bad).unwrap_err();
+            assert_eq!(err.code, "untrusted_verification_url");
+            assert!(
+                err.message.contains("the server at http://127.0.0.1:3000"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains(named), "{url}: {}", err.message);
+            assert!(!err.message.contains("BCDF-GHJK"), "{}", err.message);
+        }
+        let mut bad = answer.clone();
+        bad.verification_uri = "http://evil.example/cli/device".into();
+        assert!(check_verification_urls(api, &bad).is_err());
     }
 
     #[test]

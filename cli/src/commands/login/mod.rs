@@ -21,9 +21,20 @@ pub use wait::{wait_for_approval, Progress, WaitOptions};
 use super::context::Context;
 use crate::cli::LoginArgs;
 use crate::error::CliError;
+use crate::secrets::StorePreference;
 
 /// Runs `envshield login`.
 pub fn run(ctx: &Context, args: &LoginArgs) -> Result<(), CliError> {
+    let chosen;
+    let ctx = if args.insecure_storage {
+        chosen = Context {
+            credential_store: StorePreference::File,
+            ..ctx.clone()
+        };
+        &chosen
+    } else {
+        ctx
+    };
     // Read the config first: a broken file must stop us before a token is
     // minted that could not be saved.
     let config = ctx.load_config()?;

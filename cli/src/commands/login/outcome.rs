@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::backoff::{Stop, HARD_TIMEOUT, MAX_RETRIES};
 use crate::api::{ApiClient, ApiError};
 use crate::commands::context::Context;
-use crate::config::Profile;
+use crate::config::{KeyringRef, Profile};
 use crate::error::{profile_flag, CliError};
 use crate::output::when;
+use crate::secrets::{self, Keyring, SecretName, StorePreference, StoredAt, CREDENTIAL_STORE_ENV};
 use crate::text::{in_parentheses, one_line, redacted, REDACTED};
 
 /// The token handed out on approval.
@@ -206,6 +207,7 @@ pub(super) struct SignedIn {
     profile: String,
     api_url: String,
     config_path: String,
+    credentials: StoredAt,
     user: Option<UserInfo>,
     token: SavedToken,
 }
@@ -226,9 +228,11 @@ pub(super) struct SavedToken {
     pub refreshable: bool,
 }
 
-/// Saves the token, and its refresh token or the absence of one, in one
-/// atomic write (an older profile's refresh token never survives a new
-/// sign-in); returns what to report.
+/// Saves the token, and its refresh token or the absence of one: in a new
+/// entry of the system keyring when one works (see [`place_in_keyring`]),
+/// else in the config file; the profile then says where, in one atomic
+/// write of the file (an older sign-in's secrets never survive a new one:
+/// its keyring entry is deleted). Returns what to report.
 pub(super) fn save(
     ctx: &Context,
     client: &ApiClient,
@@ -238,23 +242,92 @@ pub(super) fn save(
     user: Option<UserInfo>,
 ) -> Result<SignedIn, CliError> {
     let api_url = client.base_url();
-    ctx.update_config(|config| {
+    let entry = place_in_keyring(ctx, token, refresh_token)?;
+    let mut replaced = None;
+    let written = ctx.update_config(|config| {
         let profile = config.profiles.entry(ctx.profile.clone()).or_default();
+        replaced = profile.keyring.take();
         profile.api_url = Some(api_url.to_string());
-        profile.token = Some(token.to_string());
         profile.token_id = Some(saved.id);
         profile.token_name = Some(saved.name.clone());
         profile.expires_at = saved.expires_at;
-        profile.refresh_token = refresh_token.map(str::to_string);
-    })?;
+        profile.secrets.clear();
+        profile.keyring = entry.clone();
+        if entry.is_some() {
+            profile.token = None;
+            profile.refresh_token = None;
+        } else {
+            profile.token = Some(token.to_string());
+            profile.refresh_token = refresh_token.map(str::to_string);
+        }
+    });
+    if let Err(err) = written {
+        if let Some(entry) = &entry {
+            // Best effort: nothing refers to the new entry.
+            let _ = secrets::erase_keyring(entry);
+        }
+        return Err(err);
+    }
+    if let Some(old) = replaced {
+        if let Err(e) = secrets::erase_keyring(&old) {
+            ctx.out.warn(&format!(
+                "could not delete the previous sign-in of profile '{}' from the system keyring ({e}); remove the entries of service '{}', account '{}' with your keyring tool.",
+                ctx.profile, old.service, old.account
+            ));
+        }
+    }
+    let path = ctx.store.path();
     Ok(SignedIn {
         event: "signed_in",
         profile: ctx.profile.clone(),
         api_url: api_url.to_string(),
-        config_path: ctx.store.path().display().to_string(),
+        config_path: path.display().to_string(),
+        credentials: if entry.is_some() {
+            StoredAt::keyring()
+        } else {
+            StoredAt::file(&path)
+        },
         user,
         token: saved,
     })
+}
+
+/// Writes the secrets into a new keyring entry, unless the file was chosen
+/// (`--insecure-storage`, `ENVSHIELD_CREDENTIAL_STORE=file`). Where the
+/// keyring cannot be used (no D-Bus session, no Secret Service, locked),
+/// says so in one line and returns `None` (the file), or fails when the
+/// keyring was required (`ENVSHIELD_CREDENTIAL_STORE=keyring`).
+fn place_in_keyring(
+    ctx: &Context,
+    token: &str,
+    refresh_token: Option<&str>,
+) -> Result<Option<KeyringRef>, CliError> {
+    if ctx.credential_store == StorePreference::File {
+        return Ok(None);
+    }
+    let entry = KeyringRef::new(&ctx.profile);
+    let written = Keyring::set(&entry, SecretName::AccessToken, token).and_then(|()| {
+        refresh_token.map_or(Ok(()), |r| {
+            Keyring::set(&entry, SecretName::RefreshToken, r)
+        })
+    });
+    let Err(e) = written else {
+        return Ok(Some(entry));
+    };
+    // Best effort: a half-written entry is of no use.
+    let _ = secrets::erase_keyring(&entry);
+    let backend = Keyring::backend();
+    if ctx.credential_store == StorePreference::Keyring {
+        return Err(CliError::new(
+            "keyring_unavailable",
+            format!("the system keyring ({backend}) cannot be used ({e}), and {CREDENTIAL_STORE_ENV}=keyring requires it. Start or unlock the keyring, or set {CREDENTIAL_STORE_ENV}=file (or pass --insecure-storage) to keep the token in the config file."),
+        ));
+    }
+    ctx.out.warn(&format!(
+        "no usable system keyring ({backend}: {e}); keeping the token in {} (readable by you only) instead. Pass --insecure-storage or set {CREDENTIAL_STORE_ENV}=file to skip the keyring.",
+        ctx.store.path().display()
+    ));
+    Ok(None)
 }
 
 /// Saves an approved token; when it cannot be saved, revokes it, so that
@@ -304,9 +377,9 @@ pub(super) fn report(ctx: &Context, signed_in: &SignedIn, previous: Option<&Prof
         signed_in.api_url, signed_in.profile
     ));
     ctx.out.result(&format!(
-        "Token \"{}\" saved to {}; it expires: {}{}.",
+        "Token \"{}\" saved in the {}; it expires: {}{}.",
         one_line(&signed_in.token.name),
-        signed_in.config_path,
+        signed_in.credentials,
         when(signed_in.token.expires_at, Utc::now(), "never"),
         if signed_in.token.refreshable {
             ", and is renewed automatically with the refresh token saved next to it"
@@ -314,7 +387,7 @@ pub(super) fn report(ctx: &Context, signed_in: &SignedIn, previous: Option<&Prof
             ""
         }
     ));
-    if let Some(old) = previous.and_then(|p| p.token_id.filter(|_| p.token.is_some())) {
+    if let Some(old) = previous.and_then(|p| p.token_id.filter(|_| p.has_credentials())) {
         if old != signed_in.token.id {
             ctx.out.note(&format!(
                 "The profile's previous token ({old}) was replaced but still works until it expires; revoke it with `envshield tokens revoke {old}{}` if you no longer need it.",
