@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 #[cfg(feature = "dpop")]
 pub mod dpop;
+#[cfg(feature = "handoff")]
+pub mod handoff;
 pub mod oauth;
 
 pub use oauth::{
@@ -69,6 +71,35 @@ pub struct StartDeviceRequest {
     /// confirmation code shown in the browser. The server may require it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<ConfirmationMode>,
+    /// The public half of a fresh X25519 key (base64url, 32 bytes): the
+    /// token is then handed out sealed to it (HPKE, RFC 9180), so whoever
+    /// polls with a stolen device code gets only ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{43}$"))]
+    pub handoff_key: Option<String>,
+}
+
+/// A token sealed to the CLI's handoff key (`sealedToken` in the poll
+/// answer, HPKE base mode, see the `handoff` feature): base64url `enc` (the
+/// encapsulated key) and `ciphertext`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SealedToken {
+    /// `HPKE-Base-X25519-SHA256-ChaCha20Poly1305`.
+    pub suite: String,
+    /// The encapsulated key, base64url.
+    pub enc: String,
+    /// The sealed `{token, refreshToken?}`, base64url.
+    pub ciphertext: String,
+}
+
+impl std::fmt::Debug for SealedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedToken")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the CLI collects the token once the request is approved.
@@ -109,6 +140,10 @@ pub struct StartDeviceResponse {
     /// How the token will be collected (`paste` when the server requires it).
     #[serde(default)]
     pub confirmation: ConfirmationMode,
+    /// The session's id: bound into the sealed handoff (`info` and
+    /// associated data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
 }
 
 /// `POST /api/v1/cli/auth/device/poll` body (and the GET query).
@@ -144,8 +179,10 @@ pub enum PollDeviceResponse {
     /// 200: approved; the token is handed out exactly once.
     #[serde(rename_all = "camelCase")]
     Approved {
-        /// The API token in plaintext. Shown once, never again.
-        token: String,
+        /// The API token in plaintext, shown once; absent when it is
+        /// sealed to the CLI's handoff key (`sealedToken`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
         /// Id of the token, for `tokens revoke`.
         token_id: Uuid,
         /// Name of the token.
@@ -162,6 +199,11 @@ pub enum PollDeviceResponse {
         /// `Bearer`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token_type: Option<String>,
+        /// The token (and refresh token), sealed to the `handoffKey` sent at
+        /// `start` (HPKE, RFC 9180): `{suite, enc, ciphertext}`, opening to
+        /// `{token, refreshToken?}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_token: Option<SealedToken>,
     },
     /// 200: approved in paste mode; send the code shown in the browser to
     /// `device/exchange`. Polling never releases the token.
@@ -459,16 +501,18 @@ impl std::fmt::Debug for PollDeviceResponse {
                 .field("poll_interval", poll_interval)
                 .finish(),
             Self::Approved {
-                token: _,
+                token,
                 token_id,
                 token_name,
                 scopes,
                 expires_at,
                 refresh_token,
                 token_type,
+                sealed_token,
             } => f
                 .debug_struct("Approved")
-                .field("token", &Redacted)
+                .field("token", &token.as_ref().map(|_| Redacted))
+                .field("sealed_token", sealed_token)
                 .field("token_id", token_id)
                 .field("token_name", token_name)
                 .field("scopes", scopes)
@@ -601,6 +645,7 @@ mod tests {
                     token_name: "t".into(),
                     scopes: vec![],
                     confirmation: ConfirmationMode::Poll,
+                    session_id: None,
                 }
             ),
             format!(
@@ -613,7 +658,8 @@ mod tests {
             format!(
                 "{:?}",
                 PollDeviceResponse::Approved {
-                    token: SECRET.into(),
+                    token: Some(SECRET.into()),
+                    sealed_token: None,
                     token_id: Uuid::nil(),
                     token_name: "t".into(),
                     scopes: vec!["envs:read".into()],

@@ -62,6 +62,7 @@ diesel::table! {
         flow -> Text,
         reuse_reported_at -> Nullable<Timestamptz>,
         dpop_jkt -> Nullable<Text>,
+        handoff_key -> Nullable<Text>,
     }
 }
 

@@ -342,6 +342,7 @@ pub async fn device_authorization(
         confirmation,
         flow: Flow::OAuth,
         dpop_jkt: proof.map(|p| p.jkt),
+        handoff_key: None,
     };
     let started = match device::start_session(&state, input, now).await {
         Ok(s) => s,

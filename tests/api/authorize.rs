@@ -380,7 +380,10 @@ async fn a_third_party_library_runs_pkce_and_a_dpop_bound_refresh_from_discovery
         .request_async(&with_dpop)
         .await
         .unwrap();
-    assert_eq!(format!("{:?}", token.token_type()).to_lowercase(), "extension(\"dpop\")");
+    assert_eq!(
+        format!("{:?}", token.token_type()).to_lowercase(),
+        "extension(\"dpop\")"
+    );
     let refresh = token
         .refresh_token()
         .expect("the CLI client over OAuth gets a refresh token");

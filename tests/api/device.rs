@@ -220,10 +220,13 @@ async fn approved_token_is_handed_out_once_then_the_code_is_expired() {
         expires_at,
         refresh_token,
         token_type,
+        sealed_token,
     } = r.json().await.unwrap()
     else {
         panic!("expected approved");
     };
+    assert!(sealed_token.is_none(), "no handoff key, nothing sealed");
+    let token = token.expect("the token in the clear");
     assert_eq!(token_type.as_deref(), Some("Bearer"));
     assert!(token.starts_with("esh_"));
     assert_eq!(
@@ -828,6 +831,7 @@ async fn start_statement_is_prepared_once_and_skips_only_a_taken_user_code() {
             confirmation: Confirmation::Poll,
             flow: Flow::V1,
             dpop_jkt: None,
+            handoff_key: None,
         };
         let count = |conn: &mut PgConnection, sql: &str| {
             diesel::sql_query(sql).get_result::<N>(conn).unwrap().n

@@ -8,6 +8,7 @@ mod device;
 mod dpop;
 mod errors;
 mod faults;
+mod handoff;
 mod helpers;
 mod hostile;
 mod login;

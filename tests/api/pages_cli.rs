@@ -195,7 +195,12 @@ async fn approving_in_the_form_hands_the_token_to_the_cli() {
 
     let r = app.poll(&s.device_code).await;
     assert_eq!(r.status(), 200);
-    let PollDeviceResponse::Approved { token, scopes, .. } = r.json().await.unwrap() else {
+    let PollDeviceResponse::Approved {
+        token: Some(token),
+        scopes,
+        ..
+    } = r.json().await.unwrap()
+    else {
         panic!("expected approved");
     };
     assert_eq!(scopes, app.server.config.default_scopes);

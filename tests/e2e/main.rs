@@ -104,7 +104,9 @@ async fn approve_in_the_browser_and_the_cli_gets_the_token() {
     let (status, answer) = poll(&server, &started.device_code).await;
     assert_eq!(status, 200);
     let PollDeviceResponse::Approved {
-        token, token_name, ..
+        token: Some(token),
+        token_name,
+        ..
     } = answer
     else {
         panic!("expected the token, got {answer:?}");
@@ -152,7 +154,10 @@ async fn an_admin_revokes_a_token_in_the_admin_page() {
     dev.wait_for_text("h1", "CLI login approved").await;
     dev.close().await;
     let (_, answer) = poll(&server, &started.device_code).await;
-    let PollDeviceResponse::Approved { token, .. } = answer else {
+    let PollDeviceResponse::Approved {
+        token: Some(token), ..
+    } = answer
+    else {
         panic!("{answer:?}")
     };
     let whoami = |t: String| {
@@ -351,7 +356,10 @@ async fn sign_in_with_a_provider_then_approve_and_the_cli_gets_the_token() {
         .await;
     let (status, answer) = poll(&server, &started.device_code).await;
     assert_eq!(status, 200);
-    let PollDeviceResponse::Approved { token, .. } = answer else {
+    let PollDeviceResponse::Approved {
+        token: Some(token), ..
+    } = answer
+    else {
         panic!("expected the token, got {answer:?}");
     };
     assert!(token.starts_with("esh_"));

@@ -614,7 +614,9 @@ impl TestEnv {
             .expect("poll answer");
         match polled {
             PollDeviceResponse::Approved {
-                token, token_id, ..
+                token: Some(token),
+                token_id,
+                ..
             } => (token, token_id),
             other => panic!("not approved: {other:?}"),
         }

@@ -60,6 +60,8 @@ pub struct DeviceSession {
     pub flow: Flow,
     /// Thumbprint of the DPoP key that started it: the pickup must prove it.
     pub dpop_jkt: Option<String>,
+    /// The CLI's X25519 public key: the token is handed out sealed to it.
+    pub handoff_key: Option<String>,
 }
 
 crate::crypto::redacted_debug!(DeviceSession {
@@ -100,6 +102,8 @@ pub struct NewDeviceSession<'a> {
     pub flow: Flow,
     /// Thumbprint of the DPoP key that proved possession at start.
     pub dpop_jkt: Option<&'a str>,
+    /// The CLI's handoff key.
+    pub handoff_key: Option<&'a str>,
 }
 
 /// Inserts sessions, each with its audit event (`event_kind`,
@@ -134,6 +138,7 @@ pub fn insert_started(
         confirmations: sessions.iter().map(|s| s.confirmation.as_str()).collect(),
         flows: sessions.iter().map(|s| s.flow.as_str()).collect(),
         jkts: sessions.iter().map(|s| s.dpop_jkt).collect(),
+        handoff_keys: sessions.iter().map(|s| s.handoff_key).collect(),
         event_kind,
         event_severity,
     }
@@ -160,6 +165,7 @@ struct InsertStarted<'a> {
     confirmations: Vec<&'static str>,
     flows: Vec<&'static str>,
     jkts: Vec<Option<&'a str>>,
+    handoff_keys: Vec<Option<&'a str>>,
     event_kind: &'a str,
     event_severity: &'a str,
 }
@@ -186,11 +192,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertStarted<'_> 
             "WITH s AS (INSERT INTO cli_device_sessions \
              (id, device_code_hash, user_code_hash, token_name, scopes, created_at, \
               expires_at, client_ip, user_agent, poll_interval_sec, client_id, \
-              confirmation, flow, dpop_jkt) \
+              confirmation, flow, dpop_jkt, handoff_key) \
              SELECT r.id, r.dch, r.uch, r.name, \
                     ARRAY(SELECT e.v FROM jsonb_array_elements_text(r.scopes::jsonb) \
                           WITH ORDINALITY AS e (v, n) ORDER BY e.n), \
-                    r.created_at, r.expires_at, r.ip, r.ua, r.secs, r.client, r.conf, r.flow, r.jkt \
+                    r.created_at, r.expires_at, r.ip, r.ua, r.secs, r.client, r.conf, r.flow, r.jkt, r.hk \
              FROM unnest(",
         );
         out.push_bind_param::<Array<Uuid>, _>(&self.ids)?;
@@ -220,9 +226,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertStarted<'_> 
         out.push_bind_param::<Array<Text>, _>(&self.flows)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.jkts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.handoff_keys)?;
         out.push_sql(
             ") AS r (id, dch, uch, name, scopes, created_at, expires_at, ip, ua, secs, \
-                     client, conf, flow, jkt) \
+                     client, conf, flow, jkt, hk) \
              ON CONFLICT DO NOTHING \
              RETURNING id, client_ip, token_name), \
              e AS (INSERT INTO security_events (kind, severity, ip, details) \

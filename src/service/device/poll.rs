@@ -3,6 +3,7 @@
 //! the client asks to wait; and the sealed token opened for the one poll
 //! that consumes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,15 +11,18 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
+use envshield_api_types::handoff::{self, HandoffPayload, SealedToken};
+
 use crate::auth::dpop::{Invalid, Proof};
 use crate::config::Config;
+use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, device_sessions};
 use crate::db::{self, Db};
 use crate::domain::{Confirmation, DeviceCode, PlainToken, SessionStatus};
 use crate::error::AppError;
 use crate::realtime::{PendingRow, Realtime};
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::{dpop, grants};
+use crate::service::{dpop, grants, tokens};
 use crate::state::{AppState, Context};
 
 /// Every answer a poll can get.
@@ -50,6 +54,9 @@ pub enum PollOutcome {
         refresh: Option<PlainToken>,
         /// Thumbprint of the DPoP key the token is bound to.
         dpop_jkt: Option<String>,
+        /// The tokens sealed to the CLI's handoff key, when it sent one:
+        /// then only this leaves the server.
+        sealed: Option<Box<SealedToken>>,
     },
     /// Approved, but the poll did not prove the key the login must be
     /// picked up with: nothing was handed out.
@@ -275,18 +282,19 @@ pub fn poll(
     } else {
         realtime.pacer.forget(session.id);
     }
-    settled(conn, config, &session, client_ip, proof, now)
+    settled(conn, cx, &session, client_ip, proof, now)
 }
 
 /// The answer for a session read from PostgreSQL and not paced.
 fn settled(
     conn: &mut Db<'_>,
-    config: &Config,
+    cx: &Context,
     session: &device_sessions::DeviceSession,
     client_ip: &str,
     proof: Option<&Proof>,
     now: DateTime<Utc>,
 ) -> Result<PollOutcome, AppError> {
+    let (config, realtime) = (&*cx.config, &cx.realtime);
     match session.status {
         SessionStatus::Pending => Ok(PollOutcome::Pending {
             interval_secs: u32::try_from(session.poll_interval_sec).unwrap_or(1),
@@ -304,13 +312,13 @@ fn settled(
             match pick_up(conn, config, &pickup, now)? {
                 Some(outcome) => Ok(outcome),
                 None => {
-                    record_reuse(conn, session, client_ip)?;
+                    record_reuse(conn, realtime, session, client_ip)?;
                     Ok(PollOutcome::Expired)
                 }
             }
         }
         SessionStatus::Consumed => {
-            record_reuse(conn, session, client_ip)?;
+            record_reuse(conn, realtime, session, client_ip)?;
             Ok(PollOutcome::Expired)
         }
         SessionStatus::Denied => Ok(PollOutcome::Denied),
@@ -366,7 +374,8 @@ pub(super) fn pick_up(
         if let Some(jkt) = &jkt {
             api_tokens::bind_to_key(conn, token_id, jkt)?;
         }
-        deliver(conn, config, session.id, &sealed, token_id, jkt).map(Some)
+        let handoff = session.handoff_key.as_deref();
+        deliver(conn, config, session.id, &sealed, token_id, jkt, handoff).map(Some)
     })
 }
 
@@ -418,6 +427,7 @@ fn deliver(
     sealed: &[u8],
     token_id: Uuid,
     dpop_jkt: Option<String>,
+    handoff_key: Option<&str>,
 ) -> Result<PollOutcome, AppError> {
     let plain = config
         .keys
@@ -429,6 +439,18 @@ fn deliver(
         .ok_or_else(|| AppError::internal("sealed token has an unexpected shape"))?;
     let row = api_tokens::find(conn, token_id)?
         .ok_or_else(|| AppError::internal("minted token row is missing"))?;
+    let sealed = match handoff_key {
+        None => None,
+        Some(key) => {
+            let payload = HandoffPayload {
+                token: token.expose().to_owned(),
+                refresh_token: refresh.as_ref().map(|r| r.expose().to_owned()),
+            };
+            Some(Box::new(
+                handoff::seal(key, session_id, &payload).map_err(AppError::internal)?,
+            ))
+        }
+    };
     Ok(PollOutcome::Approved {
         token,
         token_id,
@@ -437,6 +459,7 @@ fn deliver(
         expires_at: row.expires_at,
         refresh,
         dpop_jkt,
+        sealed,
     })
 }
 
@@ -444,12 +467,18 @@ fn deliver(
 /// (late and losing polls of one code would otherwise flood the log).
 fn record_reuse(
     conn: &mut Db<'_>,
+    realtime: &Arc<Realtime>,
     session: &device_sessions::DeviceSession,
     client_ip: &str,
 ) -> Result<(), AppError> {
     conn.transaction(|conn| {
         if !device_sessions::first_reuse(conn, session.id, Utc::now())? {
             return Ok(());
+        }
+        // A sealed handoff picked up by someone else is ciphertext to them
+        // and lost to its owner: the token serves nobody, so it ends.
+        if let (Some(_), Some(token_id)) = (&session.handoff_key, session.token_id) {
+            tokens::revoke_tokens(conn, realtime, Target::Tokens(&[token_id]), Utc::now())?;
         }
         events::record(
             conn,

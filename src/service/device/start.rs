@@ -57,11 +57,15 @@ pub struct StartInput {
     /// Thumbprint of the DPoP key the client proved at start: the pickup
     /// must prove the same key.
     pub dpop_jkt: Option<String>,
+    /// The CLI's X25519 public key: the token is handed out sealed to it.
+    pub handoff_key: Option<String>,
 }
 
 /// A started session: the codes are handed out once, here.
 #[derive(Debug)]
 pub struct Started {
+    /// The session's id.
+    pub id: Uuid,
     /// The CLI's polling secret.
     pub device_code: DeviceCode,
     /// The code the person compares.
@@ -105,6 +109,10 @@ pub async fn start_session(
             "This client must prove a DPoP key (RFC 9449) when it starts a login: send a DPoP header.",
         ));
     }
+    if let Some(key) = &input.handoff_key {
+        envshield_api_types::handoff::check_public_key(key)
+            .map_err(|e| AppError::bad_request("invalid_handoff_key", format!("{e}.")))?;
+    }
     let scopes = policy::requested_scopes(input.scopes.as_deref(), &config.default_scopes, client)?;
     let ttl = Duration::from_std(config.device_code_ttl).map_err(AppError::internal)?;
     let session = NewSession {
@@ -119,9 +127,11 @@ pub async fn start_session(
         confirmation: input.confirmation.into(),
         flow: input.flow,
         dpop_jkt: input.dpop_jkt,
+        handoff_key: input.handoff_key,
     };
     let codes = state.starts.submit(session, config.db_timeout).await?;
     Ok(Started {
+        id: codes.id,
         device_code: codes.device_code,
         user_code: codes.user_code,
         expires_at: codes.expires_at,
@@ -146,11 +156,13 @@ struct NewSession {
     confirmation: Confirmation,
     flow: Flow,
     dpop_jkt: Option<String>,
+    handoff_key: Option<String>,
 }
 
 /// What the writer hands back for a stored session.
 #[derive(Debug)]
 struct Stored {
+    id: Uuid,
     device_code: DeviceCode,
     user_code: UserCode,
     expires_at: DateTime<Utc>,
@@ -307,6 +319,7 @@ fn insert_sessions(
                     confirmation: s.confirmation,
                     flow: s.flow,
                     dpop_jkt: s.dpop_jkt.as_deref(),
+                    handoff_key: s.handoff_key.as_deref(),
                 }
             })
             .collect();
@@ -341,6 +354,7 @@ fn insert_sessions(
         .map(|(s, d)| {
             let d = d.ok_or_else(|| AppError::internal("could not draw a free user code"))?;
             Ok(Stored {
+                id: d.id,
                 device_code: d.device_code,
                 user_code: d.user_code,
                 expires_at: s.expires_at,

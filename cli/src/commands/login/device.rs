@@ -73,6 +73,7 @@ pub(super) fn login_with_browser(
         scopes: scopes(args),
         client_id: None,
         confirmation: args.paste.then_some(ConfirmationMode::Paste),
+        handoff_key: None,
     };
 
     // Installed before the session starts (but after the name prompt, which

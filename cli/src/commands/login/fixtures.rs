@@ -23,6 +23,7 @@ pub fn start(poll_interval: u64) -> StartDeviceResponse {
         token_name: "n".into(),
         scopes: vec![],
         confirmation: ConfirmationMode::Poll,
+        session_id: None,
     }
 }
 

@@ -68,8 +68,12 @@ pub(super) enum Answer {
 impl From<PollDeviceResponse> for Answer {
     fn from(answer: PollDeviceResponse) -> Self {
         match answer {
+            // This CLI sends no handoff key, so a token always comes in the clear.
+            PollDeviceResponse::Approved { token: None, .. } => Self::Expired(
+                "The server sent the token sealed to a key this CLI did not offer.".to_owned(),
+            ),
             PollDeviceResponse::Approved {
-                token,
+                token: Some(token),
                 token_id,
                 token_name,
                 scopes,

@@ -71,6 +71,7 @@ pub async fn start_device_session(
         client_ip: ip.to_string(),
         user_agent: user_agent(&req),
         dpop_jkt: proof.jkt(),
+        handoff_key: body.handoff_key,
     };
     let now = Utc::now();
     let started = device::start_session(&state, input, now).await?;
@@ -89,6 +90,7 @@ pub async fn start_device_session(
             token_name: started.token_name,
             scopes: started.scopes,
             confirmation: started.confirmation,
+            session_id: Some(started.id),
         }))
 }
 
@@ -195,18 +197,30 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             expires_at,
             refresh,
             dpop_jkt,
-        } => (
-            StatusCode::OK,
-            PollDeviceResponse::Approved {
-                token: token.expose().to_owned(),
-                token_id,
-                token_name,
-                scopes,
-                expires_at,
-                refresh_token: refresh.map(|r| r.expose().to_owned()),
-                token_type: Some(grants::token_type(dpop_jkt.as_deref()).to_owned()),
-            },
-        ),
+            sealed,
+        } => {
+            // Sealed to the CLI's handoff key: no token in the clear.
+            let (token, refresh_token) = match sealed {
+                Some(_) => (None, None),
+                None => (
+                    Some(token.expose().to_owned()),
+                    refresh.map(|r| r.expose().to_owned()),
+                ),
+            };
+            (
+                StatusCode::OK,
+                PollDeviceResponse::Approved {
+                    token,
+                    token_id,
+                    token_name,
+                    scopes,
+                    expires_at,
+                    refresh_token,
+                    token_type: Some(grants::token_type(dpop_jkt.as_deref()).to_owned()),
+                    sealed_token: sealed.map(|s| *s),
+                },
+            )
+        }
         PollOutcome::KeyRefused(invalid) => {
             return HttpResponse::BadRequest()
                 .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -1,0 +1,1 @@
+ALTER TABLE cli_device_sessions DROP COLUMN handoff_key;
