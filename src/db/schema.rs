@@ -47,6 +47,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    notice_outbox (id) {
+        id -> Int8,
+        kind -> Text,
+        channel -> Text,
+        user_id -> Nullable<Uuid>,
+        recipient -> Nullable<Text>,
+        payload -> Jsonb,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     rate_limits (key) {
         key -> Bytea,
         tat -> Timestamptz,
@@ -124,6 +141,7 @@ diesel::table! {
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
 diesel::joinable!(cli_device_sessions -> users (user_id));
+diesel::joinable!(notice_outbox -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(security_events -> api_tokens (token_id));
 diesel::joinable!(security_events -> users (user_id));
@@ -133,6 +151,7 @@ diesel::joinable!(user_sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     cli_device_sessions,
+    notice_outbox,
     rate_limits,
     refresh_tokens,
     security_events,

@@ -9,6 +9,7 @@ pub mod device;
 pub mod events;
 pub mod grants;
 pub mod limits;
+pub mod notices;
 pub mod oauth;
 pub mod sessions;
 pub mod sso;

@@ -11,6 +11,7 @@ mod hostile;
 mod login;
 mod longpoll;
 mod metrics;
+mod notices;
 mod oauth;
 mod openapi;
 mod pages_account;

@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod device_sessions;
+pub mod notice_outbox;
 pub mod notifications;
 pub mod rate_limits;
 pub mod refresh_tokens;
