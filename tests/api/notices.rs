@@ -244,7 +244,12 @@ async fn a_password_change_is_mailed() {
 #[tokio::test]
 async fn with_the_mail_server_down_the_approval_succeeds_and_the_notice_is_retried() {
     let port = free_port().unwrap();
-    let app = spawn_app_with(mail_to(port)).await;
+    let mail_config = mail_to(port);
+    let app = spawn_app_with(move |c| {
+        mail_config(c);
+        c.metrics_bind_addr = Some("127.0.0.1:0".to_owned());
+    })
+    .await;
     let login = approved_login(&app, "ada@example.com").await;
     assert!(
         login["token"].as_str().unwrap().starts_with("esh_"),
@@ -282,6 +287,35 @@ async fn with_the_mail_server_down_the_approval_succeeds_and_the_notice_is_retri
         1,
     )
     .await;
+
+    // Counted for the operator (the counters are the process's, shared by
+    // the tests running beside this one: present, not exact).
+    let metrics_port = app.server.metrics_port.unwrap();
+    let text = app
+        .cli
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["retried", "sent"] {
+        let line = format!("envshield_notices_total{{channel=\"mail\",outcome=\"{outcome}\"}} ");
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn without_smtp_url_or_webhook_nothing_is_queued() {
+    let app = crate::helpers::spawn_app().await;
+    approved_login(&app, "ada@example.com").await;
+    assert_eq!(
+        app.count("security_events", "kind = 'cli_token_created'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("notice_outbox", "true").await, 0);
 }
 
 /// One request received by [`receiver`]: its headers (names lower-cased)
