@@ -442,3 +442,75 @@ async fn the_webhook_posts_each_notice_signed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_rolled_back_event_queues_nothing_and_a_committed_one_wakes_the_worker() {
+    use diesel::Connection;
+    use envshield_server::db::models::notice_outbox::Channels;
+    use envshield_server::db::Db;
+    use envshield_server::service::events::{self, Event, EventKind, Severity};
+
+    let app = crate::helpers::spawn_app().await;
+    let user = app.create_user("ada@example.com", false).await;
+    let url = app.server.db.url.clone();
+    let channels = std::sync::Arc::new(Channels {
+        mail: true,
+        webhook: true,
+        wake: tokio::sync::Notify::new(),
+    });
+    let on = channels.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut db = Db::with_notices(&mut conn, Some(on));
+        let event = || {
+            Event::new(EventKind::PasskeyAdded, Severity::Medium, Some("192.0.2.8"))
+                .user(user.id)
+                .details(serde_json::json!({ "name": "YubiKey 5" }))
+        };
+        let rolled_back: Result<(), diesel::result::Error> = db.transaction(|db| {
+            events::record(db, event())?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(rolled_back.is_err());
+        db.transaction(|db| events::record(db, event())).unwrap();
+    })
+    .await
+    .unwrap();
+    // One notice per channel, for the committed event only.
+    assert_eq!(
+        app.count(
+            "notice_outbox",
+            "kind = 'passkey_added' AND recipient = 'ada@example.com' AND channel = 'mail' \
+             AND payload->'details'->>'name' = 'YubiKey 5'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(app.count("notice_outbox", "channel = 'webhook'").await, 1);
+    assert_eq!(app.count("notice_outbox", "true").await, 2);
+    tokio::time::timeout(Duration::from_secs(1), channels.wake.notified())
+        .await
+        .expect("the commit woke the worker");
+}
+
+#[tokio::test]
+async fn after_the_last_attempt_the_notice_is_kept_as_failed() {
+    let app = spawn_app_with(mail_to(free_port().unwrap())).await;
+    approved_login(&app, "ada@example.com").await;
+    app.count_settles(
+        "notice_outbox",
+        "attempts = 1 AND last_error IS NOT NULL",
+        1,
+    )
+    .await;
+    // Seven attempts failed; the eighth, the last, is due now.
+    app.sql("UPDATE notice_outbox SET attempts = 7, next_attempt_at = now()")
+        .await;
+    app.server.deliver_notices_now();
+    app.count_settles(
+        "notice_outbox",
+        "attempts = 8 AND failed_at IS NOT NULL AND sent_at IS NULL AND last_error IS NOT NULL",
+        1,
+    )
+    .await;
+}
