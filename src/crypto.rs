@@ -77,6 +77,38 @@ pub fn hmac_sha256(key: &[u8; 32], domain: &str, message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Plain HMAC-SHA256 (RFC 2104) of `message` under a key of any length:
+/// what receivers of the security webhook compute with their own tools.
+pub fn hmac_sha256_plain(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // A key longer than the block is replaced by its hash, a shorter one
+    // zero-padded (RFC 2104 §2): the constructor with no error case.
+    let hashed;
+    let key = if key.len() > HMAC_BLOCK_LEN {
+        hashed = sha256(key);
+        &hashed[..]
+    } else {
+        key
+    };
+    let mut block = [0u8; HMAC_BLOCK_LEN];
+    block[..key.len()].copy_from_slice(key);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The `X-EnvShield-Signature` header of a webhook request sent at `unix`
+/// seconds: `t=<unix>,v1=<hex HMAC-SHA256 of "<unix>.<body>">`. The time is
+/// signed with the body, so a receiver can refuse an old request replayed.
+pub fn webhook_signature(key: &[u8], unix: i64, body: &[u8]) -> String {
+    let mut signed = unix.to_string().into_bytes();
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    format!(
+        "t={unix},v1={}",
+        hex::encode(hmac_sha256_plain(key, &signed))
+    )
+}
+
 /// Constant-time equality of two byte strings.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -195,6 +227,42 @@ impl SealKeyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_hmac_matches_rfc_4231() {
+        // Test case 2 (short key) and 6 (a key longer than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256_plain(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256_plain(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn webhook_signatures_sign_the_time_with_the_body() {
+        let sig = webhook_signature(
+            b"whsec-test-key-0123456789",
+            1_700_000_000,
+            br#"{"kind":"x"}"#,
+        );
+        // As Python's hmac module computes it (the receiver's side in SECURITY.md).
+        assert_eq!(
+            sig,
+            "t=1700000000,v1=554a946283491fc43a53cc8c311f06cf34a8088886597e5a2c65ca19b26f9a6f"
+        );
+        let later = webhook_signature(
+            b"whsec-test-key-0123456789",
+            1_700_000_001,
+            br#"{"kind":"x"}"#,
+        );
+        assert_ne!(sig[16..], later[16..], "another time, another signature");
+    }
 
     fn ring() -> SealKeyring {
         SealKeyring::new(SealKey::new([7; 32]), vec![])

@@ -247,6 +247,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where the security events of an account command queue their notices:
+/// the running servers' workers send them.
+fn notice_channels(config: &Config) -> Option<std::sync::Arc<db::models::notice_outbox::Channels>> {
+    envshield_server::service::notices::channels(&config.notices)
+}
+
 /// Runs an account command on `conn` and prints what it did.
 fn manage_users(
     config: &Config,
@@ -262,8 +268,12 @@ fn manage_users(
             let user =
                 accounts::create_user(conn, &email, &password, role.as_str(), config.bcrypt_cost)
                     .map_err(public)?;
-            users::record_created(&mut db::Db::new(conn), &Actor::operator(), &user)
-                .map_err(public)?;
+            users::record_created(
+                &mut db::Db::with_notices(conn, notice_channels(config)),
+                &Actor::operator(),
+                &user,
+            )
+            .map_err(public)?;
             println!("created {} account {} ({})", user.role, user.email, user.id);
             return Ok(());
         }
@@ -305,7 +315,7 @@ fn manage_users(
     let user = db::models::users::find_by_email(conn, email.trim())?
         .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.trim()))?;
     let (user, revoked) = users::apply(
-        &mut db::Db::new(conn),
+        &mut db::Db::with_notices(conn, notice_channels(config)),
         config,
         &Actor::operator(),
         user.id,

@@ -158,8 +158,22 @@ pub fn sso_refused(reason: &'static str) {
     }
 }
 
-/// Renders `envshield_security_events_total` and
-/// `envshield_sso_refused_total`.
+fn notices() -> &'static Mutex<BTreeMap<(&'static str, &'static str), u64>> {
+    static NOTICES: OnceLock<Mutex<BTreeMap<(&'static str, &'static str), u64>>> = OnceLock::new();
+    NOTICES.get_or_init(Mutex::default)
+}
+
+/// Counts a security notice attempt by channel (`mail`, `webhook`) and
+/// outcome: `sent`, `retried` (failed, tried again later) or `failed`
+/// (given up on after the last attempt).
+pub fn notice(channel: &'static str, outcome: &'static str) {
+    if let Ok(mut notices) = notices().lock() {
+        *notices.entry((channel, outcome)).or_insert(0) += 1;
+    }
+}
+
+/// Renders `envshield_security_events_total`,
+/// `envshield_sso_refused_total` and `envshield_notices_total`.
 pub fn render_security_events(out: &mut Text) {
     out.help(
         "envshield_security_events_total",
@@ -185,6 +199,20 @@ pub fn render_security_events(out: &mut Text) {
             out.sample(
                 "envshield_sso_refused_total",
                 &[("reason", reason)],
+                *n as f64,
+            );
+        }
+    }
+    out.help(
+        "envshield_notices_total",
+        "counter",
+        "Security notice sends by channel and outcome (sent, retried, failed).",
+    );
+    if let Ok(notices) = notices().lock() {
+        for ((channel, outcome), n) in notices.iter() {
+            out.sample(
+                "envshield_notices_total",
+                &[("channel", channel), ("outcome", outcome)],
                 *n as f64,
             );
         }

@@ -50,6 +50,10 @@ pub struct Application {
     start_writer: tokio::task::JoinHandle<()>,
     listener: tokio::task::JoinHandle<()>,
     realtime: Arc<Realtime>,
+    /// Sends security notices, when `SMTP_URL` or `SECURITY_WEBHOOK_URL` is set.
+    notices: Option<tokio::task::JoinHandle<()>>,
+    /// Where notices go, and the worker's wake-up.
+    notice_channels: Option<Arc<crate::db::models::notice_outbox::Channels>>,
 }
 
 impl Application {
@@ -67,11 +71,13 @@ impl Application {
         database_url: SecretString,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        let notice_channels = crate::service::notices::channels(&config.notices);
         let pool = db::build_pool(
             database_url.expose_secret(),
             config.db_pool_size,
             config.db_timeout,
-        );
+        )
+        .with_notices(notice_channels.clone());
         let migrate_pool = pool.clone();
         let applied = web::block(move || -> anyhow::Result<usize> {
             let mut conn = migrate_pool
@@ -100,6 +106,13 @@ impl Application {
             ),
             None => None,
         };
+        let notice_sender = match &notice_channels {
+            Some(channels) => Some(crate::service::notices::Sender::new(
+                &config,
+                channels.clone(),
+            )?),
+            None => None,
+        };
         let (starts, start_jobs) = crate::service::device::StartQueue::new();
         let oidc = Arc::new(crate::service::sso::Providers::new(&config)?);
         let state = web::Data::new(AppState {
@@ -121,6 +134,8 @@ impl Application {
             state.clone(),
             start_jobs,
         ));
+        let notices = notice_sender
+            .map(|sender| tokio::spawn(crate::service::notices::deliver(state.clone(), sender)));
         let listener_task = tokio::spawn(crate::realtime::listen(
             database_url.expose_secret().to_owned(),
             state.realtime.clone(),
@@ -142,6 +157,8 @@ impl Application {
             purge,
             pacing,
             start_writer,
+            notices,
+            notice_channels,
             listener: listener_task,
         })
     }
@@ -159,6 +176,12 @@ impl Application {
     /// The realtime state of this instance (waiting polls, caches).
     pub fn realtime(&self) -> Arc<Realtime> {
         self.realtime.clone()
+    }
+
+    /// The security notice channels of this instance, if any is on: waking
+    /// them makes the worker look for due notices at once.
+    pub fn notice_channels(&self) -> Option<Arc<crate::db::models::notice_outbox::Channels>> {
+        self.notice_channels.clone()
     }
 
     /// A handle to stop the server gracefully.
@@ -189,6 +212,9 @@ impl Application {
         self.pacing.abort();
         self.start_writer.abort();
         self.listener.abort();
+        if let Some(notices) = self.notices {
+            notices.abort();
+        }
         result
     }
 }
@@ -367,6 +393,8 @@ async fn purge_loop(state: web::Data<AppState>) {
         logged("DPoP proofs too old to replay deleted", proofs);
         let codes = crate::service::authorize::purge(&state, now).await;
         logged("ended authorization codes deleted", codes);
+        let notices = crate::service::notices::purge(&state, now, KEEP_ENDED_SESSIONS).await;
+        logged("security notices sent or given up on deleted", notices);
     }
 }
 

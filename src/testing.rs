@@ -20,6 +20,7 @@ use crate::crypto;
 use crate::db;
 use crate::startup::Application;
 
+pub mod mail;
 pub mod oidc;
 
 struct Cluster {
@@ -226,6 +227,7 @@ pub struct TestServer {
     pub config: Arc<Config>,
     handle: actix_web::dev::ServerHandle,
     realtime: Arc<crate::realtime::Realtime>,
+    notices: Option<Arc<crate::db::models::notice_outbox::Channels>>,
     thread: Option<JoinHandle<()>>,
     /// Its database (dropped after the server stops).
     pub db: TestDatabase,
@@ -286,7 +288,12 @@ impl TestServer {
             system.block_on(async move {
                 match Application::build_on(cfg, url, listener).await {
                     Ok(app) => {
-                        let _ = tx.send(Ok((app.handle(), app.realtime(), app.metrics_port())));
+                        let _ = tx.send(Ok((
+                            app.handle(),
+                            app.realtime(),
+                            app.metrics_port(),
+                            app.notice_channels(),
+                        )));
                         if let Err(e) = app.run_until_stopped().await {
                             tracing::error!(error = %e, "test server failed");
                         }
@@ -297,7 +304,8 @@ impl TestServer {
                 }
             });
         });
-        let (handle, realtime, metrics_port) = rx.recv().context("test server thread died")??;
+        let (handle, realtime, metrics_port, notices) =
+            rx.recv().context("test server thread died")??;
         // Tests start once the instance hears notifications, as a running
         // server does moments after start-up (bounded: a listener that
         // cannot connect fails the test here, with a reason).
@@ -316,6 +324,7 @@ impl TestServer {
             config,
             handle,
             realtime,
+            notices,
             thread: Some(thread),
             db,
         })
@@ -324,6 +333,14 @@ impl TestServer {
     /// Long-polls waiting on this instance right now.
     pub fn waiting_polls(&self) -> usize {
         self.realtime.waiting()
+    }
+
+    /// Makes the security notice worker look for due notices now (a test
+    /// that moved a retry's due time forward calls it instead of waiting).
+    pub fn deliver_notices_now(&self) {
+        if let Some(channels) = &self.notices {
+            channels.wake.notify_one();
+        }
     }
 
     /// Base URL of the v1 API.

@@ -5,6 +5,7 @@
 mod clients;
 mod env;
 mod keys;
+mod notices;
 mod oidc;
 mod variables;
 
@@ -22,6 +23,7 @@ pub use clients::{
     DEFAULT_SCOPE_CATALOGUE, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT,
 };
 pub use keys::{generate_env_lines, Keys};
+pub use notices::{Notices, Smtp, Webhook};
 pub use oidc::{OidcProvider, DEFAULT_GROUPS_CLAIM, DEFAULT_OIDC_SCOPES};
 pub use variables::VARIABLES;
 
@@ -154,6 +156,9 @@ pub struct Config {
     /// `SECURITY_EVENT_RETENTION_DAYS` (default 90; 0 keeps them forever):
     /// audit events older than this are deleted by the purge task.
     pub security_event_retention_days: Option<u32>,
+    /// Security notices: mail (`SMTP_URL`, `MAIL_FROM`) and the signed
+    /// webhook (`SECURITY_WEBHOOK_URL`, `SECURITY_WEBHOOK_SECRET`).
+    pub notices: Notices,
     /// Keys from `TOKEN_SEAL_KEY`, `TOKEN_SEAL_KEYS_PREVIOUS`, `CODE_HMAC_KEY`,
     /// `SESSION_KEY`, or generated and kept in the data folder locally.
     pub keys: Keys,
@@ -282,6 +287,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
+        let notices = notices::notices(vars, environment, &app_url)?;
         let oidc_providers = oidc::providers(get("OIDC_PROVIDERS"), environment)?;
         let password_login = match get("PASSWORD_LOGIN") {
             None => true,
@@ -389,6 +395,7 @@ impl Config {
                 36_500,
             )?)
             .filter(|d| *d > 0),
+            notices,
             keys,
         })
     }

@@ -34,6 +34,8 @@ pub struct DbPool {
     timeout: Duration,
     /// Requests queued for a turn at the pool right now.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the security events of every unit of work queue notices.
+    notices: Option<Arc<models::notice_outbox::Channels>>,
 }
 
 /// The pool right now, for metrics.
@@ -56,6 +58,18 @@ impl DbPool {
         &self,
     ) -> Result<PooledConnection<ConnectionManager<PgConnection>>, diesel::r2d2::PoolError> {
         self.pool.get()
+    }
+
+    /// The same pool, whose units of work queue security notices on
+    /// `notices` (built once in `startup`).
+    pub fn with_notices(mut self, notices: Option<Arc<models::notice_outbox::Channels>>) -> Self {
+        self.notices = notices;
+        self
+    }
+
+    /// Where security notices go, if anywhere.
+    pub fn notices(&self) -> Option<&Arc<models::notice_outbox::Channels>> {
+        self.notices.as_ref()
     }
 
     /// Connections open and lent out, and requests waiting.
@@ -87,6 +101,7 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         gate: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1))),
         timeout,
         waiting: Arc::default(),
+        notices: None,
     }
 }
 
@@ -141,11 +156,12 @@ where
         .map_err(|_| AppError::Unavailable("timed out waiting for a database connection".into()))?
         .map_err(|_| AppError::Unavailable("the database pool is closed".into()))?;
     let inner = pool.pool.clone();
+    let notices = pool.notices.clone();
     let left = pool.timeout.saturating_sub(started.elapsed());
     crate::telemetry::blocking(move || {
         let _turn = turn;
         let mut conn = inner.get_timeout(left.max(Duration::from_millis(1)))?;
-        let result = f(&mut Db::new(&mut conn));
+        let result = f(&mut Db::with_notices(&mut conn, notices));
         if matches!(result, Err(AppError::Unavailable(_))) {
             discard(&mut conn);
         }

@@ -74,6 +74,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    notice_outbox (id) {
+        id -> Int8,
+        kind -> Text,
+        channel -> Text,
+        user_id -> Nullable<Uuid>,
+        recipient -> Nullable<Text>,
+        payload -> Jsonb,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     rate_limits (key) {
         key -> Bytea,
         tat -> Timestamptz,
@@ -154,6 +171,7 @@ diesel::joinable!(authorization_codes -> api_tokens (token_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
 diesel::joinable!(cli_device_sessions -> users (user_id));
+diesel::joinable!(notice_outbox -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(security_events -> api_tokens (token_id));
 diesel::joinable!(security_events -> users (user_id));
@@ -165,6 +183,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
     cli_device_sessions,
     dpop_proofs,
+    notice_outbox,
     rate_limits,
     refresh_tokens,
     security_events,

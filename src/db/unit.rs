@@ -2,8 +2,12 @@
 //! changes are committed (a log line for an audit event, a cache told that
 //! tokens were revoked): never for changes that were rolled back.
 
+use std::sync::Arc;
+
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::PgConnection;
+
+use super::models::notice_outbox::Channels;
 
 /// Work to run once the changes it describes are committed.
 type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -17,6 +21,8 @@ pub struct Db<'c> {
     depth: usize,
     /// Registered inside an open transaction, waiting for its commit.
     pending: Vec<AfterCommit>,
+    /// Where security notices go; `None` when they are off.
+    notices: Option<Arc<Channels>>,
 }
 
 impl<'c> Db<'c> {
@@ -26,7 +32,22 @@ impl<'c> Db<'c> {
             conn,
             depth: 0,
             pending: Vec::new(),
+            notices: None,
         }
+    }
+
+    /// Wraps a connection whose security events also queue notices on
+    /// `notices` (see [`crate::service::notices`]).
+    pub fn with_notices(conn: &'c mut PgConnection, notices: Option<Arc<Channels>>) -> Self {
+        Self {
+            notices,
+            ..Self::new(conn)
+        }
+    }
+
+    /// Where security notices go, if anywhere.
+    pub fn notices(&self) -> Option<&Arc<Channels>> {
+        self.notices.as_ref()
     }
 
     /// Runs `f` in a transaction (a savepoint when one is open), committing

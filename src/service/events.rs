@@ -18,7 +18,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    fn as_str(self) -> &'static str {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Low => "low",
             Self::Medium => "medium",
@@ -195,16 +196,21 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Writes the event to the audit table, and to the log once it is
-/// committed (an event rolled back with its transaction is never logged).
+/// Writes the event to the audit table, queues its notices (mail, webhook:
+/// see [`crate::service::notices`]) in the same transaction, and logs it
+/// once it is committed (an event rolled back with its transaction is
+/// never logged, and its notices never leave).
 pub fn record(conn: &mut Db<'_>, event: Event<'_>) -> diesel::QueryResult<()> {
     security_events::insert(conn, &row(&event))?;
+    crate::service::notices::queue(conn, &event)?;
     committed(conn, &event);
     Ok(())
 }
 
 /// The row to store, for callers that store it in the same statement as
 /// their own change; they call [`committed`] once that statement succeeds.
+/// Such events queue no notice: kinds that are told to the account
+/// ([`crate::service::notices::is_notice`]) go through [`record`].
 pub fn row<'a>(event: &'a Event<'a>) -> NewSecurityEvent<'a> {
     NewSecurityEvent {
         kind: event.kind.as_str(),

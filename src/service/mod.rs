@@ -11,6 +11,7 @@ pub mod dpop;
 pub mod events;
 pub mod grants;
 pub mod limits;
+pub mod notices;
 pub mod oauth;
 pub mod sessions;
 pub mod sso;

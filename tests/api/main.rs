@@ -14,6 +14,7 @@ mod hostile;
 mod login;
 mod longpoll;
 mod metrics;
+mod notices;
 mod oauth;
 mod openapi;
 mod pages_account;

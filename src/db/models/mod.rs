@@ -4,6 +4,7 @@ pub mod api_tokens;
 pub mod authorization_codes;
 pub mod device_sessions;
 pub mod dpop_proofs;
+pub mod notice_outbox;
 pub mod notifications;
 pub mod rate_limits;
 pub mod refresh_tokens;

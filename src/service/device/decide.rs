@@ -260,6 +260,12 @@ fn approve(
                 "requested_from": session.client_ip,
                 "user_agent": session.user_agent,
                 "client_id": session.client_id,
+                "expires_at": issued.expires_at,
+                // With a refresh token the sign-in outlives the access token.
+                "renewable_until": issued.refresh.as_ref().map(|_| {
+                    now + chrono::Duration::from_std(config.refresh_token_absolute)
+                        .unwrap_or_default()
+                }),
             }),
         ),
     ] {
