@@ -10,6 +10,7 @@ pub mod events;
 pub mod grants;
 pub mod limits;
 pub mod oauth;
+pub mod passkeys;
 pub mod sessions;
 pub mod sso;
 pub mod tokens;
