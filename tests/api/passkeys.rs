@@ -446,7 +446,7 @@ async fn an_admin_removes_an_accounts_passkeys_and_it_is_recorded() {
     assert_eq!(app.count("passkeys", "true").await, 0);
     get(&a, &app, "/admin/users?done=remove-passkeys")
         .await
-        .assert_has(&["The account&#x27;s passkeys were removed."]);
+        .assert_has(&["The account&#39;s passkeys were removed."]);
     let (user, details) = last_event(&app, "passkey_removed").await;
     assert_eq!(user, dev.id.to_string(), "the event is about the account");
     assert_eq!(details["by"], admin.id.to_string(), "and names the admin");
