@@ -499,7 +499,7 @@ async fn high_risk_asks_the_password_again_says_why_and_records_it() {
     assert_security_headers(&page);
     page.assert_has(&[
         "Confirm it is you",
-        "It asks for `envs:write`, a high-risk scope.",
+        "It asks for envs:write, a high-risk scope.",
         "The token would live 365 days, longer than 90 days. A shorter expiry avoids this.",
         "name=\"step_up_password\"",
         "autocomplete=\"current-password\"",
@@ -681,7 +681,7 @@ async fn a_step_up_proof_is_single_use_fresh_and_bound_to_its_session_and_reques
     assert_eq!(body["error"], "step_up_required");
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("It asks for `envs:write`, a high-risk scope."),
+        message.contains("It asks for envs:write, a high-risk scope."),
         "{message}"
     );
     assert!(

@@ -444,14 +444,14 @@ async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_i
     assert_eq!(count(&server, "kind = 'passkey_sign_in'").await, 1);
 
     // The approval asks for the passkey again, and says why.
-    b.wait_for_text(".step-up", "It asks for `envs:write`, a high-risk scope.")
+    b.wait_for_text(".step-up", "It asks for envs:write, a high-risk scope.")
         .await;
     let step_up = b.text(".step-up").await;
     assert!(step_up.contains("Confirm it is you"), "{step_up}");
     assert!(step_up.contains("longer than 90 days"), "{step_up}");
-    b.resize(1280, 1500).await;
+    b.resize(1280, 1400).await;
     b.screenshot("step-up-desktop").await;
-    b.resize(390, 2000).await;
+    b.resize(390, 1800).await;
     b.screenshot("step-up-phone").await;
     b.resize(1280, 900).await;
     b.click("button[value=approve]").await;

@@ -287,7 +287,6 @@ impl StepUpReason {
                 requested_from.as_deref().unwrap_or("an unknown address")
             ),
             Self::HighRiskScopes(scopes) => {
-                let named: Vec<String> = scopes.iter().map(|s| format!("`{s}`")).collect();
                 let noun = if scopes.len() == 1 {
                     "a high-risk scope"
                 } else {
@@ -295,7 +294,7 @@ impl StepUpReason {
                 };
                 format!(
                     "It asks for {}, {noun}. Untick what the tool does not need to avoid this.",
-                    named.join(", ")
+                    scopes.join(", ")
                 )
             }
             Self::LongLifetime {
@@ -616,7 +615,7 @@ mod tests {
         );
         assert_eq!(
             reasons[1].sentence(),
-            "It asks for `envs:write`, a high-risk scope. Untick what the tool does not need to avoid this."
+            "It asks for envs:write, a high-risk scope. Untick what the tool does not need to avoid this."
         );
         assert!(
             reasons[2].sentence().contains("never expire"),
