@@ -1,5 +1,7 @@
 //! The browser half: looking a request up by its user code, and approving
-//! or denying it, under a row lock so exactly one token is ever minted.
+//! or denying it, under a row lock so exactly one token is ever minted. An
+//! approval that `APPROVAL_STEP_UP` asks a step-up for consumes its proof
+//! in the same transaction, or mints nothing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
