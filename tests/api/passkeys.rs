@@ -786,3 +786,34 @@ async fn an_account_with_a_passkey_is_asked_for_it_not_its_password() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_operator_removes_an_accounts_passkeys_from_the_command_line() {
+    let app = spawn_app().await;
+    let dev = app.create_user("dev@example.com", false).await;
+    store_passkey(&app, dev.id, "Lost phone", 3).await;
+    let dir = crate::helpers::fresh_target_dir("envshield-test-remove-passkeys");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_envshield-server"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ENVSHIELD_DATA_DIR", &dir)
+        .env("DATABASE_URL", &app.server.db.url)
+        .env("RUST_LOG", "warn")
+        .args(["users", "remove-passkeys", "--email", "dev@example.com"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("dev@example.com: 1 passkey(s) removed"),
+        "{stdout}"
+    );
+    assert_eq!(app.count("passkeys", "true").await, 0);
+    let (user, details) = last_event(&app, "passkey_removed").await;
+    assert_eq!(user, dev.id.to_string());
+    assert_eq!(details["by"], "operator");
+}
