@@ -7,7 +7,8 @@
 #
 # Dependencies are compiled in their own layer (cargo-chef), rebuilt only
 # when Cargo.toml or Cargo.lock change. Templates and CSS are compiled into
-# the binary, so the runtime image holds the binary and libpq only.
+# the binary, so the runtime image holds the binary, libpq and libssl
+# (webauthn-rs, for passkeys, links OpenSSL).
 
 # The toolchain the project is built and tested with (1.89 is the minimum).
 ARG RUST_VERSION=1.95
@@ -25,7 +26,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq-dev pkg-config make \
+    && apt-get install -y --no-install-recommends libpq-dev libssl-dev pkg-config make \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
@@ -40,12 +41,13 @@ USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/envshield"]
 
 FROM debian:${DEBIAN_RELEASE}-slim AS server
-# libpq5: Diesel's PostgreSQL driver; ca-certificates: verify-full to the
-# database without sslrootcert uses the system roots. Versions follow the
-# Debian release's security updates rather than a pin that would go stale.
+# libpq5: Diesel's PostgreSQL driver; libssl3: OpenSSL, which webauthn-rs
+# (passkeys) links; ca-certificates: verify-full to the database without
+# sslrootcert uses the system roots. Versions follow the Debian release's
+# security updates rather than a pin that would go stale.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+    && apt-get install -y --no-install-recommends libpq5 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 envshield \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

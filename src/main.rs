@@ -109,6 +109,13 @@ enum UsersCommand {
         #[arg(long)]
         email: String,
     },
+    /// Remove every passkey of an account (a lost device); it signs in
+    /// with its password or company sign-in and can add new ones.
+    RemovePasskeys {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// The database to use: `DATABASE_URL`, or the private local cluster (kept
@@ -304,6 +311,18 @@ fn manage_users(
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("the role must be `user` or `admin`"))?;
             (email, Change::SetRole(role))
+        }
+        UsersCommand::RemovePasskeys { email } => {
+            let user = db::models::users::find_by_email(conn, email.trim())?
+                .ok_or_else(|| anyhow::anyhow!("no account has the email {}", email.trim()))?;
+            let removed = envshield_server::service::passkeys::remove_all_in(
+                &mut db::Db::new(conn),
+                &Actor::operator(),
+                user.id,
+            )
+            .map_err(public)?;
+            println!("{}: {removed} passkey(s) removed", user.email);
+            return Ok(());
         }
         UsersCommand::ResetPassword { email } => {
             let password = read_password()?;

@@ -115,8 +115,10 @@ impl Application {
         };
         let (starts, start_jobs) = crate::service::device::StartQueue::new();
         let oidc = Arc::new(crate::service::sso::Providers::new(&config)?);
+        let webauthn = crate::service::passkeys::relying_party(&config).map(Arc::new);
         let state = web::Data::new(AppState {
             oidc,
+            webauthn,
             http: crate::metrics::HttpMetrics::default(),
             limiters: RateLimiters::new(&config.rate_limits),
             config: Arc::new(config),
@@ -387,6 +389,11 @@ async fn purge_loop(state: web::Data<AppState>) {
         );
         let buckets = crate::service::limits::purge(&state).await;
         logged("full rate-limit buckets deleted", buckets);
+        let ceremonies = crate::service::passkeys::purge(&state, now).await;
+        logged(
+            "expired passkey challenges and step-up proofs deleted",
+            ceremonies,
+        );
         let events = crate::service::audit::purge_events(&state, now).await;
         logged("security events past retention deleted", events);
         let proofs = crate::service::dpop::purge(&state, now).await;

@@ -32,6 +32,9 @@ pub struct AppState {
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
     /// The OpenID Connect providers' cached discovery and HTTP client.
     pub oidc: Arc<crate::service::sso::Providers>,
+    /// The WebAuthn relying party of `APP_URL` (passkeys); `None` when
+    /// `APP_URL` names an IP address, which WebAuthn does not allow.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 /// What the synchronous half of a service needs beside its connection.

@@ -274,6 +274,12 @@ pub struct CompleteDeviceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub expires_in_days: Option<u32>,
+    /// A step-up proof from the approval page (a fresh passkey assertion or
+    /// the password), needed when the server's `APPROVAL_STEP_UP` asks for
+    /// one; single use, for this request, this account and this browser
+    /// session, for five minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up_proof: Option<String>,
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`.

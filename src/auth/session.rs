@@ -12,6 +12,10 @@ const CSRF_KEY: &str = "csrf";
 /// its `state`, `nonce` and PKCE verifier. The cookie is encrypted, so the
 /// browser holds it without being able to read or change it.
 const OIDC_PENDING_KEY: &str = "oidc";
+/// The WebAuthn ceremony (passkey registration, sign-in or step-up) this
+/// browser started and has not answered yet: only its id; the challenge
+/// itself is kept in PostgreSQL.
+const PASSKEY_CEREMONY_KEY: &str = "webauthn";
 
 /// Typed access to the session cookie's contents.
 pub struct TypedSession(pub Session);
@@ -33,6 +37,7 @@ impl TypedSession {
         self.0.renew();
         self.0.remove(CSRF_KEY);
         self.0.remove(OIDC_PENDING_KEY);
+        self.0.remove(PASSKEY_CEREMONY_KEY);
         self.0.insert(SECRET_KEY, secret).map_err(session_err)
     }
 
@@ -48,6 +53,19 @@ impl TypedSession {
     /// the callback then does, it cannot be used a second time.
     pub fn take_oidc_pending<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         self.0.remove_as::<T>(OIDC_PENDING_KEY).and_then(Result::ok)
+    }
+
+    /// Remembers the passkey ceremony this browser just started (one at a
+    /// time: a new one replaces the last).
+    pub fn set_passkey_ceremony(&self, id: uuid::Uuid) -> Result<(), AppError> {
+        self.0.insert(PASSKEY_CEREMONY_KEY, id).map_err(session_err)
+    }
+
+    /// Takes the pending passkey ceremony's id out of the cookie.
+    pub fn take_passkey_ceremony(&self) -> Option<uuid::Uuid> {
+        self.0
+            .remove_as::<uuid::Uuid>(PASSKEY_CEREMONY_KEY)
+            .and_then(Result::ok)
     }
 
     /// The server-side session's secret, if this browser signed in.

@@ -41,6 +41,19 @@ pub enum Environment {
     Production,
 }
 
+/// `APPROVAL_STEP_UP`: when approving a CLI login asks the approver to prove
+/// it is them again (a fresh passkey assertion, or the password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalStepUp {
+    /// Never (the default).
+    Never,
+    /// When the request comes from another network than the approver's
+    /// browser, asks for a high-risk scope, or for a long lifetime.
+    HighRisk,
+    /// Every approval.
+    Always,
+}
+
 /// Requests per minute per client IP for each limited endpoint; `0` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
@@ -128,6 +141,15 @@ pub struct Config {
     pub refresh_token_prefix: String,
     /// `DEVICE_CONFIRMATION` (`poll` default, or `paste` to require paste-back for v1 logins).
     pub device_confirmation: envshield_api_types::ConfirmationMode,
+    /// `APPROVAL_STEP_UP` (`never` default, `high_risk`, `always`).
+    pub approval_step_up: ApprovalStepUp,
+    /// `API_TOKEN_SCOPES_HIGH_RISK`: scopes whose grant counts as high risk
+    /// (default: every `*:write` scope of the catalogue, and
+    /// `tokens:introspect`; set and empty: none).
+    pub high_risk_scopes: Vec<String>,
+    /// `APPROVAL_STEP_UP_MAX_DAYS` (default 90; 0 turns the rule off): a
+    /// token living longer than this (or for ever) counts as high risk.
+    pub step_up_max_days: Option<u32>,
     /// `MAX_API_TOKENS_PER_USER` (default 10) active tokens per account.
     pub max_api_tokens_per_user: u32,
     /// `RATE_LIMIT_*_PER_MIN`.
@@ -269,6 +291,20 @@ impl Config {
                 )))
             }
         };
+        let approval_step_up = match get("APPROVAL_STEP_UP").unwrap_or("never") {
+            "never" => ApprovalStepUp::Never,
+            "high_risk" => ApprovalStepUp::HighRisk,
+            "always" => ApprovalStepUp::Always,
+            other => {
+                return Err(err(format!(
+                    "APPROVAL_STEP_UP must be `never`, `high_risk` or `always`, not `{other}`"
+                )))
+            }
+        };
+        let high_risk_scopes = high_risk_scopes(
+            vars.get("API_TOKEN_SCOPES_HIGH_RISK").map(|v| v.trim()),
+            &scope_catalogue,
+        )?;
         let refresh_token_prefix = get("REFRESH_TOKEN_PREFIX").unwrap_or("eshr_").to_owned();
         if !valid_prefix(&refresh_token_prefix) || refresh_token_prefix == api_token_prefix {
             return Err(err(
@@ -353,6 +389,10 @@ impl Config {
             ),
             refresh_token_prefix,
             device_confirmation,
+            approval_step_up,
+            high_risk_scopes,
+            step_up_max_days: Some(num("APPROVAL_STEP_UP_MAX_DAYS", 90, 0, 36_500)?)
+                .filter(|d| *d > 0),
             cli_oauth_token_policy,
             max_api_tokens_per_user: num("MAX_API_TOKENS_PER_USER", 10, 1, 10_000)?,
             rate_limits: RateLimits {
@@ -398,6 +438,11 @@ impl Config {
             notices,
             keys,
         })
+    }
+
+    /// Whether granting `scope` counts as high risk for step-up.
+    pub fn is_high_risk_scope(&self, scope: &str) -> bool {
+        self.high_risk_scopes.iter().any(|s| s == scope)
     }
 
     /// The registered client with this id.
@@ -455,6 +500,26 @@ impl Config {
     pub fn app_origin(&self) -> String {
         self.app_url.origin().ascii_serialization()
     }
+}
+
+/// `API_TOKEN_SCOPES_HIGH_RISK`: unset, the catalogue's `*:write` scopes and
+/// `tokens:introspect`; set and empty, none; otherwise a comma list (or
+/// JSON array) of catalogue scopes.
+fn high_risk_scopes(raw: Option<&str>, catalogue: &[String]) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(catalogue
+            .iter()
+            .filter(|s| s.ends_with(":write") || *s == "tokens:introspect")
+            .cloned()
+            .collect());
+    };
+    let list = env::parse_list("API_TOKEN_SCOPES_HIGH_RISK", Some(raw))?.unwrap_or_default();
+    if let Some(unknown) = list.iter().find(|s| !catalogue.contains(s)) {
+        return Err(err(format!(
+            "API_TOKEN_SCOPES_HIGH_RISK: `{unknown}` is not in API_TOKEN_SCOPES"
+        )));
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
@@ -568,10 +633,50 @@ mod tests {
             ("ALLOW_SIGNUP", "maybe", "ALLOW_SIGNUP"),
             ("PASSWORD_LOGIN", "false", "OIDC_PROVIDERS"),
             ("OIDC_PROVIDERS", "[{}]", "OIDC_PROVIDERS"),
+            ("APPROVAL_STEP_UP", "sometimes", "APPROVAL_STEP_UP"),
+            ("API_TOKEN_SCOPES_HIGH_RISK", "root:all", "root:all"),
+            (
+                "APPROVAL_STEP_UP_MAX_DAYS",
+                "-1",
+                "APPROVAL_STEP_UP_MAX_DAYS",
+            ),
         ] {
             let e = Config::from_map(&vars(&[("ENVSHIELD_DATA_DIR", d), (k, v)])).unwrap_err();
             assert!(e.0.contains(needle), "{k}={v}: {e}");
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn step_up_defaults_to_never_with_write_scopes_and_90_days() {
+        let dir = tmp_dir("step-up");
+        let d = dir.to_str().unwrap();
+        let c = Config::from_map(&vars(&[("ENVSHIELD_DATA_DIR", d)])).unwrap();
+        assert_eq!(c.approval_step_up, ApprovalStepUp::Never);
+        assert_eq!(
+            c.high_risk_scopes,
+            ["envs:write", "tokens:write", "tokens:introspect"]
+        );
+        assert_eq!(c.step_up_max_days, Some(90));
+        let c = Config::from_map(&vars(&[
+            ("ENVSHIELD_DATA_DIR", d),
+            ("APPROVAL_STEP_UP", "high_risk"),
+            ("API_TOKEN_SCOPES_HIGH_RISK", ""),
+            ("APPROVAL_STEP_UP_MAX_DAYS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.approval_step_up, ApprovalStepUp::HighRisk);
+        assert!(c.high_risk_scopes.is_empty(), "set and empty: none");
+        assert_eq!(c.step_up_max_days, None, "0 turns the rule off");
+        let c = Config::from_map(&vars(&[
+            ("ENVSHIELD_DATA_DIR", d),
+            ("APPROVAL_STEP_UP", "always"),
+            ("API_TOKEN_SCOPES_HIGH_RISK", "envs:read"),
+        ]))
+        .unwrap();
+        assert_eq!(c.approval_step_up, ApprovalStepUp::Always);
+        assert!(c.is_high_risk_scope("envs:read"));
+        assert!(!c.is_high_risk_scope("envs:write"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -91,6 +91,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        credential_id -> Bytea,
+        passkey -> Jsonb,
+        counter -> Int8,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     rate_limits (key) {
         key -> Bytea,
         tat -> Timestamptz,
@@ -126,6 +139,18 @@ diesel::table! {
         details -> Jsonb,
         created_at -> Timestamptz,
         seen_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    step_up_proofs (digest) {
+        digest -> Bytea,
+        user_id -> Uuid,
+        user_session_id -> Uuid,
+        device_session_id -> Uuid,
+        method -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -166,17 +191,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webauthn_ceremonies (id) {
+        id -> Uuid,
+        purpose -> Text,
+        user_id -> Nullable<Uuid>,
+        user_session_id -> Nullable<Uuid>,
+        device_session_id -> Nullable<Uuid>,
+        passkey_name -> Nullable<Text>,
+        state -> Jsonb,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(authorization_codes -> api_tokens (token_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(cli_device_sessions -> api_tokens (token_id));
 diesel::joinable!(cli_device_sessions -> users (user_id));
 diesel::joinable!(notice_outbox -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(security_events -> api_tokens (token_id));
 diesel::joinable!(security_events -> users (user_id));
+diesel::joinable!(step_up_proofs -> cli_device_sessions (device_session_id));
+diesel::joinable!(step_up_proofs -> user_sessions (user_session_id));
+diesel::joinable!(step_up_proofs -> users (user_id));
 diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
+diesel::joinable!(webauthn_ceremonies -> cli_device_sessions (device_session_id));
+diesel::joinable!(webauthn_ceremonies -> user_sessions (user_session_id));
+diesel::joinable!(webauthn_ceremonies -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
@@ -184,10 +230,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     cli_device_sessions,
     dpop_proofs,
     notice_outbox,
+    passkeys,
     rate_limits,
     refresh_tokens,
     security_events,
+    step_up_proofs,
     user_identities,
     user_sessions,
     users,
+    webauthn_ceremonies,
 );

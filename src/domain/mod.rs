@@ -14,6 +14,6 @@ pub use codes::{ConfirmationCode, DeviceCode, UserCode, USER_CODE_ALPHABET, USER
 pub use email::Email;
 pub use scopes::Scopes;
 pub use session_status::SessionStatus;
-pub use states::{Confirmation, Flow, Role, TokenSource};
+pub use states::{CeremonyPurpose, Confirmation, Flow, Role, StepUpMethod, TokenSource};
 pub use token::{PlainToken, TOKEN_BODY_LEN};
 pub use token_name::{is_format_char, TokenName};

@@ -1,6 +1,6 @@
 //! The small closed sets stored in `text` columns: account roles, how a
-//! token was minted, which API started a device login, and how its token
-//! is collected.
+//! token was minted, which API started a device login, how its token is
+//! collected, what a WebAuthn ceremony is for, and how a step-up passed.
 
 use envshield_api_types::ConfirmationMode;
 
@@ -49,6 +49,28 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What a WebAuthn ceremony is for (`webauthn_ceremonies.purpose`).
+    pub enum CeremonyPurpose {
+        /// A signed-in person registers a passkey.
+        Register => "register",
+        /// Someone signs in with a passkey, no account named beforehand.
+        SignIn => "sign_in",
+        /// A signed-in person proves it is them again, to approve a CLI login.
+        StepUp => "step_up",
+    }
+}
+
+text_enum! {
+    /// How a step-up was passed (`step_up_proofs.method`).
+    pub enum StepUpMethod {
+        /// A fresh passkey assertion.
+        Passkey => "passkey",
+        /// The account's password, typed again.
+        Password => "password",
+    }
+}
+
 impl From<ConfirmationMode> for Confirmation {
     fn from(mode: ConfirmationMode) -> Self {
         match mode {
@@ -77,6 +99,8 @@ mod tests {
         assert!(Flow::every_spelling_round_trips());
         assert!(TokenSource::every_spelling_round_trips());
         assert!(Confirmation::every_spelling_round_trips());
+        assert!(CeremonyPurpose::every_spelling_round_trips());
+        assert!(StepUpMethod::every_spelling_round_trips());
         for c in Confirmation::ALL {
             assert_eq!(Confirmation::from(ConfirmationMode::from(*c)), *c);
         }

@@ -382,9 +382,10 @@ impl<T: FormPage> FromRequest for SignedInForm<T> {
     }
 }
 
-/// A JSON call from a signed-in browser session; 401 otherwise.
+/// A JSON call from a signed-in browser session: the account, and the id
+/// of the server-side session; 401 otherwise.
 #[derive(Debug, Clone)]
-pub struct SignedInUser(pub User);
+pub struct SignedInUser(pub User, pub Uuid);
 
 impl FromRequest for SignedInUser {
     type Error = AppError;
@@ -393,7 +394,7 @@ impl FromRequest for SignedInUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         from_session(req, |_, signed_in| {
             signed_in
-                .map(|s| SignedInUser(s.user))
+                .map(|s| SignedInUser(s.user, s.session_id))
                 .ok_or_else(|| AppError::Unauthorized {
                     code: "not_signed_in",
                     message: "Sign in at /login first.".to_owned(),

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod limits;
 pub mod notices;
 pub mod oauth;
+pub mod passkeys;
 pub mod sessions;
 pub mod sso;
 pub mod tokens;

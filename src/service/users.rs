@@ -58,7 +58,9 @@ impl Actor {
         }
     }
 
-    fn by(&self) -> serde_json::Value {
+    /// Who made the change, as audit events name it: the admin's id,
+    /// `operator`, or what made it (`sso:<provider>`).
+    pub fn by(&self) -> serde_json::Value {
         match (&self.via, self.user_id) {
             (Some(via), _) => json!(via),
             (None, Some(id)) => json!(id),

@@ -22,6 +22,7 @@ mod pages_admin;
 mod pages_cli;
 mod pages_support;
 mod pages_tokens;
+mod passkeys;
 mod process;
 mod realtime_tls;
 mod shared_limits;

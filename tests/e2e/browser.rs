@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
 use serde_json::json;
 
 /// Waits at most this long for a page condition.
@@ -181,8 +182,94 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Adds a WebDriver virtual authenticator (W3C WebAuthn §11): a
+    /// platform authenticator (CTAP2, internal) holding discoverable
+    /// credentials, whose user verification always succeeds. Returns its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let id = self
+            .webauthn(
+                Method::POST,
+                "webauthn/authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                })),
+            )
+            .await;
+        id.as_str().expect("an authenticator id").to_owned()
+    }
+
+    /// The credentials a virtual authenticator holds (with their private
+    /// keys and signature counters).
+    pub async fn credentials(&self, authenticator: &str) -> Vec<serde_json::Value> {
+        let path = format!("webauthn/authenticator/{authenticator}/credentials");
+        let all = self.webauthn(Method::GET, &path, None).await;
+        all.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Replaces the authenticator's credentials with `credentials`: an
+    /// authenticator cloned from an earlier copy of itself.
+    pub async fn replace_credentials(
+        &self,
+        authenticator: &str,
+        credentials: &[serde_json::Value],
+    ) {
+        let path = format!("webauthn/authenticator/{authenticator}/credentials");
+        self.webauthn(Method::DELETE, &path, None).await;
+        let path = format!("webauthn/authenticator/{authenticator}/credential");
+        for c in credentials {
+            self.webauthn(Method::POST, &path, Some(c.clone())).await;
+        }
+    }
+
+    async fn webauthn(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        self.client
+            .issue_cmd(Extension {
+                method,
+                path: path.to_owned(),
+                body,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
+    }
+}
+
+/// A WebDriver extension command on the current session (the WebAuthn
+/// virtual authenticator commands are not among fantoccini's own).
+#[derive(Debug)]
+struct Extension {
+    method: Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Extension {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, url::ParseError> {
+        let session = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{session}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(ToString::to_string),
+        )
     }
 }
 

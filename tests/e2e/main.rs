@@ -365,3 +365,148 @@ async fn sign_in_with_a_provider_then_approve_and_the_cli_gets_the_token() {
     assert!(token.starts_with("esh_"));
     b.close().await;
 }
+
+/// A server at `http://localhost:PORT` (WebAuthn needs a host name, and
+/// Chromium counts localhost as a secure context), asking a step-up for
+/// high-risk approvals.
+async fn passkey_server() -> TestServer {
+    tokio::task::spawn_blocking(|| {
+        TestServer::spawn(|c| {
+            c.app_url.set_host(Some("localhost")).unwrap();
+            c.approval_step_up = envshield_server::config::ApprovalStepUp::HighRisk;
+        })
+    })
+    .await
+    .unwrap()
+    .expect("test server starts")
+}
+
+async fn count(server: &TestServer, condition: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let url = server.db.url.clone();
+    let sql = format!("SELECT count(*) AS n FROM security_events WHERE {condition}");
+    tokio::task::spawn_blocking(move || {
+        use diesel::RunQueryDsl;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        diesel::sql_query(sql).get_result::<N>(&mut conn).unwrap().n
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_it() {
+    let server = passkey_server().await;
+    let base = server.config.app_base();
+    assert!(base.starts_with("http://localhost:"), "{base}");
+    create_user(&server, "dev@example.com", false).await;
+    let b = Browser::open().await;
+    let authenticator = b.add_virtual_authenticator().await;
+
+    // Signed in with the password, add a passkey in the settings.
+    b.goto(&format!("{base}/login?redirect=/settings/passkeys"))
+        .await;
+    b.fill("#email", "dev@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.wait_for_text("h1", "Passkeys").await;
+    b.fill("#passkey-name", "Work laptop").await;
+    b.click("#passkey-add button[type=submit]").await;
+    b.wait_for_text(".notice", "Passkey added").await;
+    assert!(b.text("main").await.contains("Work laptop"));
+    assert_eq!(
+        b.credentials(&authenticator).await.len(),
+        1,
+        "a discoverable credential"
+    );
+    b.resize(1280, 1000).await;
+    b.screenshot("passkeys-desktop").await;
+    b.resize(390, 1300).await;
+    b.screenshot("passkeys-phone").await;
+    b.resize(1280, 900).await;
+    b.click("form[action='/logout'] button").await;
+    b.wait_for_text("h1", "Sign in").await;
+
+    // The CLI asks for a high-risk scope; the link lands on the sign-in
+    // page, where the passkey signs in without an email typed.
+    let started: StartDeviceResponse = reqwest::Client::new()
+        .post(format!("{}/cli/auth/device/start", server.api_url()))
+        .json(&json!({ "tokenName": "deploy box", "scopes": ["envs:read", "envs:write"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(started.verification_url.starts_with(&base));
+    b.goto(&started.verification_url).await;
+    assert!(b.current_url().await.contains("/login?redirect="));
+    b.click("#passkey-sign-in").await;
+    b.wait_for_text("h1", "CLI login request").await;
+    assert!(b.current_url().await.contains("/cli/login?code="));
+    assert!(b.text("main").await.contains("dev@example.com"));
+    assert_eq!(count(&server, "kind = 'passkey_sign_in'").await, 1);
+
+    // The approval asks for the passkey again, and says why.
+    b.wait_for_text(".step-up", "It asks for envs:write, a high-risk scope.")
+        .await;
+    let step_up = b.text(".step-up").await;
+    assert!(step_up.contains("Confirm it is you"), "{step_up}");
+    assert!(step_up.contains("longer than 90 days"), "{step_up}");
+    b.resize(1280, 1400).await;
+    b.screenshot("step-up-desktop").await;
+    b.resize(390, 1800).await;
+    b.screenshot("step-up-phone").await;
+    b.resize(1280, 900).await;
+    b.click("button[value=approve]").await;
+    b.wait_for_text("h1", "CLI login approved. You can return to your terminal.")
+        .await;
+    assert_eq!(
+        count(
+            &server,
+            "kind = 'step_up_passed' AND details->>'method' = 'passkey'"
+        )
+        .await,
+        1
+    );
+    let (status, answer) = poll(&server, &started.device_code).await;
+    assert_eq!(status, 200);
+    let PollDeviceResponse::Approved {
+        token: Some(token),
+        scopes,
+        ..
+    } = answer
+    else {
+        panic!("expected the token, got {answer:?}");
+    };
+    assert!(token.starts_with("esh_"));
+    assert_eq!(scopes, ["envs:read", "envs:write"]);
+
+    // A clone of the authenticator from before those sign-ins (its
+    // signature counter behind the server's) is refused.
+    let mut credentials = b.credentials(&authenticator).await;
+    assert!(
+        credentials[0]["signCount"].as_u64().unwrap() >= 2,
+        "{credentials:?}"
+    );
+    credentials[0]["signCount"] = json!(0);
+    b.replace_credentials(&authenticator, &credentials).await;
+    b.click("form[action='/logout'] button").await;
+    b.wait_for_text("h1", "Sign in").await;
+    b.click("#passkey-sign-in").await;
+    b.wait_for_text("#passkey-error", "That passkey was not accepted")
+        .await;
+    assert_eq!(
+        count(
+            &server,
+            "kind = 'login_failed' AND details->>'reason' = 'counter_regression'"
+        )
+        .await,
+        1
+    );
+    b.close().await;
+}

@@ -6,13 +6,16 @@ pub mod device_sessions;
 pub mod dpop_proofs;
 pub mod notice_outbox;
 pub mod notifications;
+pub mod passkeys;
 pub mod rate_limits;
 pub mod refresh_tokens;
 pub mod revocation;
 pub mod security_events;
+pub mod step_up_proofs;
 pub mod user_identities;
 pub mod user_sessions;
 pub mod users;
+pub mod webauthn_ceremonies;
 
 use diesel::query_builder::InsertStatement;
 use diesel::query_dsl::methods::ExecuteDsl;

@@ -46,6 +46,8 @@ struct LoginPage {
     password_login: bool,
     /// A "Sign in with …" button per provider.
     providers: Vec<ProviderButton>,
+    /// Whether "Sign in with a passkey" is offered.
+    passkeys: bool,
 }
 
 /// A "Sign in with {name}" button.
@@ -80,6 +82,7 @@ impl LoginPage {
             error,
             password_login: state.config.password_login,
             providers,
+            passkeys: crate::service::passkeys::available(state),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -16,7 +17,9 @@ use crate::routes::extract::{
     page_form, ClientIp, CodeEntry, FormPage, MaybeViewer, SignedInForm, Viewer,
 };
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
+use crate::service::device::step_up::{self, StepUpRefused};
 use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
+use crate::service::passkeys;
 use crate::state::AppState;
 
 /// What `/cli/device` says about any code it cannot use: the same words for
@@ -110,6 +113,68 @@ struct Chosen {
     error: Option<String>,
 }
 
+/// How the approver proves it is them, when `APPROVAL_STEP_UP` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProveWith {
+    /// A fresh assertion with one of the account's passkeys (the script).
+    Passkey,
+    /// The password again, typed into the form.
+    Password,
+    /// Neither is possible: no passkey, and `PASSWORD_LOGIN=false`.
+    Nothing,
+}
+
+/// The step-up part of the approval page: why, and how.
+struct StepUpPrompt {
+    /// Each reason, in words.
+    reasons: Vec<String>,
+    /// How.
+    with: ProveWith,
+}
+
+impl StepUpPrompt {
+    fn passkey(&self) -> bool {
+        self.with == ProveWith::Passkey
+    }
+
+    fn password(&self) -> bool {
+        self.with == ProveWith::Password
+    }
+}
+
+/// The step-up prompt for approving `request` as `chosen` (the request as
+/// asked when nothing was chosen yet) from `browser_ip`; `None` when the
+/// approval needs none.
+async fn step_up_prompt(
+    state: &AppState,
+    viewer: &Viewer,
+    request: &RequestView,
+    browser_ip: IpAddr,
+    chosen: &Chosen,
+) -> Result<Option<StepUpPrompt>, PageError> {
+    let reasons = request.step_up_reasons(
+        &state.config,
+        browser_ip,
+        chosen.scopes.as_deref(),
+        chosen.expires_in_days,
+    );
+    if reasons.is_empty() {
+        return Ok(None);
+    }
+    let has_passkeys = passkeys::count(state, viewer.user.id).await? > 0;
+    let with = if has_passkeys && passkeys::available(state) {
+        ProveWith::Passkey
+    } else if state.config.password_login {
+        ProveWith::Password
+    } else {
+        ProveWith::Nothing
+    };
+    Ok(Some(StepUpPrompt {
+        reasons: reasons.iter().map(policy::StepUpReason::sentence).collect(),
+        with,
+    }))
+}
+
 /// The confirmation page of a pending request.
 #[derive(Template)]
 #[template(path = "cli/confirm.html")]
@@ -127,9 +192,25 @@ struct ConfirmPage {
     expires_at: String,
     other_network: Option<String>,
     error: Option<String>,
+    step_up: Option<StepUpPrompt>,
 }
 
 impl ConfirmPage {
+    /// The page for `request`, with the step-up it needs, if any.
+    async fn build(
+        state: &AppState,
+        viewer: &Viewer,
+        code: &UserCode,
+        request: RequestView,
+        browser_ip: IpAddr,
+        chosen: Chosen,
+    ) -> Result<Self, PageError> {
+        let step_up = step_up_prompt(state, viewer, &request, browser_ip, &chosen).await?;
+        let mut page = Self::new(viewer, code, request, browser_ip, &state.config, chosen);
+        page.step_up = step_up;
+        Ok(page)
+    }
+
     fn new(
         viewer: &Viewer,
         code: &UserCode,
@@ -142,7 +223,7 @@ impl ConfirmPage {
         let other_network = request
             .client_ip
             .as_deref()
-            .filter(|ip| !same_network_as(ip, browser_ip))
+            .filter(|ip| !policy::same_network(Some(ip), browser_ip))
             .map(str::to_owned);
         Self {
             nav: viewer.nav(),
@@ -158,6 +239,7 @@ impl ConfirmPage {
             expires_at: utc(request.expires_at),
             other_network,
             error: chosen.error,
+            step_up: None,
         }
     }
 }
@@ -192,24 +274,6 @@ pub(super) fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<
     choices
 }
 
-/// Whether the request's IP (as stored) is on the browser's network: the
-/// same IPv4 address (one NAT), or the same IPv6 /64 (privacy addresses
-/// change within it). An unreadable address counts as another network.
-fn same_network_as(requester: &str, browser: IpAddr) -> bool {
-    let Ok(requester) = requester.parse::<IpAddr>() else {
-        return false;
-    };
-    let canonical = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match (canonical(requester), canonical(browser)) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
-        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
-        _ => false,
-    }
-}
-
 fn approved_by_another_account() -> PageError {
     PageError(AppError::forbidden(
         "approved_by_another_account",
@@ -242,7 +306,7 @@ pub async fn approval_form(
     match request.status {
         SessionStatus::Pending => {
             let chosen = Chosen::default();
-            let page = ConfirmPage::new(&viewer, &code, request, ip.0, &state.config, chosen);
+            let page = ConfirmPage::build(&state, &viewer, &code, request, ip.0, chosen).await?;
             render(StatusCode::OK, &page)
         }
         SessionStatus::Approved if request.user_id == Some(viewer.user.id) => render(
@@ -266,6 +330,10 @@ pub struct DecisionForm {
     decision: Option<String>,
     scopes: Vec<String>,
     expires_in_days: Option<String>,
+    /// The proof a passkey step-up earned (set by the page's script).
+    step_up_proof: Option<String>,
+    /// The password, typed again for a step-up (accounts without a passkey).
+    step_up_password: Option<SecretString>,
     csrf_token: String,
 }
 
@@ -278,6 +346,11 @@ impl From<Vec<(String, String)>> for DecisionForm {
                 "decision" => form.decision = Some(value),
                 "scopes" => form.scopes.push(value),
                 "expires_in_days" => form.expires_in_days = Some(value),
+                "step_up_proof" => form.step_up_proof = Some(value).filter(|v| !v.is_empty()),
+                "step_up_password" => {
+                    form.step_up_password =
+                        Some(SecretString::from(value)).filter(|p| !p.expose_secret().is_empty());
+                }
                 "csrf_token" => form.csrf_token = value,
                 _ => {}
             }
@@ -345,27 +418,80 @@ impl DecisionForm {
                 None
             },
             approver: viewer.user.clone(),
-            client_ip: ip.to_string(),
+            approver_session: viewer.session_id,
+            client_ip: ip,
+            // Denying never needs a step-up, and spends no proof.
+            step_up_proof: if approve {
+                self.step_up_proof.clone()
+            } else {
+                None
+            },
         })
     }
 }
 
-/// `POST /cli/login`: Approve or Deny, then the result page.
+/// `POST /cli/login`: Approve or Deny, then the result page. An approval
+/// that `APPROVAL_STEP_UP` asks a step-up for needs the proof the page's
+/// script earned with a passkey, or the password typed into the form
+/// (accounts without a passkey); without one it is refused (403, the page
+/// again with why) and recorded as `step_up_failed`.
 #[tracing::instrument(name = "decide", skip_all)]
 pub async fn decide(
     ip: ClientIp,
     state: web::Data<AppState>,
     CodeEntry(posted): CodeEntry<SignedInForm<DecisionForm>>,
 ) -> Result<HttpResponse, PageError> {
-    let SignedInForm { form, viewer } = posted;
+    let SignedInForm { mut form, viewer } = posted;
     let Some(code) = form.user_code() else {
         return EndedPage::invalid(None);
     };
-    let outcome = match form.input(&code, &viewer, ip.0) {
-        Ok(input) => device::decide(&state, input).await,
-        Err(e) => Err(e),
+    let mut input = match form.input(&code, &viewer, ip.0) {
+        Ok(input) => input,
+        Err(AppError::BadRequest { message, .. }) => {
+            return form_again(
+                &state,
+                &viewer,
+                &code,
+                ip.0,
+                &form,
+                StatusCode::BAD_REQUEST,
+                message,
+            )
+            .await
+        }
+        Err(e) => return Err(PageError(e)),
     };
-    match outcome {
+    if let Some(password) = form.step_up_password.take() {
+        if input.approve && input.step_up_proof.is_none() {
+            let proved = step_up::prove_with_password(
+                &state,
+                &viewer.user,
+                viewer.session_id,
+                &code,
+                password,
+                ip.0,
+            )
+            .await;
+            match proved {
+                Ok(Ok(proof)) => input.step_up_proof = Some(proof),
+                Ok(Err(StepUpRefused(message))) => {
+                    return form_again(
+                        &state,
+                        &viewer,
+                        &code,
+                        ip.0,
+                        &form,
+                        StatusCode::FORBIDDEN,
+                        message,
+                    )
+                    .await
+                }
+                Err(AppError::Gone { .. }) => return EndedPage::expired(viewer.nav()),
+                Err(e) => return Err(PageError(e)),
+            }
+        }
+    }
+    match device::decide(&state, input).await {
         Ok(CompleteOutcome::Approved {
             confirmation_code, ..
         }) => render(
@@ -384,24 +510,63 @@ pub async fn decide(
                 confirmation_code: None,
             },
         ),
+        Ok(CompleteOutcome::StepUpRequired { problem, .. }) => {
+            let message = match problem {
+                "missing" => "Confirm it is you before approving: the reasons are listed below.",
+                "expired" => "Your confirmation has expired. Confirm it is you again, then approve.",
+                _ => "Your confirmation was not for this request. Confirm it is you again, then approve.",
+            };
+            form_again(
+                &state,
+                &viewer,
+                &code,
+                ip.0,
+                &form,
+                StatusCode::FORBIDDEN,
+                message.to_owned(),
+            )
+            .await
+        }
         Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),
         // A choice the server refused: the form again, with the reason.
         Err(AppError::BadRequest { message, .. }) => {
-            match device::find_request(&state, &code).await? {
-                Some(request) if request.status == SessionStatus::Pending => {
-                    let chosen = Chosen {
-                        scopes: Some(form.scopes.clone()),
-                        expires_in_days: form.expires_in_days().ok().flatten(),
-                        error: Some(message),
-                    };
-                    let page =
-                        ConfirmPage::new(&viewer, &code, request, ip.0, &state.config, chosen);
-                    render(StatusCode::BAD_REQUEST, &page)
-                }
-                _ => EndedPage::expired(viewer.nav()),
-            }
+            form_again(
+                &state,
+                &viewer,
+                &code,
+                ip.0,
+                &form,
+                StatusCode::BAD_REQUEST,
+                message,
+            )
+            .await
         }
         Err(e) => Err(PageError(e)),
+    }
+}
+
+/// The approval form again, with what was chosen and why it came back;
+/// the request's end page when it is no longer pending.
+async fn form_again(
+    state: &AppState,
+    viewer: &Viewer,
+    code: &UserCode,
+    ip: IpAddr,
+    form: &DecisionForm,
+    status: StatusCode,
+    message: String,
+) -> Result<HttpResponse, PageError> {
+    match device::find_request(state, code).await? {
+        Some(request) if request.status == SessionStatus::Pending => {
+            let chosen = Chosen {
+                scopes: Some(form.scopes.clone()),
+                expires_in_days: form.expires_in_days().ok().flatten(),
+                error: Some(message),
+            };
+            let page = ConfirmPage::build(state, viewer, code, request, ip, chosen).await?;
+            render(status, &page)
+        }
+        _ => EndedPage::expired(viewer.nav()),
     }
 }
 
@@ -472,20 +637,6 @@ pub async fn enter_code(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn networks_compare_by_address_or_ipv6_prefix() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(same_network_as("127.0.0.1", ip("127.0.0.1")));
-        assert!(same_network_as("::ffff:198.51.100.4", ip("198.51.100.4")));
-        assert!(!same_network_as("203.0.113.7", ip("127.0.0.1")));
-        assert!(same_network_as(
-            "2001:db8:1:2:aaaa::1",
-            ip("2001:db8:1:2:bbbb::2")
-        ));
-        assert!(!same_network_as("2001:db8:1:3::1", ip("2001:db8:1:2::1")));
-        assert!(!same_network_as("not an ip", ip("127.0.0.1")));
-    }
 
     #[test]
     fn expiry_offers_shorter_lifetimes_then_the_default() {

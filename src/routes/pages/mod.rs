@@ -7,6 +7,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cli;
 pub mod home;
+pub mod passkeys;
 pub mod sso;
 pub mod tokens;
 pub mod users;
@@ -24,6 +25,8 @@ use crate::routes::MAX_BODY_BYTES;
 
 /// The stylesheet, compiled in so the binary is self-contained.
 const APP_CSS: &str = include_str!("../../../static/css/app.css");
+/// The passkey ceremonies' script (the pages' CSP allows no inline script).
+const PASSKEYS_JS: &str = include_str!("../../../static/js/passkeys.js");
 
 /// Page routes, with their rate limits. Each resource answers form and
 /// query errors with an HTML page rather than the API's JSON.
@@ -43,6 +46,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             one_page("/auth/oidc/{id}/callback", web::get(), sso::finish_sign_in)
                 .wrap(RateLimit::page(Limit::Login)),
         )
+        // Passkey sign-in: each start and finish counts as a sign-in attempt.
+        .service(json_post("/login/passkey/start", passkeys::sign_in_start).wrap(login_json()))
+        .service(json_post("/login/passkey/finish", passkeys::sign_in_finish).wrap(login_json()))
         .service(form_page("/signup", auth::signup_form, auth::signup).wrap(login()))
         // Each look-up of a code is a guess at a live one.
         .service(form_page("/cli/login", cli::approval_form, cli::decide).wrap(complete.clone()))
@@ -58,6 +64,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 authorize::consent,
             )
             .wrap(complete.posts()),
+        )
+        .service(
+            json_post("/cli/login/step-up/start", passkeys::step_up_start)
+                .wrap(RateLimit::api(Limit::Complete)),
+        )
+        .service(
+            json_post("/cli/login/step-up/finish", passkeys::step_up_finish)
+                .wrap(RateLimit::api(Limit::Complete)),
         )
         .service(one_page(
             "/settings/tokens",
@@ -97,6 +111,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .wrap(login()),
         )
+        .service(one_page(
+            "/settings/passkeys",
+            web::get(),
+            passkeys::list_passkeys,
+        ))
+        .service(json_post(
+            "/settings/passkeys/register/start",
+            passkeys::register_start,
+        ))
+        .service(json_post(
+            "/settings/passkeys/register/finish",
+            passkeys::register_finish,
+        ))
+        .service(one_page(
+            "/settings/passkeys/{id}/rename",
+            web::post(),
+            passkeys::rename_passkey,
+        ))
+        .service(one_page(
+            "/settings/passkeys/{id}/remove",
+            web::post(),
+            passkeys::remove_passkey,
+        ))
         .service(one_page("/admin", web::get(), admin::admin_home))
         .service(form_page(
             "/admin/users",
@@ -115,7 +152,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             admin::revoke,
         ))
         .service(one_page("/admin/events", web::get(), admin::list_events))
-        .route("/static/css/app.css", web::get().to(stylesheet));
+        .route("/static/css/app.css", web::get().to(stylesheet))
+        .route("/static/js/passkeys.js", web::get().to(passkeys_script));
+}
+
+/// The JSON endpoints a page's script posts to (the passkey ceremonies):
+/// POST only, answered in JSON, errors included.
+fn json_post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path).route(web::post().to(handler))
+}
+
+/// A JSON endpoint limited like sign-in.
+fn login_json() -> RateLimit {
+    RateLimit::api(Limit::Login)
 }
 
 /// A page resource whose form and query extractors fail with HTML pages.
@@ -172,6 +226,13 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(APP_CSS)
+}
+
+async fn passkeys_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(PASSKEYS_JS)
 }
 
 /// A time as pages show it: `2026-11-25 14:03 UTC`.

@@ -1,6 +1,6 @@
 //! `/admin/users`: find accounts, create one, disable and enable, change
-//! role, set a new password (admins only). Every change is confirmed on its
-//! own page first and is an audit event.
+//! role, set a new password, remove passkeys (admins only). Every change is
+//! confirmed on its own page first and is an audit event.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -16,14 +16,14 @@ use crate::routes::extract::{
     admin_only, csrf_only_form, page_form, Admin, ClientIp, SignedInForm, Viewer,
 };
 use crate::routes::pages::{render, see_other, utc, Nav, PageError, Pager};
-use crate::service::accounts;
 use crate::service::users::{self, Actor, Change, PAGE_SIZE};
+use crate::service::{accounts, passkeys};
 use crate::state::AppState;
 
 const USERS_PATH: &str = "/admin/users";
 
-/// An account as the admin pages show it.
-pub struct UserRow(User);
+/// An account as the admin pages show it, and whether it has passkeys.
+pub struct UserRow(User, bool);
 
 impl UserRow {
     fn id(&self) -> String {
@@ -68,6 +68,9 @@ impl UserRow {
             Action::MakeAdmin
         });
         actions.push(Action::ResetPassword);
+        if self.1 {
+            actions.push(Action::RemovePasskeys);
+        }
         actions
     }
 }
@@ -85,6 +88,8 @@ pub enum Action {
     MakeUser,
     /// Set a generated password, shown once.
     ResetPassword,
+    /// Remove every passkey (recovery of a lost device).
+    RemovePasskeys,
 }
 
 impl Action {
@@ -95,6 +100,7 @@ impl Action {
             "make-admin" => Self::MakeAdmin,
             "make-user" => Self::MakeUser,
             "reset-password" => Self::ResetPassword,
+            "remove-passkeys" => Self::RemovePasskeys,
             _ => return None,
         })
     }
@@ -106,6 +112,7 @@ impl Action {
             Self::MakeAdmin => "make-admin",
             Self::MakeUser => "make-user",
             Self::ResetPassword => "reset-password",
+            Self::RemovePasskeys => "remove-passkeys",
         }
     }
 
@@ -117,6 +124,7 @@ impl Action {
             Self::MakeAdmin => "Make admin",
             Self::MakeUser => "Make user",
             Self::ResetPassword => "Set a new password",
+            Self::RemovePasskeys => "Remove passkeys",
         }
     }
 
@@ -128,12 +136,16 @@ impl Action {
             Self::MakeAdmin => "The account can use the admin pages: every account's tokens, the security events and this page.",
             Self::MakeUser => "The account loses the admin pages. Tokens and refresh tokens with scopes only admins may hold are revoked.",
             Self::ResetPassword => "A new password is generated and shown to you once, to hand over. The old password stops working and every browser session of the account ends.",
+            Self::RemovePasskeys => "Every passkey of the account is removed: none of them can sign in or confirm an approval any more. The account signs in with its password or company sign-in, and can add new passkeys. Sessions and tokens are not touched.",
         }
     }
 
     /// Whether the button is styled as dangerous.
     fn dangerous(self) -> bool {
-        matches!(self, Self::Disable | Self::MakeUser | Self::ResetPassword)
+        matches!(
+            self,
+            Self::Disable | Self::MakeUser | Self::ResetPassword | Self::RemovePasskeys
+        )
     }
 
     fn notice(self) -> &'static str {
@@ -143,6 +155,7 @@ impl Action {
             Self::MakeAdmin => "The account is an admin now.",
             Self::MakeUser => "The account is a user now.",
             Self::ResetPassword => "New password set.",
+            Self::RemovePasskeys => "The account's passkeys were removed.",
         }
     }
 }
@@ -187,11 +200,19 @@ async fn users_page(
         ),
     };
     let mut pager = Pager::parse(query.page.as_deref(), PAGE_SIZE, base)?;
-    let rows = users::search(state, search.clone(), pager.number).await?;
+    let rows = pager.take(users::search(state, search.clone(), pager.number).await?);
+    let with_passkeys =
+        passkeys::accounts_with_passkeys(state, rows.iter().map(|u| u.id).collect()).await?;
     Ok(UsersPage {
         nav: viewer.nav(),
         csrf_token: viewer.csrf_token,
-        users: pager.take(rows).into_iter().map(UserRow).collect(),
+        users: rows
+            .into_iter()
+            .map(|u| {
+                let has = with_passkeys.contains(&u.id);
+                UserRow(u, has)
+            })
+            .collect(),
         search,
         pager,
         notice: query
@@ -266,7 +287,7 @@ pub async fn create_user(
             StatusCode::OK,
             &PasswordShownPage {
                 nav: viewer.nav(),
-                user: UserRow(user),
+                user: UserRow(user, false),
                 password: password.expose_secret().to_owned(),
                 created: true,
             },
@@ -312,13 +333,14 @@ pub async fn confirm_form(
 ) -> Result<HttpResponse, PageError> {
     let (id, action) = parse_target(&path)?;
     let user = users::find(&state, id).await?;
+    let has_passkeys = passkeys::count(&state, id).await? > 0;
     render(
         StatusCode::OK,
         &ConfirmPage {
             nav: viewer.nav(),
             yourself: viewer.user.id == id,
             csrf_token: viewer.csrf_token,
-            user: UserRow(user),
+            user: UserRow(user, has_passkeys),
             action,
         },
     )
@@ -357,6 +379,11 @@ pub async fn confirm(
             password = Some(fresh);
             Change::SetPassword(hash)
         }
+        // Not a change to the account row: the passkeys service does it.
+        Action::RemovePasskeys => {
+            passkeys::remove_all(&state, actor, id).await?;
+            return Ok(see_other(&format!("{USERS_PATH}?done={}", action.slug())));
+        }
     };
     let user = users::change(&state, actor, id, change).await?;
     match password {
@@ -364,7 +391,7 @@ pub async fn confirm(
             StatusCode::OK,
             &PasswordShownPage {
                 nav: viewer.nav(),
-                user: UserRow(user),
+                user: UserRow(user, false),
                 password: password.expose_secret().to_owned(),
                 created: false,
             },

@@ -1,6 +1,9 @@
 //! The browser half: looking a request up by its user code, and approving
-//! or denying it, under a row lock so exactly one token is ever minted.
+//! or denying it, under a row lock so exactly one token is ever minted. An
+//! approval that `APPROVAL_STEP_UP` asks a step-up for consumes its proof
+//! in the same transaction, or mints nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -8,8 +11,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::policy;
-use crate::config::Config;
+use super::policy::{self, StepUpReason};
+use super::step_up;
+use crate::config::{Config, TokenPolicy};
 use crate::db::models::notifications;
 use crate::db::models::users::User;
 use crate::db::models::{api_tokens, device_sessions, refresh_tokens, users};
@@ -34,8 +38,12 @@ pub struct CompleteInput {
     pub expires_in_days: Option<u32>,
     /// The signed-in account deciding.
     pub approver: User,
+    /// The approver's browser session (a step-up proof is bound to it).
+    pub approver_session: Uuid,
     /// Browser IP.
-    pub client_ip: String,
+    pub client_ip: IpAddr,
+    /// A passed step-up, when `APPROVAL_STEP_UP` asks for one.
+    pub step_up_proof: Option<String>,
 }
 
 /// The result of a decision.
@@ -52,6 +60,16 @@ pub enum CompleteOutcome {
     },
     /// Refused.
     Denied,
+    /// Not approved: `APPROVAL_STEP_UP` asks the approver to prove it is
+    /// them again, for these reasons, and no fitting proof came along.
+    /// Recorded as `step_up_failed`; nothing else changed.
+    StepUpRequired {
+        /// Why a step-up is asked for.
+        reasons: Vec<StepUpReason>,
+        /// What was wrong with the proof: `missing`, `unknown_or_used`,
+        /// `expired`, `not_for_this_approval`.
+        problem: &'static str,
+    },
 }
 
 /// What the approval page shows about a request.
@@ -75,6 +93,35 @@ pub struct RequestView {
     pub created_at: DateTime<Utc>,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
+    /// What an approval would mint (for the lifetime step-up considers).
+    pub token_policy: TokenPolicy,
+}
+
+impl RequestView {
+    /// Why approving this request from `approver_ip` needs a step-up, with
+    /// the scopes `granted` (all asked for when `None`) and the lifetime
+    /// `chosen_days` (the default when `None`).
+    pub fn step_up_reasons(
+        &self,
+        config: &Config,
+        approver_ip: IpAddr,
+        granted: Option<&[String]>,
+        chosen_days: Option<u32>,
+    ) -> Vec<StepUpReason> {
+        policy::step_up_reasons(
+            config,
+            &policy::Approval {
+                requested_from: self.client_ip.as_deref(),
+                approver_ip,
+                scopes: granted.unwrap_or(&self.scopes),
+                lifetime_days: policy::granted_lifetime_days(
+                    config,
+                    self.token_policy,
+                    chosen_days,
+                ),
+            },
+        )
+    }
 }
 
 /// The answer for a code that names no live request.
@@ -98,7 +145,11 @@ pub async fn find_request(
         Ok(device_sessions::find_by_user_hash(conn, &hash)?)
     })
     .await?;
+    let config = &state.config;
     Ok(found.map(|s| RequestView {
+        token_policy: config
+            .client(&s.client_id)
+            .map_or(TokenPolicy::ApiToken, |c| config.token_policy(c, s.flow)),
         id: s.id,
         status: if s.status.is_live() && s.expires_at <= now {
             SessionStatus::Expired
@@ -151,15 +202,18 @@ pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOu
             approve(conn, config, &session, &input, now)?
         } else {
             device_sessions::deny(conn, session.id, approver.id)?;
+            let ip = input.client_ip.to_string();
             events::record(
                 conn,
-                Event::new(EventKind::CliDeviceDenied, Severity::Medium, Some(&input.client_ip))
+                Event::new(EventKind::CliDeviceDenied, Severity::Medium, Some(&ip))
                     .user(approver.id)
                     .details(json!({ "session_id": session.id })),
             )?;
             CompleteOutcome::Denied
         };
-        changed(conn, realtime, &session.device_code_hash)?;
+        if !matches!(outcome, CompleteOutcome::StepUpRequired { .. }) {
+            changed(conn, realtime, &session.device_code_hash)?;
+        }
         Ok(outcome)
     })
     }).await
@@ -201,11 +255,59 @@ fn approve(
     let client = config
         .client(&session.client_id)
         .ok_or_else(|| AppError::internal("session of an unregistered client"))?;
+    let token_policy = config.token_policy(client, session.flow);
+    let ip = input.client_ip.to_string();
+
+    // Step-up, checked here, in the transaction that mints the token: a
+    // proof is spent exactly when it approves.
+    let reasons = policy::step_up_reasons(
+        config,
+        &policy::Approval {
+            requested_from: session.client_ip.as_deref(),
+            approver_ip: input.client_ip,
+            scopes: granted.as_slice(),
+            lifetime_days: policy::granted_lifetime_days(
+                config,
+                token_policy,
+                input.expires_in_days,
+            ),
+        },
+    );
+    if !reasons.is_empty() {
+        let codes: Vec<&str> = reasons.iter().map(StepUpReason::code).collect();
+        let checked = step_up::consume(
+            conn,
+            input.step_up_proof.as_deref(),
+            approver.id,
+            input.approver_session,
+            session.id,
+            now,
+        )?;
+        let (kind, details) = match checked {
+            Ok(method) => (
+                EventKind::StepUpPassed,
+                json!({ "session_id": session.id, "method": method.as_str(), "reasons": codes }),
+            ),
+            Err(problem) => (
+                EventKind::StepUpFailed,
+                json!({ "session_id": session.id, "reason": problem, "reasons": codes }),
+            ),
+        };
+        events::record(
+            conn,
+            Event::new(kind, Severity::Medium, Some(&ip))
+                .user(approver.id)
+                .details(details),
+        )?;
+        if let Err(problem) = checked {
+            return Ok(CompleteOutcome::StepUpRequired { reasons, problem });
+        }
+    }
     let issued = grants::issue(
         conn,
         config,
         &grants::Grant {
-            policy: config.token_policy(client, session.flow),
+            policy: token_policy,
             client_id: &session.client_id,
             user_id: approver.id,
             name: &session.token_name,
@@ -271,7 +373,7 @@ fn approve(
     ] {
         events::record(
             conn,
-            Event::new(kind, Severity::Medium, Some(&input.client_ip))
+            Event::new(kind, Severity::Medium, Some(&ip))
                 .user(approver.id)
                 .token(token_id)
                 .details(details),

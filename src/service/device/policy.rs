@@ -1,11 +1,14 @@
 //! The rules of a device login that need no database: token names, the
-//! scopes asked for and granted, lifetimes, who may approve what, and the
-//! per-account token cap. Pure functions, unit-tested here.
+//! scopes asked for and granted, lifetimes, who may approve what, the
+//! per-account token cap, and when an approval needs a step-up. Pure
+//! functions, unit-tested here.
+
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use envshield_api_types::ConfirmationMode;
 
-use crate::config::{Config, OAuthClient};
+use crate::config::{ApprovalStepUp, Config, OAuthClient, TokenPolicy};
 use crate::domain::{is_format_char, Role, Scopes, TokenName};
 use crate::error::AppError;
 
@@ -201,6 +204,163 @@ pub fn oauth_confirmation(
     }
 }
 
+/// Whether a request's address (as stored) is on the approver's network:
+/// the same IPv4 /24, or the same IPv6 /64 (one site's addresses, and
+/// privacy addresses that change within a prefix). IPv4-mapped IPv6
+/// addresses count as IPv4. An unreadable or unknown address counts as
+/// another network.
+pub fn same_network(requester: Option<&str>, approver: IpAddr) -> bool {
+    let Some(requester) = requester.and_then(|r| r.parse::<IpAddr>().ok()) else {
+        return false;
+    };
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (canonical(requester), canonical(approver)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => false,
+    }
+}
+
+/// How long the tokens of an approval live, in days (`None`: for ever): a
+/// long-lived API token lives what the approver chose, else the configured
+/// lifetime; a refresh family lives `REFRESH_TOKEN_ABSOLUTE_DAYS`.
+pub fn granted_lifetime_days(
+    config: &Config,
+    policy: TokenPolicy,
+    chosen_days: Option<u32>,
+) -> Option<u32> {
+    match policy {
+        TokenPolicy::ApiToken => chosen_days.or(config.api_token_ttl_days),
+        TokenPolicy::AccessRefresh => {
+            let days = config.refresh_token_absolute.as_secs().div_ceil(86_400);
+            Some(u32::try_from(days).unwrap_or(u32::MAX))
+        }
+    }
+}
+
+/// Why an approval asks the approver to prove it is them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepUpReason {
+    /// `APPROVAL_STEP_UP=always`.
+    Always,
+    /// The request came from another network than the approver's browser.
+    OtherNetwork {
+        /// The requesting address, as stored (`None`: unknown).
+        requested_from: Option<String>,
+        /// The approver's browser.
+        approver: String,
+    },
+    /// The token would carry scopes in `API_TOKEN_SCOPES_HIGH_RISK`.
+    HighRiskScopes(Vec<String>),
+    /// The token would live longer than `APPROVAL_STEP_UP_MAX_DAYS`.
+    LongLifetime {
+        /// Its lifetime in days; `None` for ever.
+        days: Option<u32>,
+        /// The limit.
+        max_days: u32,
+    },
+}
+
+impl StepUpReason {
+    /// A stable code, for the audit log and the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OtherNetwork { .. } => "other_network",
+            Self::HighRiskScopes(_) => "high_risk_scope",
+            Self::LongLifetime { .. } => "long_lifetime",
+        }
+    }
+
+    /// The reason in words, for the person approving.
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::Always => "This server asks for it on every approval.".to_owned(),
+            Self::OtherNetwork {
+                requested_from,
+                approver,
+            } => format!(
+                "The request came from another network ({}) than this browser ({approver}).",
+                requested_from.as_deref().unwrap_or("an unknown address")
+            ),
+            Self::HighRiskScopes(scopes) => {
+                let noun = if scopes.len() == 1 {
+                    "a high-risk scope"
+                } else {
+                    "high-risk scopes"
+                };
+                format!(
+                    "It asks for {}, {noun}. Untick what the tool does not need to avoid this.",
+                    scopes.join(", ")
+                )
+            }
+            Self::LongLifetime {
+                days: Some(days),
+                max_days,
+            } => format!(
+                "The token would live {days} days, longer than {max_days} days. A shorter expiry avoids this."
+            ),
+            Self::LongLifetime {
+                days: None,
+                max_days,
+            } => format!(
+                "The token would never expire (the limit without a step-up is {max_days} days). A shorter expiry avoids this."
+            ),
+        }
+    }
+}
+
+/// What an approval would grant, as far as step-up cares.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    /// Where the request came from, as stored.
+    pub requested_from: Option<&'a str>,
+    /// The approver's browser.
+    pub approver_ip: IpAddr,
+    /// The scopes the token would carry.
+    pub scopes: &'a [String],
+    /// How long it would live, in days (`None`: for ever).
+    pub lifetime_days: Option<u32>,
+}
+
+/// Why this approval needs a step-up under `APPROVAL_STEP_UP`; empty when
+/// it does not. Denying never does: this is asked of approvals only.
+pub fn step_up_reasons(config: &Config, approval: &Approval<'_>) -> Vec<StepUpReason> {
+    match config.approval_step_up {
+        ApprovalStepUp::Never => return Vec::new(),
+        ApprovalStepUp::Always => return vec![StepUpReason::Always],
+        ApprovalStepUp::HighRisk => {}
+    }
+    let mut reasons = Vec::new();
+    if !same_network(approval.requested_from, approval.approver_ip) {
+        reasons.push(StepUpReason::OtherNetwork {
+            requested_from: approval.requested_from.map(str::to_owned),
+            approver: approval.approver_ip.to_string(),
+        });
+    }
+    let risky: Vec<String> = approval
+        .scopes
+        .iter()
+        .filter(|s| config.is_high_risk_scope(s))
+        .cloned()
+        .collect();
+    if !risky.is_empty() {
+        reasons.push(StepUpReason::HighRiskScopes(risky));
+    }
+    if let Some(max_days) = config.step_up_max_days {
+        if approval.lifetime_days.is_none_or(|d| d > max_days) {
+            reasons.push(StepUpReason::LongLifetime {
+                days: approval.lifetime_days,
+                max_days,
+            });
+        }
+    }
+    reasons
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +553,122 @@ mod tests {
             Paste,
             "the server's word wins"
         );
+    }
+
+    #[test]
+    fn networks_compare_by_ipv4_24_or_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_network(Some("127.0.0.1"), ip("127.0.0.1")));
+        assert!(same_network(Some("198.51.100.4"), ip("198.51.100.200")));
+        assert!(same_network(
+            Some("::ffff:198.51.100.4"),
+            ip("198.51.100.9")
+        ));
+        assert!(!same_network(Some("198.51.101.4"), ip("198.51.100.4")));
+        assert!(!same_network(Some("203.0.113.7"), ip("127.0.0.1")));
+        assert!(same_network(
+            Some("2001:db8:1:2:aaaa::1"),
+            ip("2001:db8:1:2:bbbb::2")
+        ));
+        assert!(!same_network(
+            Some("2001:db8:1:3::1"),
+            ip("2001:db8:1:2::1")
+        ));
+        assert!(!same_network(Some("198.51.100.4"), ip("2001:db8::1")));
+        assert!(!same_network(Some("not an ip"), ip("127.0.0.1")));
+        assert!(!same_network(None, ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn step_up_reasons_follow_the_policy() {
+        let dir = std::env::temp_dir().join(format!("envshield-step-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("ENVSHIELD_DATA_DIR", dir.to_str().unwrap()),
+            ("APPROVAL_STEP_UP", "high_risk"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::from_map(&vars).unwrap();
+        let here: IpAddr = "198.51.100.4".parse().unwrap();
+        let read = vec!["envs:read".to_owned()];
+        let quiet = Approval {
+            requested_from: Some("198.51.100.7"),
+            approver_ip: here,
+            scopes: &read,
+            lifetime_days: Some(30),
+        };
+        assert!(step_up_reasons(&config, &quiet).is_empty());
+        let write = vec!["envs:read".to_owned(), "envs:write".to_owned()];
+        let loud = Approval {
+            requested_from: Some("203.0.113.9"),
+            scopes: &write,
+            lifetime_days: None,
+            ..quiet
+        };
+        let reasons = step_up_reasons(&config, &loud);
+        let codes: Vec<&str> = reasons.iter().map(StepUpReason::code).collect();
+        assert_eq!(codes, ["other_network", "high_risk_scope", "long_lifetime"]);
+        assert_eq!(
+            reasons[0].sentence(),
+            "The request came from another network (203.0.113.9) than this browser (198.51.100.4)."
+        );
+        assert_eq!(
+            reasons[1].sentence(),
+            "It asks for envs:write, a high-risk scope. Untick what the tool does not need to avoid this."
+        );
+        assert!(
+            reasons[2].sentence().contains("never expire"),
+            "{reasons:?}"
+        );
+        let long = Approval {
+            lifetime_days: Some(365),
+            ..quiet
+        };
+        assert_eq!(
+            step_up_reasons(&config, &long)[0].sentence(),
+            "The token would live 365 days, longer than 90 days. A shorter expiry avoids this."
+        );
+        let at_limit = Approval {
+            lifetime_days: Some(90),
+            ..quiet
+        };
+        assert!(
+            step_up_reasons(&config, &at_limit).is_empty(),
+            "90 is not over 90"
+        );
+
+        vars.insert("APPROVAL_STEP_UP".into(), "always".into());
+        let always = Config::from_map(&vars).unwrap();
+        assert_eq!(step_up_reasons(&always, &quiet), [StepUpReason::Always]);
+        vars.insert("APPROVAL_STEP_UP".into(), "never".into());
+        let never = Config::from_map(&vars).unwrap();
+        assert!(step_up_reasons(&never, &loud).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn refresh_families_live_their_absolute_lifetime() {
+        let dir = std::env::temp_dir().join(format!("envshield-lifetime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vars = [("ENVSHIELD_DATA_DIR", dir.to_str().unwrap())]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(
+            granted_lifetime_days(&config, TokenPolicy::ApiToken, None),
+            Some(365)
+        );
+        assert_eq!(
+            granted_lifetime_days(&config, TokenPolicy::ApiToken, Some(7)),
+            Some(7)
+        );
+        assert_eq!(
+            granted_lifetime_days(&config, TokenPolicy::AccessRefresh, Some(7)),
+            Some(90)
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

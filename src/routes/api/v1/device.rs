@@ -271,7 +271,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
         (status = 200, description = "Decided (or already approved).", body = StatusMessage),
         (status = 400, description = "Malformed user code or body, or scopes not asked for.", body = ErrorBody),
         (status = 401, description = "Not signed in.", body = ErrorBody),
-        (status = 403, description = "Cross-origin request, or the account may not grant these scopes.", body = ErrorBody),
+        (status = 403, description = "Cross-origin request, the account may not grant these scopes, or `step_up_required`: the server asks for a step-up (APPROVAL_STEP_UP) and no fitting `stepUpProof` came.", body = ErrorBody),
         (status = 404, description = "No pending request has this code.", body = ErrorBody),
         (status = 409, description = "The request was already decided the other way.", body = ErrorBody),
         (status = 410, description = "The request expired or was cancelled.", body = ErrorBody),
@@ -299,7 +299,9 @@ pub async fn complete_device_session(
         scopes: body.scopes,
         expires_in_days: body.expires_in_days,
         approver: user.0,
-        client_ip: ip.to_string(),
+        approver_session: user.1,
+        client_ip: ip.0,
+        step_up_proof: body.step_up_proof,
     };
     let outcome = device::decide(&state, input).await?;
     let (message, confirmation_code) = match outcome {
@@ -319,6 +321,9 @@ pub async fn complete_device_session(
             None,
         ),
         CompleteOutcome::Denied => ("CLI login denied. The terminal will be told.", None),
+        CompleteOutcome::StepUpRequired { reasons, problem } => {
+            return Err(step_up_required(&reasons, problem))
+        }
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -327,6 +332,25 @@ pub async fn complete_device_session(
             message: message.to_owned(),
             confirmation_code,
         }))
+}
+
+/// The 403 for an approval that needs a step-up and came without a fitting
+/// proof: each reason in words, and how to get a proof.
+pub fn step_up_required(reasons: &[policy::StepUpReason], problem: &str) -> AppError {
+    let why: Vec<String> = reasons.iter().map(policy::StepUpReason::sentence).collect();
+    let proof = match problem {
+        "missing" => "No step-up proof came with it",
+        "expired" => "The step-up proof has expired",
+        "not_for_this_approval" => "The step-up proof was made for another approval",
+        _ => "The step-up proof is unknown or was already used",
+    };
+    AppError::forbidden(
+        "step_up_required",
+        format!(
+            "Approving this request needs you to confirm it is you again (a passkey, or your password when you have none). {} {proof}: confirm on the approval page and approve there.",
+            why.join(" ")
+        ),
+    )
 }
 
 /// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).

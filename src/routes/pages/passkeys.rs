@@ -1,0 +1,338 @@
+//! Passkeys in the browser: `/settings/passkeys` (list, rename, remove),
+//! and the JSON endpoints `static/js/passkeys.js` calls for each WebAuthn
+//! ceremony: registering (settings), signing in (`/login`) and the approval
+//! step-up (`/cli/login`). Each ceremony is a `start` (options for the
+//! browser; the ceremony's id goes into the encrypted session cookie) and
+//! a `finish` (the browser's answer). Every one of them checks `Origin`
+//! (`SameOrigin`, the CSRF defence of cookie-authenticated JSON) and takes
+//! only `application/json`; all but sign-in need a signed-in session.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+
+use crate::auth::session::TypedSession;
+use crate::db::models::passkeys::PasskeyRow;
+use crate::domain::UserCode;
+use crate::error::AppError;
+use crate::routes::extract::{
+    csrf_only_form, page_form, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInForm,
+    SignedInUser, UserAgent, Viewer,
+};
+use crate::routes::pages::auth::safe_redirect;
+use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
+use crate::service::{passkeys, sessions};
+use crate::state::AppState;
+
+const PASSKEYS_PATH: &str = "/settings/passkeys";
+
+/// A passkey as the settings page shows it.
+pub struct PasskeyItem {
+    /// Row id, for the forms.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Registration time.
+    pub created: String,
+    /// Latest use, or "never".
+    pub last_used: String,
+}
+
+impl From<PasskeyRow> for PasskeyItem {
+    fn from(row: PasskeyRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            name: row.name,
+            created: utc(row.created_at),
+            last_used: utc_or(row.last_used_at, "never"),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account/passkeys.html")]
+struct PasskeysPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    passkeys: Vec<PasskeyItem>,
+    /// Whether this server offers passkeys (`APP_URL` names a host).
+    available: bool,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+impl PasskeysPage {
+    async fn of(
+        state: &AppState,
+        viewer: Viewer,
+        notice: Option<&'static str>,
+        error: Option<String>,
+    ) -> Result<Self, PageError> {
+        let rows = passkeys::list(state, viewer.user.id).await?;
+        Ok(Self {
+            nav: viewer.nav(),
+            csrf_token: viewer.csrf_token,
+            passkeys: rows.into_iter().map(PasskeyItem::from).collect(),
+            available: passkeys::available(state),
+            notice,
+            error,
+        })
+    }
+}
+
+/// Query of the passkeys page: what was just done.
+#[derive(Debug, Deserialize)]
+pub struct PasskeysQuery {
+    done: Option<String>,
+}
+
+/// `GET /settings/passkeys`.
+pub async fn list_passkeys(
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    query: web::Query<PasskeysQuery>,
+) -> Result<HttpResponse, PageError> {
+    let notice = match query.done.as_deref() {
+        Some("added") => Some("Passkey added. You can sign in with it now."),
+        Some("renamed") => Some("Passkey renamed."),
+        Some("removed") => Some("Passkey removed. It can no longer sign in to this account."),
+        _ => None,
+    };
+    let page = PasskeysPage::of(&state, viewer, notice, None).await?;
+    render(StatusCode::OK, &page)
+}
+
+fn passkey_id(raw: &str) -> Result<Uuid, PageError> {
+    Uuid::parse_str(raw).map_err(|_| PageError(AppError::NotFound("The passkey".to_owned())))
+}
+
+/// Fields of a passkey's rename form.
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+page_form!(RenameForm, back_to = PASSKEYS_PATH);
+
+/// `POST /settings/passkeys/{id}/rename`.
+pub async fn rename_passkey(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    posted: SignedInForm<RenameForm>,
+) -> Result<HttpResponse, PageError> {
+    let SignedInForm { form, viewer } = posted;
+    let id = passkey_id(&path)?;
+    match passkeys::parse_name(&form.name) {
+        Ok(name) => {
+            passkeys::rename(&state, viewer.user.id, id, name).await?;
+            Ok(see_other(&format!("{PASSKEYS_PATH}?done=renamed")))
+        }
+        Err(message) => {
+            let page = PasskeysPage::of(&state, viewer, None, Some(message)).await?;
+            render(StatusCode::BAD_REQUEST, &page)
+        }
+    }
+}
+
+csrf_only_form!(
+    /// A passkey's Remove button.
+    RemoveForm,
+    back_to = PASSKEYS_PATH
+);
+
+/// `POST /settings/passkeys/{id}/remove`.
+pub async fn remove_passkey(
+    ip: ClientIp,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    posted: SignedInForm<RemoveForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = passkey_id(&path)?;
+    passkeys::remove(&state, posted.viewer.user.id, id, ip.0).await?;
+    Ok(see_other(&format!("{PASSKEYS_PATH}?done=removed")))
+}
+
+/// WebAuthn options for the browser, never cached.
+fn options(options: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(options)
+}
+
+/// The ceremony this browser started, from its session cookie.
+fn pending_ceremony(session: &TypedSession) -> Result<Uuid, AppError> {
+    session.take_passkey_ceremony().ok_or_else(|| {
+        AppError::bad_request(
+            "ceremony_expired",
+            "No passkey request is waiting in this browser. Start again.",
+        )
+    })
+}
+
+/// Body of `POST /settings/passkeys/register/start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterStart {
+    name: String,
+}
+
+/// `POST /settings/passkeys/register/start`: the options for
+/// `navigator.credentials.create()`.
+pub async fn register_start(
+    _: SameOrigin,
+    SignedInUser(user, session_id): SignedInUser,
+    session: TypedSession,
+    state: web::Data<AppState>,
+    body: JsonObject<RegisterStart>,
+) -> Result<HttpResponse, AppError> {
+    let name = passkeys::parse_name(&body.name)
+        .map_err(|m| AppError::bad_request("invalid_passkey_name", m))?;
+    let (id, created) = passkeys::start_registration(&state, &user, session_id, name).await?;
+    session.set_passkey_ceremony(id)?;
+    Ok(options(created))
+}
+
+/// Body of `POST /settings/passkeys/register/finish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterFinish {
+    credential: RegisterPublicKeyCredential,
+}
+
+/// `POST /settings/passkeys/register/finish`: stores the new passkey.
+pub async fn register_finish(
+    _: SameOrigin,
+    SignedInUser(user, session_id): SignedInUser,
+    session: TypedSession,
+    ip: ClientIp,
+    state: web::Data<AppState>,
+    body: JsonObject<RegisterFinish>,
+) -> Result<HttpResponse, AppError> {
+    let ceremony = pending_ceremony(&session)?;
+    let credential = body.into_inner().credential;
+    let row = passkeys::finish_registration(&state, &user, session_id, ceremony, credential, ip.0)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "id": row.id, "name": row.name })))
+}
+
+/// `POST /login/passkey/start`: options for `navigator.credentials.get()`
+/// that name no account (the authenticator offers its passkeys).
+pub async fn sign_in_start(
+    _: SameOrigin,
+    session: TypedSession,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (id, requested) = passkeys::start_sign_in(&state).await?;
+    session.set_passkey_ceremony(id)?;
+    Ok(options(requested))
+}
+
+/// Body of `POST /login/passkey/finish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInFinish {
+    credential: PublicKeyCredential,
+    /// Where to go afterwards (a path on this site), as `/login?redirect=`.
+    #[serde(default)]
+    redirect: Option<String>,
+}
+
+/// `POST /login/passkey/finish`: signs the browser in like the password
+/// form does (a fresh server-side session), and says where to go.
+pub async fn sign_in_finish(
+    _: SameOrigin,
+    session: TypedSession,
+    ip: ClientIp,
+    ua: UserAgent,
+    state: web::Data<AppState>,
+    body: JsonObject<SignInFinish>,
+) -> Result<HttpResponse, AppError> {
+    let ceremony = pending_ceremony(&session)?;
+    let SignInFinish {
+        credential,
+        redirect,
+    } = body.into_inner();
+    let user = match passkeys::finish_sign_in(&state, ceremony, credential, ip.0).await? {
+        Ok(user) => user,
+        // One answer for every refusal: nothing learnt about accounts.
+        Err(_) => {
+            return Err(AppError::Unauthorized {
+                code: "passkey_not_accepted",
+                message: "That passkey was not accepted. Use a passkey you added to your account, or sign in with your email and password.".to_owned(),
+                challenge: None,
+            })
+        }
+    };
+    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
+    session.sign_in(&secret)?;
+    let redirect = safe_redirect(redirect.as_deref()).unwrap_or_else(|| "/".to_owned());
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "redirect": redirect })))
+}
+
+/// Body of `POST /cli/login/step-up/start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpStart {
+    code: String,
+}
+
+/// `POST /cli/login/step-up/start`: options for an assertion with one of
+/// the account's passkeys, to approve the request with `code`.
+pub async fn step_up_start(
+    _: SameOrigin,
+    CodeEntry(SignedInUser(user, session_id)): CodeEntry<SignedInUser>,
+    session: TypedSession,
+    state: web::Data<AppState>,
+    body: JsonObject<StepUpStart>,
+) -> Result<HttpResponse, AppError> {
+    let code = UserCode::parse(&body.code).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_user_code",
+            "code must be the 8-letter code shown in the terminal, like BCDF-GHJK.",
+        )
+    })?;
+    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, &code).await?;
+    session.set_passkey_ceremony(id)?;
+    Ok(options(requested))
+}
+
+/// Body of `POST /cli/login/step-up/finish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpFinish {
+    credential: PublicKeyCredential,
+}
+
+/// `POST /cli/login/step-up/finish`: checks the assertion and answers the
+/// proof the approval form carries (`step_up_proof`).
+pub async fn step_up_finish(
+    _: SameOrigin,
+    SignedInUser(user, session_id): SignedInUser,
+    session: TypedSession,
+    ip: ClientIp,
+    state: web::Data<AppState>,
+    body: JsonObject<StepUpFinish>,
+) -> Result<HttpResponse, AppError> {
+    let ceremony = pending_ceremony(&session)?;
+    let credential = body.into_inner().credential;
+    match passkeys::finish_step_up(&state, &user, session_id, ceremony, credential, ip.0).await? {
+        Ok(proof) => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "stepUpProof": proof }))),
+        Err(_) => Err(AppError::forbidden(
+            "step_up_failed",
+            "That passkey was not accepted. Use one of the passkeys on your account, then approve again.",
+        )),
+    }
+}
