@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::TestEnv;
+use crate::helpers::{interrupt, TestEnv};
 
 /// The address the CLI asks the browser to open.
 fn authorize_url(started: &Value) -> String {
@@ -116,4 +116,23 @@ fn device_flag_uses_the_device_flow_even_with_a_browser_here() {
     done.assert_code(0);
     assert_eq!(env.only_device_session().status, "CONSUMED");
     assert_eq!(env.saved_profile()["tokenType"], "DPoP");
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_browser_saves_nothing() {
+    let env = TestEnv::spawn();
+
+    let mut login = env.start_with_browser(&["--json", "login"]);
+    login.json_event("browser_login_started");
+    interrupt(login.pid());
+    let done = login.finish();
+
+    done.assert_code(130);
+    let lines = done.json_lines();
+    assert_eq!(
+        lines.last().expect("an error")["error"],
+        "cancelled",
+        "{done:?}"
+    );
+    env.sandbox.assert_nothing_written();
 }
