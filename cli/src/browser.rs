@@ -29,15 +29,29 @@ pub fn is_safe_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Environment variable naming a program to open addresses with instead of
+/// the system's opener (run with the address as its one argument, no
+/// shell).
+pub const BROWSER_ENV: &str = "ENVSHIELD_BROWSER";
+
 /// Starts the system's opener for `url` without waiting for the browser:
-/// the first of [`openers`] that can be started. Fails when the URL is not
-/// safe or no opener can be started.
+/// the first of [`openers`] that can be started (or the program in
+/// [`BROWSER_ENV`]). Fails when the URL is not safe or no opener can be
+/// started.
 pub fn open(url: &str) -> Result<(), String> {
     if !is_safe_url(url) {
         return Err("the address is not a plain http(s) URL".into());
     }
+    let chosen = std::env::var(BROWSER_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .map(|program| {
+            let mut command = Command::new(program.trim());
+            command.arg(url);
+            vec![command]
+        });
     let mut first_failure = None;
-    for mut command in openers(url) {
+    for mut command in chosen.unwrap_or_else(|| openers(url)) {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

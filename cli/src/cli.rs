@@ -74,9 +74,15 @@ pub struct LoginArgs {
     #[arg(long, value_name = "SCOPES", value_delimiter = ',')]
     pub scopes: Vec<String>,
 
-    /// Do not open a browser; just print the address
+    /// Do not open a browser; just print the address (implies --device)
     #[arg(long)]
     pub no_browser: bool,
+
+    /// Sign in with a code you check in a browser on any device (the
+    /// device flow), instead of the browser on this computer coming back
+    /// to envshield by itself
+    #[arg(long)]
+    pub device: bool,
 
     /// Paste-back confirmation: after you approve, the browser shows a
     /// one-time code (like 482-193) that you type here; only then is the
@@ -90,12 +96,12 @@ pub struct LoginArgs {
     #[arg(
         long,
         value_name = "TOKEN",
-        conflicts_with_all = ["with_token", "name", "scopes", "no_browser", "paste"]
+        conflicts_with_all = ["with_token", "name", "scopes", "no_browser", "paste", "device"]
     )]
     pub token: Option<String>,
 
     /// Read an existing token from standard input and save it (for CI)
-    #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste"])]
+    #[arg(long, conflicts_with_all = ["name", "scopes", "no_browser", "paste", "device"])]
     pub with_token: bool,
 
     /// Copy the code to the clipboard, to paste it in the browser
@@ -119,6 +125,7 @@ impl fmt::Debug for LoginArgs {
             .field("name", &self.name)
             .field("scopes", &self.scopes)
             .field("no_browser", &self.no_browser)
+            .field("device", &self.device)
             .field("paste", &self.paste)
             .field("token", &redacted(self.token.as_ref()))
             .field("with_token", &self.with_token)

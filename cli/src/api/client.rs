@@ -3,14 +3,16 @@
 //! answer or classified into an [`ApiError`].
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder};
-use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use envshield_api_types::dpop::DpopKey;
 use envshield_api_types::ErrorBody;
 
 use super::base_url::normalize_api_url;
@@ -23,6 +25,9 @@ use crate::text::one_line;
 pub struct ApiClient {
     http: Client,
     base: String,
+    /// The key every request proves possession of (DPoP, RFC 9449), when
+    /// the tokens are, or are to be, bound to it.
+    dpop: Option<Arc<DpopKey>>,
 }
 
 impl ApiClient {
@@ -39,7 +44,44 @@ impl ApiClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::Client(innermost(&e)))?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            dpop: None,
+        })
+    }
+
+    /// This client, sending a DPoP proof made with `key` on every request
+    /// (and a token as `Authorization: DPoP`); `None` keeps Bearer.
+    pub fn with_dpop(self, key: Option<Arc<DpopKey>>) -> Self {
+        Self { dpop: key, ..self }
+    }
+
+    /// The DPoP key requests are proved with, if any.
+    pub fn dpop_key(&self) -> Option<&Arc<DpopKey>> {
+        self.dpop.as_ref()
+    }
+
+    /// A DPoP proof for `method` on the full `url`, made now, with the hash
+    /// of `token` when one is sent; `None` without a key.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(key) = &self.dpop else {
+            return Ok(None);
+        };
+        key.proof(method, url, token, chrono::Utc::now().timestamp())
+            .map(Some)
+            .map_err(|e| ApiError::Client(format!("could not sign a DPoP proof: {e}")))
+    }
+
+    /// The HTTP client itself, for requests outside the API base URL
+    /// (the OAuth endpoints).
+    pub(crate) fn http(&self) -> &Client {
+        &self.http
     }
 
     /// The API base URL, normalised.
@@ -49,10 +91,14 @@ impl ApiClient {
 
     /// A request to the endpoint at `path` (below the base URL).
     pub(super) fn request(&self, method: Method, path: &'static str) -> Request<'_> {
+        let url = format!("{}{path}", self.base);
         Request {
             client: self,
             path,
-            builder: self.http.request(method, format!("{}{path}", self.base)),
+            builder: self.http.request(method.clone(), &url),
+            method,
+            url,
+            token: None,
             not_found_is_an_answer: false,
         }
     }
@@ -81,13 +127,18 @@ pub(super) struct Request<'a> {
     client: &'a ApiClient,
     path: &'static str,
     builder: RequestBuilder,
+    method: Method,
+    /// The full URL, without the query: a DPoP proof's `htu`.
+    url: String,
+    token: Option<String>,
     not_found_is_an_answer: bool,
 }
 
 impl<'a> Request<'a> {
-    /// Sends `token` as the bearer token.
+    /// Sends `token`: as `Authorization: DPoP` with a proof carrying its
+    /// hash when the client has a DPoP key, else as the bearer token.
     pub(super) fn bearer(mut self, token: &str) -> Self {
-        self.builder = self.builder.bearer_auth(token);
+        self.token = Some(token.to_string());
         self
     }
 
@@ -119,10 +170,24 @@ impl<'a> Request<'a> {
     /// Sends the request and reads the answer in full.
     pub(super) fn send(self) -> Result<Reply<'a>, ApiError> {
         let client = self.client;
-        let response = self
-            .builder
-            .send()
-            .map_err(|e| client.transport_error(&e))?;
+        let mut builder = self.builder;
+        let token = self.token.as_deref();
+        // A fresh proof for every request sent, retries included: the
+        // server accepts each proof once.
+        match client.dpop_proof(self.method.as_str(), &self.url, token)? {
+            Some(proof) => {
+                builder = builder.header("DPoP", proof);
+                if let Some(token) = token {
+                    builder = builder.header(AUTHORIZATION, format!("DPoP {token}"));
+                }
+            }
+            None => {
+                if let Some(token) = token {
+                    builder = builder.bearer_auth(token);
+                }
+            }
+        }
+        let response = builder.send().map_err(|e| client.transport_error(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let mut body = Vec::new();

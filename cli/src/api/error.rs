@@ -220,6 +220,14 @@ impl fmt::Display for ApiError {
                     message
                 };
                 match (*status, body.error.as_str()) {
+                    (_, "invalid_dpop_proof") if mentions_time(&message) => write!(
+                        f,
+                        "the server refused this computer's proof of its sign-in key (DPoP: {message}). Check that this computer's clock is right (set it automatically, e.g. with NTP), then try again."
+                    ),
+                    (_, "invalid_dpop_proof") => write!(
+                        f,
+                        "the server refused this computer's proof of its sign-in key (DPoP: {message}). Try again; if it keeps failing, run `envshield login` to sign in with a new key."
+                    ),
                     (401, _) => write!(
                         f,
                         "{message}. Run `envshield login` to sign in again."
@@ -240,3 +248,12 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// Whether a DPoP refusal is about the proof's time (`iat`): then the
+/// clock of one side is off.
+fn mentions_time(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["iat", "clock", "time", "future", "too old"]
+        .iter()
+        .any(|w| lower.contains(w))
+}

@@ -226,3 +226,24 @@ fn poll_answers_of_every_status_decode() {
         requests[0]
     );
 }
+
+#[test]
+fn a_client_with_a_dpop_key_sends_the_token_as_dpop_with_a_proof() {
+    let key = std::sync::Arc::new(envshield_api_types::dpop::DpopKey::generate_p256().unwrap());
+    let (base, server) = canned_server(vec![http(
+        "401 Unauthorized",
+        "application/json",
+        r#"{"error":"invalid_dpop_proof","message":"The DPoP proof's iat is too far from this server's clock; check the system clock."}"#,
+    )]);
+    let client = ApiClient::new(&base).unwrap().with_dpop(Some(key));
+    let err = client.whoami("esh_x").unwrap_err();
+    let requests = server.join().unwrap();
+    let request = requests[0].to_ascii_lowercase();
+    assert!(request.contains("authorization: dpop esh_x"), "{request}");
+    assert!(request.contains("\r\ndpop: ey"), "{request}");
+    assert!(!request.contains("bearer"), "{request}");
+    assert_eq!(err.code(), "invalid_dpop_proof");
+    let message = err.to_string();
+    assert!(message.contains("clock"), "{message}");
+    assert!(message.contains("(DPoP:"), "{message}");
+}

@@ -1,12 +1,15 @@
 //! Which token a command uses, and for which server.
 
 use std::fmt;
+use std::sync::Arc;
+
+use envshield_api_types::dpop::DpopKey;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::context::Context;
-use crate::api::{self, ApiError};
+use crate::api::{self, ApiClient, ApiError};
 use crate::config::{Config, KeyringRef, Profile};
 use crate::error::{profile_flag, CliError};
 use crate::secrets::{self, Keyring, KeyringError, SecretName};
@@ -43,6 +46,8 @@ pub struct Credentials {
     /// The keyring entry holding the profile's secrets; `None` when they
     /// are in the config file (or come from `ENVSHIELD_TOKEN`).
     pub keyring: Option<KeyringRef>,
+    /// The key the token is bound to (DPoP); `None` for a bearer token.
+    pub dpop: Option<Arc<DpopKey>>,
 }
 
 // Neither token ever appears in debug output.
@@ -56,6 +61,7 @@ impl fmt::Debug for Credentials {
             .field("token_id", &self.token_id)
             .field("refresh_token", &redacted(self.refresh_token.as_ref()))
             .field("keyring", &self.keyring)
+            .field("dpop", &self.dpop.is_some())
             .finish()
     }
 }
@@ -104,7 +110,20 @@ pub(crate) fn missing_from_keyring(name: &str, profile: &Profile) -> CliError {
     )
 }
 
+impl Credentials {
+    /// Whether the token is bound to a DPoP key on this machine.
+    pub fn is_dpop_bound(&self) -> bool {
+        self.dpop.is_some()
+    }
+}
+
 impl Context {
+    /// A client for the server of `creds`, proving possession of its DPoP
+    /// key on every request when the token is bound to one.
+    pub fn client_for(&self, creds: &Credentials) -> Result<ApiClient, CliError> {
+        Ok(self.client(&creds.api_url)?.with_dpop(creds.dpop.clone()))
+    }
+
     /// The token to use: `ENVSHIELD_TOKEN`, else the profile's saved token.
     /// Fails when there is none.
     pub fn credentials(&self, config: &Config) -> Result<Credentials, CliError> {
@@ -121,6 +140,7 @@ impl Context {
                 token_id: None,
                 refresh_token: None,
                 keyring: None,
+                dpop: None,
             });
         }
         let profile = saved
@@ -141,6 +161,17 @@ impl Context {
             .ok_or_else(|| missing_from_keyring(name, profile))?;
         let refresh_token = saved_secret(name, profile, SecretName::RefreshToken)?;
         let flag = profile_flag(name);
+        let dpop = if profile.is_dpop_bound() {
+            let stored = saved_secret(name, profile, SecretName::DpopPrivateKey)?;
+            let key = stored.as_deref().map(DpopKey::from_stored).transpose();
+            match key {
+                Ok(Some(key)) => Some(Arc::new(key)),
+                Ok(None) => return Err(malformed(format!("the token saved in profile '{name}' is bound to a DPoP key, but the key is missing from where the profile keeps its secrets. Run `envshield login{flag}` to sign in again."))),
+                Err(e) => return Err(malformed(format!("the DPoP key saved in profile '{name}' cannot be read ({e}). Run `envshield login{flag}` to sign in again."))),
+            }
+        } else {
+            None
+        };
         api::check_token_format(&token).map_err(|reason| {
             malformed(format!("the token saved in profile '{name}' is malformed ({reason}). Run `envshield login{flag}` to sign in again."))
         })?;
@@ -163,13 +194,14 @@ impl Context {
             token_id: profile.token_id,
             refresh_token,
             keyring: profile.keyring.clone(),
+            dpop,
         })
     }
 
     /// Turns a refused token (401) into advice that fits where the token
     /// came from; other errors pass through.
     pub fn refused(&self, creds: &Credentials, err: ApiError) -> CliError {
-        if !err.is_unauthorized() {
+        if !err.is_unauthorized() || err.code() == "invalid_dpop_proof" {
             return err.into();
         }
         let said = err

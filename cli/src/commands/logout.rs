@@ -126,7 +126,7 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
     // then revokes the whole session, refresh token included).
     let mut used = SavedSignIn::of(profile);
     let revoked = ctx.stored_credentials(name, profile).and_then(|mut creds| {
-        let client = ctx.client(&creds.api_url)?;
+        let client = ctx.client_for(&creds)?;
         let answer = ctx.call(&mut creds, &client, |c, t| c.logout(t));
         used = SavedSignIn::used_by(&creds);
         match answer {

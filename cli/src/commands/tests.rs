@@ -76,6 +76,7 @@ fn refused_tokens_get_advice_for_their_source() {
         token_id: None,
         refresh_token: None,
         keyring: None,
+        dpop: None,
     };
     let e = ctx.refused(&creds, err.clone());
     assert_eq!(e.code, "invalid_token");
@@ -279,6 +280,7 @@ fn debug_output_hides_every_token() {
         token_id: None,
         refresh_token: Some("eshr_refresh_secret".into()),
         keyring: None,
+        dpop: None,
     };
     let shown = format!("{creds:?}");
     assert!(!shown.contains("secret"), "{shown}");

@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, command: Option<&TokensCommand>) -> Result<(), CliErro
 fn list(ctx: &Context, all: bool) -> Result<(), CliError> {
     let config = ctx.load_config()?;
     let mut creds = ctx.credentials(&config)?;
-    let client = ctx.client(&creds.api_url)?;
+    let client = ctx.client_for(&creds)?;
     let list = ctx
         .call(&mut creds, &client, |c, token| c.list_tokens(token, all))
         .map_err(|e| ctx.call_failed(&creds, e))?;
@@ -97,7 +97,7 @@ fn render(tokens: &[TokenSummary], now: chrono::DateTime<Utc>) -> String {
 fn revoke(ctx: &Context, id: Uuid) -> Result<(), CliError> {
     let config = ctx.load_config()?;
     let mut creds = ctx.credentials(&config)?;
-    let client = ctx.client(&creds.api_url)?;
+    let client = ctx.client_for(&creds)?;
     ctx.call(&mut creds, &client, |c, token| c.revoke_token(token, id))
         .map_err(|e| ctx.call_failed(&creds, e))?;
 

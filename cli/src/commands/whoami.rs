@@ -19,6 +19,8 @@ struct Status<'a> {
     api_url: &'a str,
     token_source: TokenSource,
     credentials: &'a StoredAt,
+    /// The token is bound to this device's DPoP key.
+    dpop_bound: bool,
     user: &'a UserInfo,
     token: &'a TokenInfo,
 }
@@ -29,7 +31,7 @@ struct Status<'a> {
 pub fn run(ctx: &Context) -> Result<(), CliError> {
     let config = ctx.load_config()?;
     let mut creds = ctx.credentials(&config)?;
-    let client = ctx.client(&creds.api_url)?;
+    let client = ctx.client_for(&creds)?;
     let who = ctx
         .call(&mut creds, &client, |c, token| c.whoami(token))
         .map_err(|e| ctx.call_failed(&creds, e))?;
@@ -49,6 +51,7 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
             api_url: &creds.api_url,
             token_source: creds.source,
             credentials: &stored_at,
+            dpop_bound: creds.is_dpop_bound(),
             user: &who.user,
             token: &who.token,
         });
@@ -76,6 +79,14 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
         format!("Expires:    {}", when(who.token.expires_at, now, "never")),
         format!("Last used:  {}", when(who.token.last_used_at, now, "never")),
         format!("Credentials: {stored_at}"),
+        format!(
+            "Binding:    {}",
+            if creds.is_dpop_bound() {
+                "Bound to this device's key (DPoP)"
+            } else {
+                "None (bearer token: works wherever it is copied)"
+            }
+        ),
     ];
     for line in lines {
         ctx.out.result(&line);

@@ -17,7 +17,9 @@ mod store;
 
 pub use error::ConfigError;
 pub use names::{CONFIG_DIR_ENV, CONFIG_DIR_NAME, CONFIG_FILE, LOCK_FILE};
-pub use profile::{parse_profile_name, Config, KeyringRef, Profile, DEFAULT_PROFILE};
+pub use profile::{
+    parse_profile_name, Config, KeyringRef, Profile, DEFAULT_PROFILE, DPOP_TOKEN_TYPE,
+};
 pub use store::{config_dir_from, ConfigLock, ConfigStore};
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use crate::text::redacted;
 /// Name of the profile used when none is given.
 pub const DEFAULT_PROFILE: &str = "default";
 
+/// The token type of a DPoP-bound token.
+pub const DPOP_TOKEN_TYPE: &str = "DPoP";
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -49,6 +52,11 @@ pub struct Profile {
     /// access token, in the same write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// How the token is sent: `DPoP` when it is bound to the profile's DPoP
+    /// key (`dpop_private_key`, RFC 9449); absent (every profile saved
+    /// before DPoP) or `Bearer` for a plain bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
     /// Other named secrets (e.g. `dpop_private_key`) of a profile whose
     /// secrets are kept in this file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -93,6 +101,13 @@ impl Profile {
         self.token.is_some() || self.keyring.is_some()
     }
 
+    /// Whether the token is bound to the profile's DPoP key.
+    pub fn is_dpop_bound(&self) -> bool {
+        self.token_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TOKEN_TYPE))
+    }
+
     /// Forgets the token but keeps the server, so the next `login` goes to
     /// the same place. A keyring entry must have been erased first.
     pub fn clear_token(&mut self) {
@@ -101,6 +116,7 @@ impl Profile {
         self.token_name = None;
         self.expires_at = None;
         self.refresh_token = None;
+        self.token_type = None;
         self.secrets.clear();
         self.keyring = None;
     }
@@ -116,6 +132,7 @@ impl fmt::Debug for Profile {
             .field("token_name", &self.token_name)
             .field("expires_at", &self.expires_at)
             .field("refresh_token", &redacted(self.refresh_token.as_ref()))
+            .field("token_type", &self.token_type)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("keyring", &self.keyring)
             .finish_non_exhaustive()

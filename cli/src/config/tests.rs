@@ -22,6 +22,7 @@ fn profile(url: &str, token: &str) -> Profile {
         token_name: Some("CLI Token".into()),
         expires_at: None,
         refresh_token: None,
+        token_type: None,
         secrets: Default::default(),
         keyring: None,
         other: Default::default(),

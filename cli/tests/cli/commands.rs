@@ -46,7 +46,7 @@ fn logout_revokes_the_token_on_the_server_and_forgets_it() {
     let result = done.json();
     assert_eq!(result["profiles"][0]["profile"], "default");
     assert_eq!(result["profiles"][0]["result"], "revoked", "{result}");
-    let (status, body) = env.bearer_whoami(&token);
+    let (status, body) = env.whoami_as_saved(&token);
     assert_eq!(status, 401, "{body}");
 
     // Gone from the file; the server is remembered for the next login.
@@ -108,8 +108,8 @@ fn tokens_are_listed_and_revoked() {
     let revoked = done.json();
     assert_eq!(revoked["revoked"], other_id_text);
     assert_eq!(revoked["removedLocally"], false);
-    assert_eq!(env.bearer_whoami(&other).0, 401);
-    assert_eq!(env.bearer_whoami(&token).0, 200);
+    assert_eq!(env.whoami_as_saved(&other).0, 401);
+    assert_eq!(env.whoami_as_saved(&token).0, 200);
 
     let list = env.run(&["--json", "tokens", "list"]).json();
     let listed = list["tokens"]
@@ -127,7 +127,7 @@ fn tokens_are_listed_and_revoked() {
     let done = env.run(&["--json", "tokens", "revoke", &id_text]);
     done.assert_code(0);
     assert_eq!(done.json()["removedLocally"], true);
-    assert_eq!(env.bearer_whoami(&token).0, 401);
+    assert_eq!(env.whoami_as_saved(&token).0, 401);
     assert!(env.saved_profile().get("token").is_none());
 
     // Not a UUID: a usage error.

@@ -11,6 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
+use envshield_api_types::dpop::DpopKey;
 use envshield_api_types::{PollDeviceResponse, StartDeviceResponse};
 use envshield_server::config::Config;
 use envshield_server::domain::Email;
@@ -516,22 +517,19 @@ impl TestEnv {
         Running::spawn(self.cli(args), None)
     }
 
+    /// Starts `login` where a browser can be expected on this machine (a
+    /// display), the "browser" being a program that opens nothing: the
+    /// test follows the address the CLI prints.
+    pub fn start_with_browser(&self, args: &[&str]) -> Running {
+        let mut cmd = self.cli(args);
+        cmd.env("DISPLAY", ":0").env("ENVSHIELD_BROWSER", "true");
+        Running::spawn(cmd, None)
+    }
+
     /// Starts against this server with stdin a pipe the test types into
     /// ([`Running::type_text`]).
     pub fn start_with_stdin(&self, args: &[&str]) -> Running {
         Running::spawn(self.cli(args), Some(Stdio::piped()))
-    }
-
-    /// `POST <path>` with a JSON body and no credentials: status and body.
-    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .api
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = r.status().as_u16();
-        (status, r.json().unwrap_or(Value::Null))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -586,6 +584,60 @@ impl TestEnv {
             .api
             .get(self.url("/api/v1/cli/whoami"))
             .bearer_auth(token)
+            .send()
+            .expect("GET whoami");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// The DPoP key saved in the default profile's file secrets, if any.
+    pub fn saved_dpop_key(&self) -> Option<DpopKey> {
+        let profile = self.saved_config()?["profiles"]["default"].clone();
+        let stored = profile["secrets"]["dpop_private_key"].as_str()?.to_owned();
+        Some(DpopKey::from_stored(&stored).expect("a readable saved DPoP key"))
+    }
+
+    /// `GET path` with `token` as `DPoP` and a proof of `key`.
+    pub fn get_with_dpop(&self, path: &str, token: &str, key: &DpopKey) -> (u16, Value) {
+        let url = self.url(path);
+        let proof = key
+            .proof("GET", &url, Some(token), chrono::Utc::now().timestamp())
+            .expect("a proof");
+        let r = self
+            .api
+            .get(url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+            .send()
+            .expect("GET");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    /// `GET /cli/whoami` with `token`: as `DPoP` with a proof of `key`, or
+    /// as Bearer without one.
+    pub fn whoami_with(&self, token: &str, key: Option<&DpopKey>) -> (u16, Value) {
+        match key {
+            Some(key) => self.get_with_dpop("/api/v1/cli/whoami", token, key),
+            None => self.bearer_whoami(token),
+        }
+    }
+
+    /// `GET /cli/whoami` with `token` as the CLI sends it: `DPoP` with a
+    /// proof of the default profile's saved key when the file holds one,
+    /// else Bearer. Status and body.
+    pub fn whoami_as_saved(&self, token: &str) -> (u16, Value) {
+        let Some(key) = self.saved_dpop_key() else {
+            return self.bearer_whoami(token);
+        };
+        let url = self.url("/api/v1/cli/whoami");
+        let proof = key
+            .proof("GET", &url, Some(token), chrono::Utc::now().timestamp())
+            .expect("a proof");
+        let r = self
+            .api
+            .get(url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
             .send()
             .expect("GET whoami");
         let status = r.status().as_u16();
@@ -686,12 +738,82 @@ impl Browser {
             .to_owned()
     }
 
+    /// Opens the consent page at `authorize_url` and submits `decision`
+    /// (`approve` or `deny`) with its CSRF token, hidden inputs and
+    /// `scopes` (none: the ones the page ticks); returns where the server
+    /// redirects the browser (303).
+    pub fn consent(&self, authorize_url: &str, decision: &str, scopes: &[&str]) -> String {
+        let page = self
+            .client
+            .get(authorize_url)
+            .send()
+            .expect("GET authorize");
+        assert_eq!(page.status(), 200, "the consent page");
+        let html = page.text().expect("consent page");
+        let mut form: Vec<(String, String)> = vec![
+            ("csrf_token".into(), csrf_from(&html)),
+            ("decision".into(), decision.into()),
+        ];
+        for scope in scopes {
+            form.push(("scopes".into(), (*scope).into()));
+        }
+        if scopes.is_empty() {
+            for input in html.split("name=\"scopes\" value=\"").skip(1) {
+                let (value, rest) = input.split_once('"').expect("a scope");
+                if rest.trim_start().starts_with("checked") {
+                    form.push(("scopes".into(), html_unescape(value)));
+                }
+            }
+        }
+        for input in html.split("<input type=\"hidden\" name=\"").skip(1) {
+            let name = input.split('"').next().expect("a name");
+            let value = input
+                .split("value=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .expect("a value");
+            if name != "csrf_token" {
+                form.push((name.into(), html_unescape(value)));
+            }
+        }
+        let r = self
+            .client
+            .post(format!("{}/oauth/authorize", self.origin))
+            .form(&form)
+            .send()
+            .expect("POST /oauth/authorize");
+        let status = r.status();
+        if status != 303 {
+            panic!(
+                "consent redirects, not {status}: {}",
+                r.text().unwrap_or_default()
+            );
+        }
+        r.headers()["location"]
+            .to_str()
+            .expect("a Location")
+            .to_owned()
+    }
+
     /// Denies, and checks the server agreed.
     pub fn deny(&self, user_code: &str) {
         let r = self.complete(user_code, "deny");
         let status = r.status();
         assert_eq!(status, 200, "deny: {}", r.text().unwrap_or_default());
     }
+}
+
+/// Undoes the HTML escaping of an attribute value.
+fn html_unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x3a;", ":")
+        .replace("&#x3d;", "=")
+        .replace("&#x2b;", "+")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The value of the hidden `csrf_token` input in a page.

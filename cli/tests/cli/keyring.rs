@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use envshield_api_types::dpop::DpopKey;
 use serde_json::Value;
 
 use crate::helpers::{Browser, Finished, Running, TestEnv};
@@ -208,7 +209,12 @@ fn the_token_lives_in_the_keyring_and_logout_deletes_it() {
     assert!(profile.get("refreshToken").is_none(), "{profile}");
     assert_eq!(profile["tokenId"], signed_in["token"]["id"]);
     assert_no_secret_in_file(&env.config_path(), &token);
-    let (status, _) = env.bearer_whoami(&token);
+    // Bound to the key kept next to it in the keyring.
+    assert_eq!(profile["tokenType"], "DPoP", "{profile}");
+    let key = keyring_key(&keyring, &account);
+    assert_no_secret_in_file(&env.config_path(), &key.to_stored());
+    assert_eq!(env.bearer_whoami(&token).0, 401);
+    let (status, _) = env.whoami_with(&token, Some(&key));
     assert_eq!(status, 200);
 
     // whoami and token read it from there, and say so.
@@ -280,8 +286,11 @@ fn a_new_sign_in_replaces_the_old_keyring_entry() {
     let second = account(&env);
     assert_ne!(first, second);
     assert_eq!(keyring.lookup(&first, "access_token"), None);
+    assert_eq!(keyring.lookup(&first, "dpop_private_key"), None);
     assert!(keyring.lookup(&second, "access_token").is_some());
-    assert_eq!(keyring.entries(), 1);
+    assert!(keyring.lookup(&second, "dpop_private_key").is_some());
+    // The new sign-in's token and its DPoP key, nothing of the old one.
+    assert_eq!(keyring.entries(), 2);
 }
 
 #[test]
@@ -300,7 +309,8 @@ fn a_renewed_pair_replaces_the_old_one_in_the_keyring() {
     assert!(old_refresh.starts_with("eshr_"), "{old_refresh}");
     assert_no_secret_in_file(&env.config_path(), &old_refresh);
 
-    wait_until_expired(&env, &old_access);
+    let key = keyring_key(&keyring, &account);
+    wait_until_expired(&env, &old_access, Some(&key));
     let whoami = Running::spawn(keyring.apply(env.cli(&["whoami"])), None).finish();
     whoami.assert_code(0);
 
@@ -308,7 +318,7 @@ fn a_renewed_pair_replaces_the_old_one_in_the_keyring() {
     let new_refresh = keyring.lookup(&account, "refresh_token").expect("refresh");
     assert_ne!(new_access, old_access);
     assert_ne!(new_refresh, old_refresh);
-    assert_eq!(env.bearer_whoami(&new_access).0, 200);
+    assert_eq!(env.whoami_with(&new_access, Some(&key)).0, 200);
     let profile = env.saved_profile();
     assert!(profile.get("token").is_none(), "{profile}");
     assert!(profile.get("refreshToken").is_none(), "{profile}");
@@ -413,4 +423,12 @@ fn a_required_keyring_that_is_missing_fails_and_keeps_nothing() {
         ),
         "{bad:?}"
     );
+}
+
+/// The DPoP key kept in the keyring entry `account`.
+fn keyring_key(keyring: &SessionKeyring, account: &str) -> DpopKey {
+    let stored = keyring
+        .lookup(account, "dpop_private_key")
+        .expect("the DPoP key is in the keyring");
+    DpopKey::from_stored(&stored).expect("a readable DPoP key")
 }

@@ -41,7 +41,8 @@ fn approved_login_saves_a_private_token_that_works() {
     assert_eq!(mode(&env.config_dir()), 0o700);
     assert_eq!(mode(&env.config_path()), 0o600);
 
-    // The file holds the token, for this server, and it works as a Bearer.
+    // The file holds the token, for this server, bound to the key saved
+    // next to it (DPoP): it works with a proof of that key, not as a Bearer.
     let profile = env.saved_profile();
     assert_eq!(profile["apiUrl"], env.api_url());
     assert_eq!(profile["tokenId"], signed_in["token"]["id"]);
@@ -51,8 +52,19 @@ fn approved_login_saves_a_private_token_that_works() {
     // A long-lived API token: no refresh token comes with it.
     assert!(profile.get("refreshToken").is_none(), "{profile}");
     assert_eq!(signed_in["token"]["refreshable"], false);
+    assert_eq!(profile["tokenType"], "DPoP", "{profile}");
+    assert_eq!(signed_in["token"]["dpopBound"], true);
+    let key = env.saved_dpop_key().expect("a saved DPoP key");
     let (status, who) = env.bearer_whoami(token);
+    assert_eq!(status, 401, "a bound token is no bearer token: {who}");
+    let (status, who) = env.whoami_as_saved(token);
     assert_eq!(status, 200, "{who}");
+    // The server bound it to that very key.
+    let (_, listed) = env.get_with_dpop("/api/v1/cli/tokens", token, &key);
+    assert!(
+        listed.to_string().contains("\"dpopBound\":true"),
+        "{listed}"
+    );
     assert_eq!(who["user"]["email"], "dev@example.com");
     assert_eq!(who["token"]["id"], signed_in["token"]["id"]);
 
@@ -71,6 +83,13 @@ fn approved_login_saves_a_private_token_that_works() {
         "{whoami:?}"
     );
     assert!(whoami.stdout.contains(name), "{whoami:?}");
+    assert!(
+        whoami.stdout.contains("Bound to this device's key (DPoP)"),
+        "{whoami:?}"
+    );
+    let json = env.run(&["--json", "whoami"]);
+    json.assert_code(0);
+    assert_eq!(json.json()["dpopBound"], true, "{json:?}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! folder, and approves sign-ins as a signed-in browser over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser_login;
 mod commands;
 mod errors;
 mod helpers;

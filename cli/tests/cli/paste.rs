@@ -59,7 +59,7 @@ fn paste_login_takes_the_code_typed_after_approval() {
     let profile = env.saved_profile();
     let token = profile["token"].as_str().expect("saved token");
     assert_eq!(profile["tokenId"], signed_in["token"]["id"]);
-    let (status, who) = env.bearer_whoami(token);
+    let (status, who) = env.whoami_as_saved(token);
     assert_eq!(status, 200, "{who}");
     assert!(!done.stdout.contains(token) && !done.stderr.contains(token));
     assert_eq!(env.only_device_session().status, "CONSUMED");

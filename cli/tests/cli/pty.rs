@@ -57,7 +57,7 @@ fn the_typed_token_name_reaches_the_server_and_login_completes() {
         .as_str()
         .expect("saved token")
         .to_owned();
-    let (status, who) = env.bearer_whoami(&token);
+    let (status, who) = env.whoami_as_saved(&token);
     assert_eq!(status, 200);
     assert_eq!(who["token"]["name"], "pty laptop");
 }

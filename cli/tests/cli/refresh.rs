@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use envshield_api_types::dpop::DpopKey;
 use envshield_server::config::TokenPolicy;
 use serde_json::{json, Value};
 
@@ -51,7 +52,7 @@ fn saved_pair(env: &TestEnv) -> (String, String) {
 /// Waits, by the clock and never longer than 30 s, until the saved access
 /// token is past its `expiresAt`, then until the server says so (401
 /// `token_expired`).
-pub fn wait_until_expired(env: &TestEnv, token: &str) {
+pub fn wait_until_expired(env: &TestEnv, token: &str, key: Option<&DpopKey>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let profile = env.saved_profile();
     let expires_at: DateTime<Utc> = profile["expiresAt"]
@@ -71,7 +72,7 @@ pub fn wait_until_expired(env: &TestEnv, token: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     loop {
-        let (status, body) = env.bearer_whoami(token);
+        let (status, body) = env.whoami_with(token, key);
         if status == 401 {
             assert_eq!(body["error"], "token_expired", "{body}");
             return;
@@ -85,11 +86,21 @@ pub fn wait_until_expired(env: &TestEnv, token: &str) {
     }
 }
 
+/// `POST /cli/auth/refresh` as a thief holding the profile's key too
+/// (with a proof of the saved key, when there is one).
 fn refresh(env: &TestEnv, refresh_token: &str) -> (u16, Value) {
-    env.post_json(
-        "/api/v1/cli/auth/refresh",
-        &json!({ "refreshToken": refresh_token }),
-    )
+    let url = env.url("/api/v1/cli/auth/refresh");
+    let mut request = reqwest::blocking::Client::new()
+        .post(&url)
+        .json(&json!({ "refreshToken": refresh_token }));
+    if let Some(key) = env.saved_dpop_key() {
+        let proof = key
+            .proof("POST", &url, None, Utc::now().timestamp())
+            .expect("a proof");
+        request = request.header("DPoP", proof);
+    }
+    let r = request.send().expect("POST refresh");
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
 }
 
 #[test]
@@ -100,7 +111,7 @@ fn an_expired_access_token_is_renewed_and_reusing_the_old_refresh_token_ends_the
     let (old_access, old_refresh) = saved_pair(&env);
     assert!(old_access.starts_with("esh_"), "{old_access}");
     assert!(old_refresh.starts_with("eshr_"), "{old_refresh}");
-    wait_until_expired(&env, &old_access);
+    wait_until_expired(&env, &old_access, env.saved_dpop_key().as_ref());
 
     let whoami = env.run(&["whoami"]);
     whoami.assert_code(0);
@@ -120,7 +131,7 @@ fn an_expired_access_token_is_renewed_and_reusing_the_old_refresh_token_ends_the
     assert_ne!(new_access, old_access);
     assert_ne!(new_refresh, old_refresh);
     assert_ne!(env.saved_profile()["tokenId"], signed_in["token"]["id"]);
-    let (status, who) = env.bearer_whoami(&new_access);
+    let (status, who) = env.whoami_as_saved(&new_access);
     assert_eq!(status, 200, "{who}");
 
     // The old refresh token was spent: the server refuses it, and takes
@@ -128,7 +139,7 @@ fn an_expired_access_token_is_renewed_and_reusing_the_old_refresh_token_ends_the
     let (status, body) = refresh(&env, &old_refresh);
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_grant", "{body}");
-    let (status, body) = env.bearer_whoami(&new_access);
+    let (status, body) = env.whoami_as_saved(&new_access);
     assert_eq!(
         status, 401,
         "the new access token died with its family: {body}"
@@ -149,7 +160,7 @@ fn a_refused_refresh_token_says_the_session_ended() {
     let env = access_refresh_server();
     login(&env);
     let (access, refresh_token) = saved_pair(&env);
-    wait_until_expired(&env, &access);
+    wait_until_expired(&env, &access, env.saved_dpop_key().as_ref());
     // Someone else spends the refresh token first.
     let (status, body) = refresh(&env, &refresh_token);
     assert_eq!(status, 200, "{body}");
@@ -181,7 +192,7 @@ fn tokens_list_renews_too_and_the_environment_token_is_never_renewed() {
     let env = access_refresh_server();
     login(&env);
     let (access, refresh_token) = saved_pair(&env);
-    wait_until_expired(&env, &access);
+    wait_until_expired(&env, &access, env.saved_dpop_key().as_ref());
 
     // ENVSHIELD_TOKEN holds no refresh token: the expiry is reported.
     let mut cmd = env.cli(&["--json", "whoami"]);
@@ -233,7 +244,7 @@ fn logout_ends_the_whole_session_even_with_an_expired_access_token() {
     let env = access_refresh_server();
     login(&env);
     let (access, refresh_token) = saved_pair(&env);
-    wait_until_expired(&env, &access);
+    wait_until_expired(&env, &access, env.saved_dpop_key().as_ref());
     let done = env.run(&["--json", "logout"]);
     done.assert_code(0);
     assert_eq!(done.json()["profiles"][0]["result"], "revoked", "{done:?}");

@@ -67,9 +67,10 @@ pub(super) fn login_with_browser(
     ctx: &Context,
     client: &ApiClient,
     args: &LoginArgs,
+    name: String,
 ) -> Result<SignedIn, CliError> {
     let request = StartDeviceRequest {
-        token_name: Some(token_name(args)?),
+        token_name: Some(name),
         scopes: scopes(args),
         client_id: None,
         confirmation: args.paste.then_some(ConfirmationMode::Paste),
@@ -133,7 +134,7 @@ pub(super) fn login_with_browser(
 
 /// A flag that Ctrl-C sets; a second Ctrl-C leaves at once, even in the
 /// middle of a request.
-fn on_ctrl_c(ctx: &Context) -> Arc<AtomicBool> {
+pub(super) fn on_ctrl_c(ctx: &Context) -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     let installed = ctrlc::set_handler(move || {
@@ -168,7 +169,7 @@ fn hostname() -> String {
 
 /// `--name`, else an answer to the prompt (only when stdin is a terminal),
 /// else the default.
-fn token_name(args: &LoginArgs) -> Result<String, CliError> {
+pub(super) fn token_name(args: &LoginArgs) -> Result<String, CliError> {
     if let Some(name) = &args.name {
         let name = name.trim();
         if name.is_empty() {
@@ -199,7 +200,7 @@ fn token_name(args: &LoginArgs) -> Result<String, CliError> {
     })
 }
 
-fn scopes(args: &LoginArgs) -> Option<Vec<String>> {
+pub(super) fn scopes(args: &LoginArgs) -> Option<Vec<String>> {
     let scopes: Vec<String> = args
         .scopes
         .iter()

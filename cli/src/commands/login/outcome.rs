@@ -32,6 +32,8 @@ pub struct Approved {
     pub expires_at: Option<DateTime<Utc>>,
     /// The refresh token, for short-lived access tokens.
     pub refresh_token: Option<String>,
+    /// `DPoP` when the token is bound to the key that picked it up.
+    pub token_type: Option<String>,
 }
 
 // Neither token ever appears in debug output.
@@ -79,6 +81,7 @@ impl From<PollDeviceResponse> for Answer {
                 scopes,
                 expires_at,
                 refresh_token,
+                token_type,
                 ..
             } => Self::Approved(Approved {
                 token,
@@ -87,6 +90,7 @@ impl From<PollDeviceResponse> for Answer {
                 scopes,
                 expires_at,
                 refresh_token,
+                token_type,
             }),
             PollDeviceResponse::Pending { poll_interval } => Self::Pending(poll_interval),
             PollDeviceResponse::SlowDown { poll_interval, .. } => Self::SlowDown(poll_interval),
@@ -230,6 +234,8 @@ pub(super) struct SavedToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// A refresh token was saved with it: the CLI renews it by itself.
     pub refreshable: bool,
+    /// Bound to this machine's DPoP key, saved with it.
+    pub dpop_bound: bool,
 }
 
 /// Saves the token, and its refresh token or the absence of one: in a new
@@ -246,7 +252,18 @@ pub(super) fn save(
     user: Option<UserInfo>,
 ) -> Result<SignedIn, CliError> {
     let api_url = client.base_url();
-    let entry = place_in_keyring(ctx, token, refresh_token)?;
+    let key = if saved.dpop_bound {
+        let key = client.dpop_key().ok_or_else(|| {
+            CliError::new(
+                "client_error",
+                "the token is bound to a DPoP key this sign-in does not hold. Report this as a bug.",
+            )
+        })?;
+        Some(key.to_stored())
+    } else {
+        None
+    };
+    let entry = place_in_keyring(ctx, token, refresh_token, key.as_deref())?;
     let mut replaced = None;
     let written = ctx.update_config(|config| {
         let profile = config.profiles.entry(ctx.profile.clone()).or_default();
@@ -255,6 +272,9 @@ pub(super) fn save(
         profile.token_id = Some(saved.id);
         profile.token_name = Some(saved.name.clone());
         profile.expires_at = saved.expires_at;
+        profile.token_type = key
+            .as_ref()
+            .map(|_| crate::config::DPOP_TOKEN_TYPE.to_string());
         profile.secrets.clear();
         profile.keyring = entry.clone();
         if entry.is_some() {
@@ -263,6 +283,11 @@ pub(super) fn save(
         } else {
             profile.token = Some(token.to_string());
             profile.refresh_token = refresh_token.map(str::to_string);
+            if let Some(key) = &key {
+                profile
+                    .secrets
+                    .insert(SecretName::DpopPrivateKey.as_str().to_string(), key.clone());
+            }
         }
     });
     if let Err(err) = written {
@@ -305,16 +330,23 @@ fn place_in_keyring(
     ctx: &Context,
     token: &str,
     refresh_token: Option<&str>,
+    dpop_key: Option<&str>,
 ) -> Result<Option<KeyringRef>, CliError> {
     if ctx.credential_store == StorePreference::File {
         return Ok(None);
     }
     let entry = KeyringRef::new(&ctx.profile);
-    let written = Keyring::set(&entry, SecretName::AccessToken, token).and_then(|()| {
-        refresh_token.map_or(Ok(()), |r| {
-            Keyring::set(&entry, SecretName::RefreshToken, r)
+    let written = Keyring::set(&entry, SecretName::AccessToken, token)
+        .and_then(|()| {
+            refresh_token.map_or(Ok(()), |r| {
+                Keyring::set(&entry, SecretName::RefreshToken, r)
+            })
         })
-    });
+        .and_then(|()| {
+            dpop_key.map_or(Ok(()), |k| {
+                Keyring::set(&entry, SecretName::DpopPrivateKey, k)
+            })
+        });
     let Err(e) = written else {
         return Ok(Some(entry));
     };
@@ -347,6 +379,11 @@ pub(super) fn finish(
         scopes: approved.scopes,
         expires_at: approved.expires_at,
         refreshable: approved.refresh_token.is_some(),
+        dpop_bound: client.dpop_key().is_some()
+            && approved
+                .token_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(crate::config::DPOP_TOKEN_TYPE)),
     };
     let refresh_token = approved.refresh_token.as_deref();
     // Who approved it is asked only after saving: the sign-in stands
@@ -391,6 +428,11 @@ pub(super) fn report(ctx: &Context, signed_in: &SignedIn, previous: Option<&Prof
             ""
         }
     ));
+    if signed_in.token.dpop_bound {
+        ctx.out.result(
+            "The token is bound to this device's key (DPoP): it works only together with the key saved next to it.",
+        );
+    }
     if let Some(old) = previous.and_then(|p| p.token_id.filter(|_| p.has_credentials())) {
         if old != signed_in.token.id {
             ctx.out.note(&format!(

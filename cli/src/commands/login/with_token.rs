@@ -60,6 +60,7 @@ pub(super) fn login_with_token(
         scopes: who.token.scopes,
         expires_at: who.token.expires_at,
         refreshable: false,
+        dpop_bound: false,
     };
     save(ctx, client, token, None, saved, Some(who.user))
 }
