@@ -365,6 +365,8 @@ mod tests {
                 ["/api/", "/oauth/", "/.well-known/", "/health"]
                     .iter()
                     .any(|start| p.starts_with(start))
+                    // The consent page: HTML for a browser, in docs/API.md.
+                    && p.as_str() != "/oauth/authorize"
             })
             .collect();
         assert!(json_routes.len() >= 17, "{json_routes:?}");
