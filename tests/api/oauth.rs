@@ -98,7 +98,7 @@ async fn discovery_names_every_endpoint() {
     );
     assert_eq!(
         d["grant_types_supported"],
-        json!([DEVICE_GRANT, "refresh_token"])
+        json!([DEVICE_GRANT, "authorization_code", "refresh_token"])
     );
     assert!(d["scopes_supported"]
         .as_array()
