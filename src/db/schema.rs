@@ -147,10 +147,11 @@ diesel::table! {
         digest -> Bytea,
         user_id -> Uuid,
         user_session_id -> Uuid,
-        device_session_id -> Uuid,
+        device_session_id -> Nullable<Uuid>,
         method -> Text,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        authorization_request -> Nullable<Bytea>,
     }
 }
 
@@ -202,6 +203,7 @@ diesel::table! {
         state -> Jsonb,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        authorization_request -> Nullable<Bytea>,
     }
 }
 

@@ -4,6 +4,7 @@
 //! the code's redemption at the token endpoint.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret;
@@ -12,7 +13,8 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::auth::dpop::Proof;
-use crate::config::{Config, AUTHORIZATION_CODE_GRANT};
+use crate::config::{Config, TokenPolicy, AUTHORIZATION_CODE_GRANT};
+use crate::crypto::sha256;
 use crate::db::models::authorization_codes::{self, NewAuthorizationCode};
 use crate::db::models::revocation::Target;
 use crate::db::models::users::User;
@@ -20,9 +22,10 @@ use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::pkce::{self, AuthCode, Challenge};
 use crate::domain::{Flow, Scopes, TokenName, TokenSource};
 use crate::error::AppError;
-use crate::service::device::policy;
+use crate::service::device::policy::{self, StepUpReason};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants::{self, GrantError, Issued};
+use crate::service::step_up::{self, Subject};
 use crate::service::{dpop, tokens};
 use crate::state::AppState;
 
@@ -48,6 +51,23 @@ pub struct AuthorizeRequest {
     pub token_name: TokenName,
     /// Key the token request must prove (`dpop_jkt`, RFC 9449 §10).
     pub dpop_jkt: Option<String>,
+}
+
+impl AuthorizeRequest {
+    /// What a step-up for approving this request is bound to: its client,
+    /// redirect URI and PKCE challenge (fresh for each request).
+    pub fn step_up_subject(&self) -> Subject {
+        let mut named = Vec::new();
+        for part in [
+            self.client_id.as_str(),
+            self.redirect_uri.as_str(),
+            self.challenge.as_str(),
+        ] {
+            named.extend_from_slice(part.as_bytes());
+            named.push(0);
+        }
+        Subject::Authorization(sha256(&named))
+    }
 }
 
 /// Why a request was refused: before its redirect URI is trusted, only a
@@ -162,19 +182,68 @@ pub struct ConsentInput {
     pub expires_in_days: Option<u32>,
     /// The signed-in account.
     pub approver: User,
+    /// Its browser session (a step-up proof is bound to it).
+    pub approver_session: Uuid,
     /// Browser IP.
-    pub client_ip: String,
+    pub client_ip: IpAddr,
+    /// A passed step-up, when `APPROVAL_STEP_UP` asks for one.
+    pub step_up_proof: Option<String>,
+}
+
+/// Where a consent leads.
+#[derive(Debug)]
+pub enum ConsentOutcome {
+    /// Back to the client, with a code or an error.
+    Redirect(Url),
+    /// Not approved: `APPROVAL_STEP_UP` asks the approver to prove it is
+    /// them again, for these reasons, and no fitting proof came along
+    /// (recorded as `step_up_failed`; nothing minted).
+    StepUpRequired {
+        /// What was wrong with the proof (see [`step_up::ProofRefusal`]).
+        problem: step_up::ProofRefusal,
+    },
+}
+
+impl AuthorizeRequest {
+    /// Why approving it with `granted` scopes (all asked for when `None`)
+    /// and `chosen_days` from `approver_ip` needs a step-up. The client runs
+    /// on the approver's own machine (a loopback redirect), so its network
+    /// is the browser's.
+    pub fn step_up_reasons(
+        &self,
+        config: &Config,
+        approver_ip: IpAddr,
+        granted: Option<&[String]>,
+        chosen_days: Option<u32>,
+    ) -> Vec<StepUpReason> {
+        let ip = approver_ip.to_string();
+        let token_policy = config
+            .client(&self.client_id)
+            .map_or(TokenPolicy::AccessRefresh, |c| {
+                config.token_policy(c, Flow::OAuth)
+            });
+        policy::step_up_reasons(
+            config,
+            &policy::Approval {
+                requested_from: Some(&ip),
+                approver_ip,
+                scopes: granted.unwrap_or(self.scopes.as_slice()),
+                lifetime_days: policy::granted_lifetime_days(config, token_policy, chosen_days),
+            },
+        )
+    }
 }
 
 /// Approves (minting the tokens, sealed to a fresh one-time code) or
-/// denies; returns where to send the browser.
-pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppError> {
+/// denies; says where to send the browser, or that a step-up is missing.
+pub async fn consent(state: &AppState, input: ConsentInput) -> Result<ConsentOutcome, AppError> {
     let now = Utc::now();
     state
         .run(move |conn, cx| {
             let config = &*cx.config;
             let request = &input.request;
-            let ip = Some(input.client_ip.as_str());
+            let client_ip = input.client_ip.to_string();
+            let ip = Some(client_ip.as_str());
             if !input.approve {
                 events::record(
                     conn,
@@ -182,7 +251,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppEr
                         .user(input.approver.id)
                         .details(json!({ "client_id": request.client_id })),
                 )?;
-                return Ok(redirect_with(
+                return Ok(ConsentOutcome::Redirect(redirect_with(
                     config,
                     &request.redirect_uri,
                     request.state.as_deref(),
@@ -190,7 +259,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppEr
                         ("error", "access_denied"),
                         ("error_description", "The person denied the request."),
                     ],
-                ));
+                )));
             }
             let granted = policy::granted_scopes(
                 &request.scopes,
@@ -207,6 +276,29 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppEr
                 let client = config
                     .client(&request.client_id)
                     .ok_or_else(|| AppError::bad_request("invalid_client", "Unknown client."))?;
+                // Step-up, checked here, in the transaction that mints: a
+                // proof is spent exactly when it approves.
+                let reasons = request.step_up_reasons(
+                    config,
+                    input.client_ip,
+                    Some(granted.as_slice()),
+                    input.expires_in_days,
+                );
+                let checked = step_up::check(
+                    conn,
+                    &reasons,
+                    input.step_up_proof.as_deref(),
+                    step_up::Approver {
+                        user_id: approver.id,
+                        user_session_id: input.approver_session,
+                        ip: &client_ip,
+                    },
+                    request.step_up_subject(),
+                    now,
+                )?;
+                if let Err(problem) = checked {
+                    return Ok(ConsentOutcome::StepUpRequired { problem });
+                }
                 let issued = grants::issue(
                     conn,
                     config,
@@ -258,7 +350,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppEr
                         json!({
                             "token_name": request.token_name.as_str(),
                             "scopes": granted.as_slice(),
-                            "requested_from": input.client_ip,
+                            "requested_from": client_ip,
                             "client_id": request.client_id,
                             "via": "authorization_code",
                         }),
@@ -272,12 +364,12 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<Url, AppEr
                             .details(details),
                     )?;
                 }
-                Ok(redirect_with(
+                Ok(ConsentOutcome::Redirect(redirect_with(
                     config,
                     &request.redirect_uri,
                     request.state.as_deref(),
                     &[("code", code.expose())],
-                ))
+                )))
             })
         })
         .await

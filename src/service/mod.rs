@@ -16,5 +16,6 @@ pub mod oauth;
 pub mod passkeys;
 pub mod sessions;
 pub mod sso;
+pub mod step_up;
 pub mod tokens;
 pub mod users;

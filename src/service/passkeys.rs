@@ -27,10 +27,10 @@ use crate::db::models::passkeys::{self, PasskeyRow};
 use crate::db::models::users::{self, User};
 use crate::db::models::webauthn_ceremonies::{self, Ceremony};
 use crate::db::{self, Db};
-use crate::domain::{is_format_char, CeremonyPurpose, SessionStatus, StepUpMethod, UserCode};
+use crate::domain::{is_format_char, CeremonyPurpose, StepUpMethod};
 use crate::error::AppError;
-use crate::service::device::{self, step_up};
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::step_up::{self, Subject};
 use crate::service::users::Actor;
 use crate::state::AppState;
 
@@ -158,6 +158,7 @@ fn ceremony(purpose: CeremonyPurpose, state: serde_json::Value, now: DateTime<Ut
         state,
         created_at: now,
         expires_at: now + CEREMONY_TTL,
+        authorization_request: None,
     }
 }
 
@@ -423,24 +424,15 @@ pub async fn finish_sign_in(
 
 // ----------------------------------------------------------------- step-up
 
-/// The pending CLI login request with this user code, or 410.
-async fn pending_request(state: &AppState, code: &UserCode) -> Result<Uuid, AppError> {
-    match device::find_request(state, code).await? {
-        Some(r) if r.status == SessionStatus::Pending => Ok(r.id),
-        _ => Err(device::expired_request()),
-    }
-}
-
-/// Starts a step-up with one of `user`'s passkeys, for approving the
-/// request with `code` from this browser session.
+/// Starts a step-up with one of `user`'s passkeys, for approving `subject`
+/// (checked open by the caller) from this browser session.
 pub async fn start_step_up(
     state: &AppState,
     user: &User,
     session_id: Uuid,
-    code: &UserCode,
+    subject: Subject,
 ) -> Result<(Uuid, serde_json::Value), AppError> {
     let webauthn = webauthn(state)?;
-    let device_session_id = pending_request(state, code).await?;
     let user_id = user.id;
     let now = Utc::now();
     db::run(&state.pool, move |conn| {
@@ -460,7 +452,7 @@ pub async fn start_step_up(
         let mut row = ceremony(CeremonyPurpose::StepUp, to_json(&authentication)?, now);
         row.user_id = Some(user_id);
         row.user_session_id = Some(session_id);
-        row.device_session_id = Some(device_session_id);
+        (row.device_session_id, row.authorization_request) = subject.columns();
         webauthn_ceremonies::insert(conn, &row)?;
         Ok((row.id, request_options(&options)?))
     })
@@ -482,7 +474,7 @@ pub async fn finish_step_up(
     let webauthn = webauthn(state)?;
     let user_id = user.id;
     let now = Utc::now();
-    let (outcome, device_session_id) = db::run(&state.pool, move |conn| {
+    let (outcome, subject) = db::run(&state.pool, move |conn| {
         let ceremony = take_ceremony(
             conn,
             ceremony_id,
@@ -491,11 +483,15 @@ pub async fn finish_step_up(
             now,
         )?;
         conn.transaction(|conn| {
-            let device_session_id = ceremony.device_session_id.ok_or_else(start_again)?;
+            let subject = step_up::Subject::from_columns(
+                ceremony.device_session_id,
+                ceremony.authorization_request.as_deref(),
+            )
+            .ok_or_else(start_again)?;
             let authentication: PasskeyAuthentication = from_json(ceremony.state)?;
             let row = passkeys::lock_by_credential_id(conn, credential.get_credential_id())?;
             let Some(row) = row.filter(|r| r.user_id == user_id) else {
-                return Ok((Err("not_your_passkey"), device_session_id));
+                return Ok((Err("not_your_passkey"), subject));
             };
             let checked = check_assertion(
                 conn,
@@ -504,22 +500,22 @@ pub async fn finish_step_up(
                 now,
             )?;
             if let Err(reason) = checked {
-                return Ok((Err(reason), device_session_id));
+                return Ok((Err(reason), subject));
             }
             let proof = step_up::issue_proof(
                 conn,
                 user_id,
                 session_id,
-                device_session_id,
+                subject,
                 StepUpMethod::Passkey,
                 now,
             )?;
-            Ok((Ok(proof), device_session_id))
+            Ok((Ok(proof), subject))
         })
     })
     .await?;
     if let Err(reason) = outcome {
-        step_up::record_failure(state, user_id, device_session_id, "passkey", reason, ip).await?;
+        step_up::record_failure(state, user_id, subject, "passkey", reason, ip).await?;
     }
     Ok(outcome)
 }

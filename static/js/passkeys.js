@@ -1,7 +1,8 @@
 // Passkeys (WebAuthn) in the browser, for three pages:
 //   /settings/passkeys  form#passkey-add: register a passkey with a name;
 //   /login              button#passkey-sign-in: sign in, no email typed;
-//   /cli/login          form[data-step-up=passkey]: Approve asks for a
+//   /cli/login, /oauth/authorize
+//                       form[data-step-up=passkey]: Approve asks for a
 //                       passkey first and carries the proof it earns.
 // Served from this origin: the pages' Content-Security-Policy allows no
 // inline script. Each ceremony is a `start` (options from the server) and
@@ -171,10 +172,21 @@
       var box = document.getElementById("passkey-error");
       if (!supported(box)) return;
       submitter.disabled = true;
-      post("/cli/login/step-up/start", { code: approval.elements.code.value })
+      // The device flow names its request by the code; the consent page
+      // by the authorization request's parameters, carried in the form.
+      var base = approval.getAttribute("action") + "/step-up/";
+      var start = { code: approval.elements.code ? approval.elements.code.value : null };
+      if (approval.hasAttribute("data-carried")) {
+        var params = {};
+        approval.getAttribute("data-carried").split(" ").forEach(function (name) {
+          if (approval.elements[name]) params[name] = approval.elements[name].value;
+        });
+        start = { params: params };
+      }
+      post(base + "start", start)
         .then(function (options) { return navigator.credentials.get(requestOptions(options)); })
         .then(function (credential) {
-          return post("/cli/login/step-up/finish", { credential: assertion(credential) });
+          return post(base + "finish", { credential: assertion(credential) });
         })
         .then(function (answer) {
           approval.querySelector("[data-step-up-proof]").value = answer.stepUpProof;

@@ -10,7 +10,9 @@ use reqwest::Client;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{browser, csrf_from, spawn_app, TestApp};
+use envshield_server::config::ApprovalStepUp;
+
+use crate::helpers::{browser, csrf_from, spawn_app, spawn_app_with, TestApp, PASSWORD};
 
 const REDIRECT: &str = "http://127.0.0.1:49152/callback";
 const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
@@ -44,8 +46,21 @@ fn location_params(r: &reqwest::Response) -> (String, std::collections::HashMap<
     (location, params)
 }
 
-/// Opens the consent page and submits `decision` with the scopes ticked.
+/// Opens the consent page and submits `decision` with `envs:read` ticked.
 async fn decide(app: &TestApp, browser: &Client, url: &str, decision: &str) -> reqwest::Response {
+    consent_with(app, browser, url, decision, &["envs:read"], &[]).await
+}
+
+/// Opens the consent page and submits `decision` with `scopes` ticked and
+/// the `extra` fields.
+async fn consent_with(
+    app: &TestApp,
+    browser: &Client,
+    url: &str,
+    decision: &str,
+    scopes: &[&str],
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
     let page = browser.get(url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -55,8 +70,9 @@ async fn decide(app: &TestApp, browser: &Client, url: &str, decision: &str) -> r
     let mut form: Vec<(String, String)> = vec![
         ("csrf_token".into(), csrf),
         ("decision".into(), decision.into()),
-        ("scopes".into(), "envs:read".into()),
     ];
+    form.extend(scopes.iter().map(|s| ("scopes".into(), (*s).into())));
+    form.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     // The hidden inputs carry the request.
     for cap in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let name = cap.split('"').next().unwrap();
@@ -412,4 +428,214 @@ async fn a_third_party_library_runs_pkce_and_a_dpop_bound_refresh_from_discovery
         .await,
         2
     );
+}
+
+/// The latest event of `kind`: its details.
+async fn last_event(app: &TestApp, kind: &str) -> Value {
+    let row = app
+        .scalar(&format!(
+            "SELECT details::text FROM security_events WHERE kind = '{kind}' ORDER BY id DESC LIMIT 1"
+        ))
+        .await;
+    serde_json::from_str(&row).unwrap()
+}
+
+#[tokio::test]
+async fn the_consent_page_asks_for_the_step_up_says_why_and_records_it() {
+    let app = spawn_app_with(|c| c.approval_step_up = ApprovalStepUp::HighRisk).await;
+    let (_, browser) = app.signed_in_browser("consent@example.com", false).await;
+    let url = authorize_url(&app, &[("scope", "envs:read envs:write")]);
+    let html = browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "Confirm it is you",
+        "It asks for envs:write, a high-risk scope.",
+        "name=\"step_up_password\"",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    let both = ["envs:read", "envs:write"];
+
+    // Approve without the password: the page again with why; no code.
+    let r = consent_with(&app, &browser, &url, "approve", &both, &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("location").is_none());
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Confirm it is you before approving"),
+        "{html}"
+    );
+    let details = last_event(&app, "step_up_failed").await;
+    assert_eq!(details["reason"], "missing");
+    assert!(details["authorization_request"].is_string(), "{details}");
+    assert_eq!(app.count("api_tokens", "true").await, 0, "nothing minted");
+
+    // A wrong password: refused and recorded.
+    let wrong = [("step_up_password", "not my password")];
+    let r = consent_with(&app, &browser, &url, "approve", &both, &wrong).await;
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("That is not your password."));
+    assert_eq!(
+        last_event(&app, "step_up_failed").await["reason"],
+        "wrong_password"
+    );
+
+    // Narrowed to a read-only scope: no reason left, so no step-up.
+    let r = consent_with(&app, &browser, &url, "approve", &["envs:read"], &[]).await;
+    assert_eq!(r.status(), 303);
+    assert!(location_params(&r).1.contains_key("code"));
+
+    // The right password: a code, and the step-up on record.
+    let right = [("step_up_password", PASSWORD)];
+    let r = consent_with(&app, &browser, &url, "approve", &both, &right).await;
+    assert_eq!(r.status(), 303);
+    let (_, params) = location_params(&r);
+    let (status, body) = token_request(&app, &redeem(&params["code"], VERIFIER), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "envs:read envs:write");
+    assert_eq!(
+        last_event(&app, "step_up_passed").await["method"],
+        "password"
+    );
+    assert_eq!(app.count("step_up_proofs", "true").await, 0, "spent");
+
+    // Denying never asks.
+    let r = consent_with(&app, &browser, &url, "deny", &[], &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location_params(&r).1["error"], "access_denied");
+}
+
+/// A step-up proof stored for the authorization request with this PKCE
+/// challenge, passed in the browser session of `user`.
+async fn proof_for_request(app: &TestApp, user: uuid::Uuid, code_challenge: &str) -> String {
+    let proof = URL_SAFE_NO_PAD.encode(envshield_server::crypto::random_bytes::<32>());
+    let digest = hex::encode(envshield_server::crypto::sha256(proof.as_bytes()));
+    let named = format!("envshield-cli\0{REDIRECT}\0{code_challenge}\0");
+    let request = hex::encode(envshield_server::crypto::sha256(named.as_bytes()));
+    app.sql(&format!(
+        "INSERT INTO step_up_proofs (digest, user_id, user_session_id, authorization_request, method, expires_at)
+         SELECT '\\x{digest}', '{user}',
+           (SELECT id FROM user_sessions WHERE user_id = '{user}' ORDER BY created_at DESC LIMIT 1),
+           '\\x{request}', 'passkey', now() + interval '5 minutes'"
+    ))
+    .await;
+    proof
+}
+
+#[tokio::test]
+async fn a_consent_step_up_proof_approves_only_its_own_request() {
+    let app = spawn_app_with(|c| c.approval_step_up = ApprovalStepUp::Always).await;
+    let (user, browser) = app
+        .signed_in_browser("bound-proof@example.com", false)
+        .await;
+    let url = authorize_url(&app, &[]);
+
+    // A proof for another authorization request (another PKCE challenge).
+    let elsewhere = proof_for_request(&app, user.id, &challenge("another-verifier")).await;
+    let r = consent_with(
+        &app,
+        &browser,
+        &url,
+        "approve",
+        &["envs:read"],
+        &[("step_up_proof", &elsewhere)],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        last_event(&app, "step_up_failed").await["reason"],
+        "not_for_this_approval"
+    );
+
+    // One for this request approves, once.
+    let proof = proof_for_request(&app, user.id, &challenge(VERIFIER)).await;
+    let with_proof = [("step_up_proof", proof.as_str())];
+    let r = consent_with(&app, &browser, &url, "approve", &["envs:read"], &with_proof).await;
+    assert_eq!(r.status(), 303);
+    assert!(location_params(&r).1.contains_key("code"));
+    let again = consent_with(&app, &browser, &url, "approve", &["envs:read"], &with_proof).await;
+    assert_eq!(again.status(), 403, "a proof is spent by its approval");
+    assert_eq!(
+        last_event(&app, "step_up_failed").await["reason"],
+        "unknown_or_used"
+    );
+}
+
+#[tokio::test]
+async fn an_account_with_a_passkey_starts_a_step_up_for_the_authorization_request() {
+    let app = spawn_app_with(|c| {
+        c.app_url.set_host(Some("localhost")).unwrap();
+        c.approval_step_up = ApprovalStepUp::Always;
+    })
+    .await;
+    let (user, browser) = app.signed_in_browser("with-key@example.com", false).await;
+    crate::passkeys::store_passkey(&app, user.id, "Laptop", 1).await;
+    let url = authorize_url(&app, &[]);
+    let html = browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "data-step-up=\"passkey\"",
+        "data-carried=\"response_type client_id redirect_uri state code_challenge",
+        "<script src=\"/static/js/passkeys.js\" defer></script>",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    assert!(!html.contains("name=\"step_up_password\""));
+    // The password is no way around the passkey.
+    let typed = [("step_up_password", PASSWORD)];
+    let r = consent_with(&app, &browser, &url, "approve", &["envs:read"], &typed).await;
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Your account has a passkey: confirm with it"));
+
+    // The ceremony starts for this request, named by its parameters.
+    let params: serde_json::Map<String, Value> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let r = browser
+        .post(app.url("/oauth/authorize/step-up/start"))
+        .header("Origin", app.origin())
+        .json(&serde_json::json!({ "params": params }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.count(
+            "webauthn_ceremonies",
+            "purpose = 'step_up' AND authorization_request IS NOT NULL AND device_session_id IS NULL"
+        )
+        .await,
+        1
+    );
+    // A request the server would refuse starts nothing.
+    let r = browser
+        .post(app.url("/oauth/authorize/step-up/start"))
+        .header("Origin", app.origin())
+        .json(&serde_json::json!({ "params": { "client_id": "envshield-cli" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }

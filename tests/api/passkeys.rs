@@ -284,7 +284,13 @@ async fn an_app_url_on_an_ip_address_offers_no_passkeys() {
 /// Stores a passkey for `user` directly, as a registration stores it (a
 /// P-256 public key whose private half nobody has, under the credential id
 /// of 16 bytes `credential`): for the pages that list and remove them.
-async fn store_passkey(app: &TestApp, user: uuid::Uuid, name: &str, credential: u8) -> String {
+/// Stores a passkey for `user` (a fixed P-256 key; `credential` makes its id).
+pub(crate) async fn store_passkey(
+    app: &TestApp,
+    user: uuid::Uuid,
+    name: &str,
+    credential: u8,
+) -> String {
     use base64::Engine;
     let id = uuid::Uuid::new_v4();
     let cred_id = [credential; 16];

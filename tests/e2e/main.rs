@@ -5,6 +5,8 @@
 
 mod browser;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use browser::Browser;
 use diesel::Connection;
 use envshield_api_types::{PollDeviceResponse, StartDeviceResponse};
@@ -13,6 +15,7 @@ use envshield_server::service::accounts;
 use envshield_server::testing::TestServer;
 use secrecy::SecretString;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -398,6 +401,26 @@ async fn count(server: &TestServer, condition: &str) -> i64 {
     .unwrap()
 }
 
+/// A tool's loopback callback: answers every request with a short page.
+async fn loopback_callback() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let body = "callback received";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    (format!("http://127.0.0.1:{port}/callback"), task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_it() {
     let server = passkey_server().await;
@@ -486,6 +509,60 @@ async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_i
     assert!(token.starts_with("esh_"));
     assert_eq!(scopes, ["envs:read", "envs:write"]);
 
+    // The same-machine login's consent page asks for the passkey the same
+    // way; the code comes back to the tool's loopback callback.
+    let (redirect_uri, callback) = loopback_callback().await;
+    let verifier = "a-verifier-for-the-consent-step-up-0123456789abcdef";
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "envshield-cli"),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("state", "e2e"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("scope", "envs:read envs:write"),
+        ])
+        .finish();
+    b.goto(&format!("{base}/oauth/authorize?{query}")).await;
+    b.wait_for_text(".step-up", "It asks for envs:write, a high-risk scope.")
+        .await;
+    b.click("button[value=approve]").await;
+    b.wait_for_text("body", "callback received").await;
+    let back = url::Url::parse(&b.current_url().await).unwrap();
+    assert!(back.as_str().starts_with(&redirect_uri), "{back}");
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code at the callback");
+    callback.abort();
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("client_id", "envshield-cli"),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["scope"], "envs:read envs:write", "{token}");
+    assert_eq!(
+        count(
+            &server,
+            "kind = 'step_up_passed' AND details->>'method' = 'passkey' AND details ? 'authorization_request'"
+        )
+        .await,
+        1
+    );
+
     // A clone of the authenticator from before those sign-ins (its
     // signature counter behind the server's) is refused.
     let mut credentials = b.credentials(&authenticator).await;
@@ -495,6 +572,7 @@ async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_i
     );
     credentials[0]["signCount"] = json!(0);
     b.replace_credentials(&authenticator, &credentials).await;
+    b.goto(&format!("{base}/settings/passkeys")).await;
     b.click("form[action='/logout'] button").await;
     b.wait_for_text("h1", "Sign in").await;
     b.click("#passkey-sign-in").await;

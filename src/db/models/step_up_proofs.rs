@@ -1,5 +1,6 @@
-//! `step_up_proofs`: a passed step-up, good for one approval of one CLI
-//! login request by one account from one browser session, for minutes.
+//! `step_up_proofs`: a passed step-up, good for one approval (a CLI login
+//! request or an authorization request) by one account from one browser
+//! session, for minutes.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -18,8 +19,10 @@ pub struct StepUpProof {
     pub user_id: Uuid,
     /// The browser session it was passed in.
     pub user_session_id: Uuid,
-    /// The CLI login request it approves.
-    pub device_session_id: Uuid,
+    /// The CLI login request it approves, or
+    pub device_session_id: Option<Uuid>,
+    /// the `/oauth/authorize` request it approves (a digest).
+    pub authorization_request: Option<Vec<u8>>,
     /// Passkey or password.
     pub method: StepUpMethod,
     /// When it was passed.

@@ -20,7 +20,7 @@ pub struct Ceremony {
     pub user_id: Option<Uuid>,
     /// The browser session that started it (none for a sign-in).
     pub user_session_id: Option<Uuid>,
-    /// Step-up: the CLI login request it approves.
+    /// Step-up: the CLI login request it approves, or
     pub device_session_id: Option<Uuid>,
     /// Registration: the new passkey's name.
     pub passkey_name: Option<String>,
@@ -30,6 +30,8 @@ pub struct Ceremony {
     pub created_at: DateTime<Utc>,
     /// After this the answer is refused.
     pub expires_at: DateTime<Utc>,
+    /// Step-up: the `/oauth/authorize` request it approves (a digest).
+    pub authorization_request: Option<Vec<u8>>,
 }
 
 /// Records a ceremony.

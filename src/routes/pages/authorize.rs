@@ -3,17 +3,24 @@
 //! CLI approval page (scopes to narrow, lifetime).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Deserialize;
 
-use super::cli::{expiry_choices, ExpiryChoice, ScopeChoice};
+use super::approval::{
+    chosen_expiry, expiry_choices, prove_with_password, step_up_refusal, ExpiryChoice, ScopeChoice,
+    StepUpFields, StepUpPrompt,
+};
 use crate::error::AppError;
 use crate::routes::extract::{page_form, ClientIp, FormPage, MaybeViewer, SignedInForm, Viewer};
 use crate::routes::pages::{render, see_other, Nav, PageError};
-use crate::service::authorize::{self, AuthorizeRequest, ConsentInput, RequestError};
+use crate::service::authorize::{
+    self, AuthorizeRequest, ConsentInput, ConsentOutcome, RequestError,
+};
 use crate::state::AppState;
 
 /// The request parameters carried from the query into the form.
@@ -40,12 +47,37 @@ struct ConsentPage {
     redirect_host: String,
     browser_ip: String,
     hidden: Vec<(String, String)>,
+    /// The names of the request's parameters, for the passkey script.
+    carried: String,
     scopes: Vec<ScopeChoice>,
     expiry: Vec<ExpiryChoice>,
     error: Option<String>,
+    step_up: Option<StepUpPrompt>,
 }
 
 impl ConsentPage {
+    /// The page for `request`, with the step-up approving it needs, if any.
+    async fn build(
+        viewer: &Viewer,
+        request: &AuthorizeRequest,
+        params: &HashMap<String, String>,
+        ip: &ClientIp,
+        state: &AppState,
+        chosen: Option<&ConsentForm>,
+        error: Option<String>,
+    ) -> Result<Self, PageError> {
+        let reasons = request.step_up_reasons(
+            &state.config,
+            ip.0,
+            chosen.map(|c| c.scopes.as_slice()),
+            chosen.and_then(|c| c.expires_in_days().ok().flatten()),
+        );
+        let step_up = StepUpPrompt::for_reasons(state, viewer, &reasons).await?;
+        let mut page = Self::new(viewer, request, params, ip, state, chosen, error);
+        page.step_up = step_up;
+        Ok(page)
+    }
+
     fn new(
         viewer: &Viewer,
         request: &AuthorizeRequest,
@@ -72,6 +104,7 @@ impl ConsentPage {
                 .iter()
                 .filter_map(|k| params.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                 .collect(),
+            carried: CARRIED.join(" "),
             scopes: ScopeChoice::list(
                 request.scopes.as_slice(),
                 chosen.map(|c| c.scopes.as_slice()),
@@ -82,8 +115,30 @@ impl ConsentPage {
                 chosen.and_then(|c| c.expires_in_days().ok().flatten()),
             ),
             error,
+            step_up: None,
         }
     }
+}
+
+/// The consent page, whose form may lead to the client's loopback redirect:
+/// browsers apply `form-action` to a form's redirects too, so the page's
+/// policy names that one origin besides this site.
+fn render_consent(
+    status: StatusCode,
+    page: &ConsentPage,
+    request: &AuthorizeRequest,
+) -> Result<HttpResponse, PageError> {
+    let mut response = render(status, page)?;
+    let origin = request.redirect_uri.origin().ascii_serialization();
+    let policy = format!(
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self' {origin}; base-uri 'none'; object-src 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    Ok(response)
 }
 
 /// The parameters of a query string, each at most once (RFC 6749 §3.1).
@@ -123,8 +178,8 @@ pub async fn consent_form(
     };
     let back_to = format!("/oauth/authorize?{}", req.query_string());
     let viewer = viewer.require(&back_to)?;
-    let page = ConsentPage::new(&viewer, &request, &params, &ip, &state, None, None);
-    render(StatusCode::OK, &page)
+    let page = ConsentPage::build(&viewer, &request, &params, &ip, &state, None, None).await?;
+    render_consent(StatusCode::OK, &page, &request)
 }
 
 /// The consent form: the carried request, the decision, the narrowed
@@ -136,6 +191,7 @@ pub struct ConsentForm {
     decision: Option<String>,
     scopes: Vec<String>,
     expires_in_days: Option<String>,
+    step_up: StepUpFields,
     csrf_token: String,
 }
 
@@ -151,7 +207,9 @@ impl From<Vec<(String, String)>> for ConsentForm {
                 k if CARRIED.contains(&k) => {
                     form.params.insert(key, value);
                 }
-                _ => {}
+                k => {
+                    form.step_up.take(k, &value);
+                }
             }
         }
         form
@@ -176,12 +234,7 @@ impl FormPage for ConsentForm {
 
 impl ConsentForm {
     fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
-        match self.expires_in_days.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(d) => d.parse::<u32>().map(Some).map_err(|_| {
-                AppError::bad_request("invalid_expiry", "Pick an expiry from the list.")
-            }),
-        }
+        chosen_expiry(self.expires_in_days.as_deref())
     }
 
     fn approve(&self) -> Result<bool, AppError> {
@@ -201,56 +254,79 @@ impl ConsentForm {
 }
 
 /// `POST /oauth/authorize`: Approve or Deny; the browser goes back to the
-/// client with a code or an error.
+/// client with a code or an error. An approval that `APPROVAL_STEP_UP` asks
+/// a step-up for needs the proof the page's script earned with a passkey,
+/// or the password typed into the form, as on `/cli/login`.
 #[tracing::instrument(name = "authorize", skip_all)]
 pub async fn consent(
     ip: ClientIp,
     state: web::Data<AppState>,
     posted: SignedInForm<ConsentForm>,
 ) -> Result<HttpResponse, PageError> {
-    let SignedInForm { form, viewer } = posted;
+    let SignedInForm { mut form, viewer } = posted;
     let request = match authorize::parse_request(&state.config, &form.params, chrono::Utc::now()) {
         Ok(r) => r,
         Err(e) => return refused(e),
     };
-    let choice = form.approve().and_then(|approve| {
-        let days = if approve {
+    let outcome = match decision(&state, &viewer, &request, &mut form, ip.0).await {
+        Ok(input) => authorize::consent(&state, input).await,
+        Err(e) => Err(e),
+    };
+    let (status, error) = match outcome {
+        Ok(ConsentOutcome::Redirect(url)) => return Ok(see_other(url.as_str())),
+        Ok(ConsentOutcome::StepUpRequired { problem }) => step_up_refusal(problem),
+        // A choice the server refused: the form again, with the reason.
+        Err(e @ (AppError::BadRequest { .. } | AppError::Forbidden { .. })) => {
+            (e.status_code(), e.public_message())
+        }
+        Err(e) => return Err(PageError(e)),
+    };
+    let page = ConsentPage::build(
+        &viewer,
+        &request,
+        &form.params,
+        &ip,
+        &state,
+        Some(&form),
+        Some(error),
+    )
+    .await?;
+    render_consent(status, &page, &request)
+}
+
+/// What the person decided, as the service takes it; for an approval, with
+/// the step-up proof the form brought or the typed password earned.
+async fn decision(
+    state: &AppState,
+    viewer: &Viewer,
+    request: &AuthorizeRequest,
+    form: &mut ConsentForm,
+    ip: IpAddr,
+) -> Result<ConsentInput, AppError> {
+    let approve = form.approve()?;
+    let mut input = ConsentInput {
+        request: request.clone(),
+        approve,
+        scopes: approve.then(|| form.scopes.clone()),
+        expires_in_days: if approve {
             form.expires_in_days()?
         } else {
             None
-        };
-        Ok((approve, days))
-    });
-    let outcome = match choice {
-        Ok((approve, expires_in_days)) => {
-            let input = ConsentInput {
-                request: request.clone(),
-                approve,
-                scopes: approve.then(|| form.scopes.clone()),
-                expires_in_days,
-                approver: viewer.user.clone(),
-                client_ip: ip.to_string(),
-            };
-            authorize::consent(&state, input).await
-        }
-        Err(e) => Err(e),
+        },
+        approver: viewer.user.clone(),
+        approver_session: viewer.session_id,
+        client_ip: ip,
+        step_up_proof: None,
     };
-    match outcome {
-        Ok(url) => Ok(see_other(url.as_str())),
-        // A choice the server refused: the form again, with the reason.
-        Err(e @ (AppError::BadRequest { .. } | AppError::Forbidden { .. })) => {
-            let error = Some(e.public_message());
-            let page = ConsentPage::new(
-                &viewer,
-                &request,
-                &form.params,
-                &ip,
-                &state,
-                Some(&form),
-                error,
-            );
-            render(StatusCode::BAD_REQUEST, &page)
+    if approve {
+        input.step_up_proof = form.step_up.proof.clone();
+        if let Some(password) = form.step_up.password_instead() {
+            let subject = request.step_up_subject();
+            let proof = prove_with_password(state, viewer, subject, password, ip)
+                .await?
+                .map_err(|message| AppError::forbidden("step_up_failed", message))?;
+            input.step_up_proof = Some(proof);
         }
-        Err(e) => Err(PageError(e)),
     }
+    Ok(input)
 }

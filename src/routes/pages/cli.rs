@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -16,10 +15,13 @@ use crate::error::AppError;
 use crate::routes::extract::{
     page_form, ClientIp, CodeEntry, FormPage, MaybeViewer, SignedInForm, Viewer,
 };
+use crate::routes::pages::approval::{
+    chosen_expiry, expiry_choices, prove_with_password, step_up_refusal, ExpiryChoice, ScopeChoice,
+    StepUpFields, StepUpPrompt,
+};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
-use crate::service::device::step_up::{self, StepUpRefused};
 use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
-use crate::service::passkeys;
+use crate::service::step_up::Subject;
 use crate::state::AppState;
 
 /// What `/cli/device` says about any code it cannot use: the same words for
@@ -65,45 +67,6 @@ struct ResultPage {
     confirmation_code: Option<String>,
 }
 
-/// One scope checkbox.
-pub(super) struct ScopeChoice {
-    /// The `id` of the input (scopes contain `:`, so an index is used).
-    pub(super) id: String,
-    /// The scope.
-    pub(super) name: String,
-    /// What it allows, from the catalogue.
-    pub(super) description: Option<String>,
-    /// Ticked.
-    pub(super) checked: bool,
-}
-
-impl ScopeChoice {
-    /// A checkbox per scope asked for, ticked unless a previous submission
-    /// left it out.
-    pub(super) fn list(asked: &[String], chosen: Option<&[String]>, config: &Config) -> Vec<Self> {
-        asked
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Self {
-                id: format!("scope-{i}"),
-                name: s.clone(),
-                description: config.scope_description(s).map(str::to_owned),
-                checked: chosen.is_none_or(|c| c.contains(s)),
-            })
-            .collect()
-    }
-}
-
-/// One option of the expiry select.
-pub(super) struct ExpiryChoice {
-    /// Days, or empty for the configured default.
-    pub(super) value: String,
-    /// What the person reads.
-    pub(super) label: String,
-    /// Pre-selected.
-    pub(super) selected: bool,
-}
-
 /// What a previous submission chose, to keep it when the form comes back
 /// with an error, and that error.
 #[derive(Default)]
@@ -111,68 +74,6 @@ struct Chosen {
     scopes: Option<Vec<String>>,
     expires_in_days: Option<u32>,
     error: Option<String>,
-}
-
-/// How the approver proves it is them, when `APPROVAL_STEP_UP` asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProveWith {
-    /// A fresh assertion with one of the account's passkeys (the script).
-    Passkey,
-    /// The password again, typed into the form.
-    Password,
-    /// Neither is possible: no passkey, and `PASSWORD_LOGIN=false`.
-    Nothing,
-}
-
-/// The step-up part of the approval page: why, and how.
-struct StepUpPrompt {
-    /// Each reason, in words.
-    reasons: Vec<String>,
-    /// How.
-    with: ProveWith,
-}
-
-impl StepUpPrompt {
-    fn passkey(&self) -> bool {
-        self.with == ProveWith::Passkey
-    }
-
-    fn password(&self) -> bool {
-        self.with == ProveWith::Password
-    }
-}
-
-/// The step-up prompt for approving `request` as `chosen` (the request as
-/// asked when nothing was chosen yet) from `browser_ip`; `None` when the
-/// approval needs none.
-async fn step_up_prompt(
-    state: &AppState,
-    viewer: &Viewer,
-    request: &RequestView,
-    browser_ip: IpAddr,
-    chosen: &Chosen,
-) -> Result<Option<StepUpPrompt>, PageError> {
-    let reasons = request.step_up_reasons(
-        &state.config,
-        browser_ip,
-        chosen.scopes.as_deref(),
-        chosen.expires_in_days,
-    );
-    if reasons.is_empty() {
-        return Ok(None);
-    }
-    let has_passkeys = passkeys::count(state, viewer.user.id).await? > 0;
-    let with = if has_passkeys && passkeys::available(state) {
-        ProveWith::Passkey
-    } else if state.config.password_login {
-        ProveWith::Password
-    } else {
-        ProveWith::Nothing
-    };
-    Ok(Some(StepUpPrompt {
-        reasons: reasons.iter().map(policy::StepUpReason::sentence).collect(),
-        with,
-    }))
 }
 
 /// The confirmation page of a pending request.
@@ -205,7 +106,13 @@ impl ConfirmPage {
         browser_ip: IpAddr,
         chosen: Chosen,
     ) -> Result<Self, PageError> {
-        let step_up = step_up_prompt(state, viewer, &request, browser_ip, &chosen).await?;
+        let reasons = request.step_up_reasons(
+            &state.config,
+            browser_ip,
+            chosen.scopes.as_deref(),
+            chosen.expires_in_days,
+        );
+        let step_up = StepUpPrompt::for_reasons(state, viewer, &reasons).await?;
         let mut page = Self::new(viewer, code, request, browser_ip, &state.config, chosen);
         page.step_up = step_up;
         Ok(page)
@@ -242,36 +149,6 @@ impl ConfirmPage {
             step_up: None,
         }
     }
-}
-
-fn days(d: u32) -> String {
-    if d == 1 {
-        "1 day".to_owned()
-    } else {
-        format!("{d} days")
-    }
-}
-
-/// Lifetimes shorter than the configured one, then the configured default
-/// (the empty value, which lets the server apply it).
-pub(super) fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<ExpiryChoice> {
-    let mut choices: Vec<ExpiryChoice> = policy::shorter_lifetimes(max_days)
-        .map(|d| ExpiryChoice {
-            value: d.to_string(),
-            label: days(d),
-            selected: chosen == Some(d),
-        })
-        .collect();
-    let any_selected = choices.iter().any(|c| c.selected);
-    choices.push(ExpiryChoice {
-        value: String::new(),
-        label: match max_days {
-            Some(m) => format!("{} (default)", days(m)),
-            None => "Never (default)".to_owned(),
-        },
-        selected: !any_selected,
-    });
-    choices
 }
 
 fn approved_by_another_account() -> PageError {
@@ -330,10 +207,7 @@ pub struct DecisionForm {
     decision: Option<String>,
     scopes: Vec<String>,
     expires_in_days: Option<String>,
-    /// The proof a passkey step-up earned (set by the page's script).
-    step_up_proof: Option<String>,
-    /// The password, typed again for a step-up (accounts without a passkey).
-    step_up_password: Option<SecretString>,
+    step_up: StepUpFields,
     csrf_token: String,
 }
 
@@ -346,13 +220,10 @@ impl From<Vec<(String, String)>> for DecisionForm {
                 "decision" => form.decision = Some(value),
                 "scopes" => form.scopes.push(value),
                 "expires_in_days" => form.expires_in_days = Some(value),
-                "step_up_proof" => form.step_up_proof = Some(value).filter(|v| !v.is_empty()),
-                "step_up_password" => {
-                    form.step_up_password =
-                        Some(SecretString::from(value)).filter(|p| !p.expose_secret().is_empty());
-                }
                 "csrf_token" => form.csrf_token = value,
-                _ => {}
+                k => {
+                    form.step_up.take(k, &value);
+                }
             }
         }
         form
@@ -386,12 +257,7 @@ impl DecisionForm {
     }
 
     fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
-        match self.expires_in_days.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(d) => d.parse::<u32>().map(Some).map_err(|_| {
-                AppError::bad_request("invalid_expiry", "Pick an expiry from the list.")
-            }),
-        }
+        chosen_expiry(self.expires_in_days.as_deref())
     }
 
     /// What the person decided, as the service takes it.
@@ -420,12 +286,8 @@ impl DecisionForm {
             approver: viewer.user.clone(),
             approver_session: viewer.session_id,
             client_ip: ip,
-            // Denying never needs a step-up, and spends no proof.
-            step_up_proof: if approve {
-                self.step_up_proof.clone()
-            } else {
-                None
-            },
+            // Filled in for approvals only: denying spends no proof.
+            step_up_proof: None,
         })
     }
 }
@@ -461,32 +323,22 @@ pub async fn decide(
         }
         Err(e) => return Err(PageError(e)),
     };
-    if let Some(password) = form.step_up_password.take() {
-        if input.approve && input.step_up_proof.is_none() {
-            let proved = step_up::prove_with_password(
-                &state,
-                &viewer.user,
-                viewer.session_id,
-                &code,
-                password,
-                ip.0,
-            )
-            .await;
-            match proved {
+    if input.approve {
+        input.step_up_proof = form.step_up.proof.clone();
+        if let Some(password) = form.step_up.password_instead() {
+            let Some(request) = device::find_request(&state, &code)
+                .await?
+                .filter(|r| r.status == SessionStatus::Pending)
+            else {
+                return EndedPage::expired(viewer.nav());
+            };
+            let subject = Subject::DeviceLogin(request.id);
+            match prove_with_password(&state, &viewer, subject, password, ip.0).await {
                 Ok(Ok(proof)) => input.step_up_proof = Some(proof),
-                Ok(Err(StepUpRefused(message))) => {
-                    return form_again(
-                        &state,
-                        &viewer,
-                        &code,
-                        ip.0,
-                        &form,
-                        StatusCode::FORBIDDEN,
-                        message,
-                    )
-                    .await
+                Ok(Err(message)) => {
+                    let status = StatusCode::FORBIDDEN;
+                    return form_again(&state, &viewer, &code, ip.0, &form, status, message).await;
                 }
-                Err(AppError::Gone { .. }) => return EndedPage::expired(viewer.nav()),
                 Err(e) => return Err(PageError(e)),
             }
         }
@@ -511,21 +363,8 @@ pub async fn decide(
             },
         ),
         Ok(CompleteOutcome::StepUpRequired { problem, .. }) => {
-            let message = match problem {
-                "missing" => "Confirm it is you before approving: the reasons are listed below.",
-                "expired" => "Your confirmation has expired. Confirm it is you again, then approve.",
-                _ => "Your confirmation was not for this request. Confirm it is you again, then approve.",
-            };
-            form_again(
-                &state,
-                &viewer,
-                &code,
-                ip.0,
-                &form,
-                StatusCode::FORBIDDEN,
-                message.to_owned(),
-            )
-            .await
+            let (status, message) = step_up_refusal(problem);
+            form_again(&state, &viewer, &code, ip.0, &form, status, message).await
         }
         Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),
         // A choice the server refused: the form again, with the reason.
@@ -637,33 +476,6 @@ pub async fn enter_code(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expiry_offers_shorter_lifetimes_then_the_default() {
-        let labels = |c: Vec<ExpiryChoice>| {
-            c.into_iter()
-                .map(|c| (c.value, c.label, c.selected))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            labels(expiry_choices(Some(365), None)),
-            [
-                ("7".into(), "7 days".into(), false),
-                ("30".into(), "30 days".into(), false),
-                ("90".into(), "90 days".into(), false),
-                (String::new(), "365 days (default)".into(), true),
-            ]
-        );
-        let never = labels(expiry_choices(None, Some(30)));
-        assert_eq!(never.len(), 5);
-        assert!(never[1].2, "30 stays selected");
-        assert_eq!(never[4].1, "Never (default)");
-        assert!(!never[4].2);
-        assert_eq!(
-            labels(expiry_choices(Some(1), None)),
-            [(String::new(), "1 day (default)".into(), true)]
-        );
-    }
 
     #[test]
     fn decision_form_collects_repeated_scopes() {

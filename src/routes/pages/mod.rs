@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+mod approval;
 pub mod auth;
 pub mod authorize;
 pub mod cli;
@@ -71,6 +72,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             json_post("/cli/login/step-up/finish", passkeys::step_up_finish)
+                .wrap(RateLimit::api(Limit::Complete)),
+        )
+        .service(
+            json_post(
+                "/oauth/authorize/step-up/start",
+                passkeys::authorize_step_up_start,
+            )
+            .wrap(RateLimit::api(Limit::Complete)),
+        )
+        .service(
+            json_post("/oauth/authorize/step-up/finish", passkeys::step_up_finish)
                 .wrap(RateLimit::api(Limit::Complete)),
         )
         .service(one_page(

@@ -1,15 +1,18 @@
 //! Passkeys in the browser: `/settings/passkeys` (list, rename, remove),
 //! and the JSON endpoints `static/js/passkeys.js` calls for each WebAuthn
 //! ceremony: registering (settings), signing in (`/login`) and the approval
-//! step-up (`/cli/login`). Each ceremony is a `start` (options for the
+//! step-up (`/cli/login` and the consent page of `/oauth/authorize`). Each ceremony is a `start` (options for the
 //! browser; the ceremony's id goes into the encrypted session cookie) and
 //! a `finish` (the browser's answer). Every one of them checks `Origin`
 //! (`SameOrigin`, the CSRF defence of cookie-authenticated JSON) and takes
 //! only `application/json`; all but sign-in need a signed-in session.
 
+use std::collections::HashMap;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -17,7 +20,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use crate::auth::session::TypedSession;
 use crate::db::models::passkeys::PasskeyRow;
-use crate::domain::UserCode;
+use crate::domain::{SessionStatus, UserCode};
 use crate::error::AppError;
 use crate::routes::extract::{
     csrf_only_form, page_form, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInForm,
@@ -25,7 +28,9 @@ use crate::routes::extract::{
 };
 use crate::routes::pages::auth::safe_redirect;
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
-use crate::service::{passkeys, sessions};
+use crate::service::authorize::{self, RequestError};
+use crate::service::step_up::Subject;
+use crate::service::{device, passkeys, sessions};
 use crate::state::AppState;
 
 const PASSKEYS_PATH: &str = "/settings/passkeys";
@@ -302,20 +307,57 @@ pub async fn step_up_start(
             "code must be the 8-letter code shown in the terminal, like BCDF-GHJK.",
         )
     })?;
-    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, &code).await?;
+    let request = device::find_request(&state, &code)
+        .await?
+        .filter(|r| r.status == SessionStatus::Pending)
+        .ok_or_else(device::expired_request)?;
+    let subject = Subject::DeviceLogin(request.id);
+    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, subject).await?;
     session.set_passkey_ceremony(id)?;
     Ok(options(requested))
 }
 
-/// Body of `POST /cli/login/step-up/finish`.
+/// Body of `POST /oauth/authorize/step-up/start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeStepUpStart {
+    /// The authorization request's parameters, as the consent form carries them.
+    params: HashMap<String, String>,
+}
+
+/// `POST /oauth/authorize/step-up/start`: options for an assertion with one
+/// of the account's passkeys, to approve the authorization request `params`.
+pub async fn authorize_step_up_start(
+    _: SameOrigin,
+    SignedInUser(user, session_id): SignedInUser,
+    session: TypedSession,
+    state: web::Data<AppState>,
+    body: JsonObject<AuthorizeStepUpStart>,
+) -> Result<HttpResponse, AppError> {
+    let request =
+        authorize::parse_request(&state.config, &body.params, Utc::now()).map_err(|e| match e {
+            RequestError::Page(e) => e,
+            RequestError::Redirect(_) => AppError::bad_request(
+                "invalid_request",
+                "This authorization request is not valid: start the sign-in from the tool again.",
+            ),
+        })?;
+    let subject = request.step_up_subject();
+    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, subject).await?;
+    session.set_passkey_ceremony(id)?;
+    Ok(options(requested))
+}
+
+/// Body of `POST /cli/login/step-up/finish` and `/oauth/authorize/step-up/finish`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpFinish {
     credential: PublicKeyCredential,
 }
 
-/// `POST /cli/login/step-up/finish`: checks the assertion and answers the
-/// proof the approval form carries (`step_up_proof`).
+/// `POST /cli/login/step-up/finish` and `/oauth/authorize/step-up/finish`:
+/// checks the assertion and answers the proof the approval form carries
+/// (`step_up_proof`), good for the request the ceremony was started for.
 pub async fn step_up_finish(
     _: SameOrigin,
     SignedInUser(user, session_id): SignedInUser,

@@ -12,7 +12,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::policy::{self, StepUpReason};
-use super::step_up;
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::notifications;
 use crate::db::models::users::User;
@@ -22,7 +21,7 @@ use crate::domain::{Confirmation, ConfirmationCode, Scopes, SessionStatus, Token
 use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::service::grants;
+use crate::service::{grants, step_up};
 use crate::state::AppState;
 
 /// What the browser decided, and who decided it.
@@ -273,35 +272,20 @@ fn approve(
             ),
         },
     );
-    if !reasons.is_empty() {
-        let codes: Vec<&str> = reasons.iter().map(StepUpReason::code).collect();
-        let checked = step_up::consume(
-            conn,
-            input.step_up_proof.as_deref(),
-            approver.id,
-            input.approver_session,
-            session.id,
-            now,
-        )?;
-        let (kind, details) = match checked {
-            Ok(method) => (
-                EventKind::StepUpPassed,
-                json!({ "session_id": session.id, "method": method.as_str(), "reasons": codes }),
-            ),
-            Err(problem) => (
-                EventKind::StepUpFailed,
-                json!({ "session_id": session.id, "reason": problem, "reasons": codes }),
-            ),
-        };
-        events::record(
-            conn,
-            Event::new(kind, Severity::Medium, Some(&ip))
-                .user(approver.id)
-                .details(details),
-        )?;
-        if let Err(problem) = checked {
-            return Ok(CompleteOutcome::StepUpRequired { reasons, problem });
-        }
+    let checked = step_up::check(
+        conn,
+        &reasons,
+        input.step_up_proof.as_deref(),
+        step_up::Approver {
+            user_id: approver.id,
+            user_session_id: input.approver_session,
+            ip: &ip,
+        },
+        step_up::Subject::DeviceLogin(session.id),
+        now,
+    )?;
+    if let Err(problem) = checked {
+        return Ok(CompleteOutcome::StepUpRequired { reasons, problem });
     }
     let issued = grants::issue(
         conn,

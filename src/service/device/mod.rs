@@ -5,15 +5,15 @@
 //! - [`poll`]: the client polls (from memory when it can), or waits;
 //! - [`decide`]: a signed-in person looks the request up, approves or denies;
 //! - [`pickup`]: the token leaves the server once; paste mode; cancel;
-//! - [`policy`]: the rules that need no database;
-//! - [`step_up`]: the proofs an approval under `APPROVAL_STEP_UP` consumes.
+//! - [`policy`]: the rules that need no database.
+//!
+//! The step-up an approval may need is [`crate::service::step_up`].
 
 mod decide;
 mod pickup;
 pub mod policy;
 mod poll;
 mod start;
-pub mod step_up;
 
 use std::sync::Arc;
 
