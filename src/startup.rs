@@ -296,6 +296,7 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<S
             )
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .wrap_fn(crate::routes::metrics::observe)
+            .wrap_fn(crate::routes::nonce::add_nonce)
             .app_data(state.clone())
             .app_data(json_config())
             .app_data(query_config())

@@ -186,10 +186,24 @@ impl DpopKey {
         access_token: Option<&str>,
         iat: i64,
     ) -> Result<String, KeyError> {
-        self.sign_jwt(
-            &self.proof_header(),
-            &claims(method, url, access_token, iat)?,
-        )
+        self.proof_with_nonce(method, url, access_token, iat, None)
+    }
+
+    /// [`Self::proof`], carrying the server's `nonce` when it asked for one
+    /// (`DPoP-Nonce`, RFC 9449 §8).
+    pub fn proof_with_nonce(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        iat: i64,
+        nonce: Option<&str>,
+    ) -> Result<String, KeyError> {
+        let mut claims = claims(method, url, access_token, iat)?;
+        if let Some(n) = nonce {
+            claims["nonce"] = Value::String(n.to_owned());
+        }
+        self.sign_jwt(&self.proof_header(), &claims)
     }
 }
 

@@ -47,11 +47,54 @@ pub struct Proof {
     /// Until when the replay check must remember it: past that its `iat`
     /// is too old anyway.
     pub remember_until: DateTime<Utc>,
+    /// The server nonce it carries, if any (checked under `DPOP_NONCE`).
+    pub nonce: Option<String>,
 }
 
 /// Why a proof was refused; the message names the rule and is safe to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid(pub &'static str);
+
+/// The refusal of a proof without a current server nonce (`DPOP_NONCE`).
+pub const USE_NONCE: Invalid = Invalid(
+    "This server requires a DPoP nonce: sign the proof again with the nonce from the DPoP-Nonce header.",
+);
+
+impl Invalid {
+    /// The error code it is answered with (RFC 9449 §7.1, §8).
+    pub fn code(&self) -> &'static str {
+        if *self == USE_NONCE {
+            "use_dpop_nonce"
+        } else {
+            "invalid_dpop_proof"
+        }
+    }
+}
+
+/// How long one server nonce is issued for; each is accepted for this long
+/// after the next one takes over, so for 5 to 10 minutes in all.
+pub const NONCE_PERIOD_SECS: i64 = 300;
+
+/// The server nonce of `now`'s period: the period's number and a keyed MAC
+/// of it, so every instance with the same `key` issues and accepts the same.
+pub fn nonce(key: &[u8; 32], now: DateTime<Utc>) -> String {
+    nonce_of_period(key, now.timestamp().div_euclid(NONCE_PERIOD_SECS))
+}
+
+fn nonce_of_period(key: &[u8; 32], period: i64) -> String {
+    let mac = crate::crypto::hmac_sha256(key, "dpop-nonce", &period.to_be_bytes());
+    let mut bytes = period.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&mac[..16]);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether `value` is the nonce of `now`'s period or of the one before.
+pub fn nonce_is_current(key: &[u8; 32], value: &str, now: DateTime<Utc>) -> bool {
+    let period = now.timestamp().div_euclid(NONCE_PERIOD_SECS);
+    [period, period - 1]
+        .into_iter()
+        .any(|p| crate::crypto::ct_eq(value.as_bytes(), nonce_of_period(key, p).as_bytes()))
+}
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +116,7 @@ struct Claims {
     htu: Option<String>,
     iat: Option<Value>,
     ath: Option<String>,
+    nonce: Option<String>,
 }
 
 /// A public key from a proof's `jwk`.
@@ -258,6 +302,7 @@ pub fn verify(value: &str, expected: &Expected<'_>) -> Result<Proof, Invalid> {
         jkt,
         replay_id: id.finalize().into(),
         remember_until: iat.max(expected.now) + MAX_AGE,
+        nonce: claims.nonce,
     })
 }
 
@@ -299,6 +344,20 @@ mod tests {
             let checked = verify(&proof(&key, "GET", URL, Some("tok"), now), &expected(now));
             assert_eq!(checked.expect("valid").jkt, key.thumbprint());
         }
+    }
+
+    #[test]
+    fn a_nonce_is_current_for_its_period_and_the_next_only() {
+        let key = [7u8; 32];
+        let t = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap();
+        let issued = nonce(&key, t(1_000_000_200));
+        assert_eq!(issued, nonce(&key, t(1_000_000_499)), "same period");
+        assert_ne!(issued, nonce(&key, t(1_000_000_199)), "the period before");
+        assert!(nonce_is_current(&key, &issued, t(1_000_000_200)));
+        assert!(nonce_is_current(&key, &issued, t(1_000_000_200 + 300)));
+        assert!(!nonce_is_current(&key, &issued, t(1_000_000_200 + 600)));
+        assert!(!nonce_is_current(&[8u8; 32], &issued, t(1_000_000_200)));
+        assert!(!nonce_is_current(&key, "made-up", t(1_000_000_200)));
     }
 
     #[test]

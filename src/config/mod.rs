@@ -143,6 +143,9 @@ pub struct Config {
     pub device_confirmation: envshield_api_types::ConfirmationMode,
     /// `APPROVAL_STEP_UP` (`never` default, `high_risk`, `always`).
     pub approval_step_up: ApprovalStepUp,
+    /// `DPOP_NONCE` (default false): DPoP proofs must carry a nonce this
+    /// server issued (`DPoP-Nonce`, RFC 9449 §8).
+    pub dpop_nonce: bool,
     /// `API_TOKEN_SCOPES_HIGH_RISK`: scopes whose grant counts as high risk
     /// (default: every `*:write` scope of the catalogue, and
     /// `tokens:introspect`; set and empty: none).
@@ -390,6 +393,7 @@ impl Config {
             refresh_token_prefix,
             device_confirmation,
             approval_step_up,
+            dpop_nonce: parse_bool("DPOP_NONCE", get("DPOP_NONCE"))?,
             high_risk_scopes,
             step_up_max_days: Some(num("APPROVAL_STEP_UP_MAX_DAYS", 90, 0, 36_500)?)
                 .filter(|d| *d > 0),

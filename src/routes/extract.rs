@@ -605,7 +605,7 @@ impl FromRequest for DpopProof {
         ready(
             Self::of(req)
                 .map(DpopProof)
-                .map_err(|invalid| AppError::bad_request("invalid_dpop_proof", invalid.0)),
+                .map_err(|invalid| AppError::bad_request(invalid.code(), invalid.0)),
         )
     }
 }
@@ -649,7 +649,7 @@ fn refused(refusal: Refusal) -> AppError {
             "invalid_token",
             "This client's tokens must be bound to a DPoP key. Run `envshield login` again to get a bound token.",
         ),
-        Refusal::Proof(invalid) => dpop_refusal("invalid_dpop_proof", invalid.0),
+        Refusal::Proof(invalid) => dpop_refusal(invalid.code(), invalid.0),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod health;
 pub mod html;
 pub mod limit;
 pub mod metrics;
+pub mod nonce;
 pub mod oauth;
 pub mod openapi;
 pub mod pages;

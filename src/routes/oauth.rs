@@ -238,7 +238,7 @@ fn presented(params: &HashMap<String, String>) -> Result<(String, oauth::Hint), 
 /// fault; outages and bugs keep the usual JSON answer.
 /// The request's DPoP proof, or the OAuth error for a bad one (RFC 9449 §5).
 fn proof_of(req: &HttpRequest) -> Result<Option<Proof>, OAuthError> {
-    DpopProof::of(req).map_err(|invalid| bad("invalid_dpop_proof", invalid.0))
+    DpopProof::of(req).map_err(|invalid| bad(invalid.code(), invalid.0))
 }
 
 fn service_error(e: AppError) -> Result<HttpResponse, AppError> {
@@ -474,7 +474,7 @@ pub async fn token(
             "invalid_grant",
             "The device_code is not valid for this client.",
         ),
-        PollOutcome::KeyRefused(invalid) => bad("invalid_dpop_proof", invalid.0),
+        PollOutcome::KeyRefused(invalid) => bad(invalid.code(), invalid.0),
         PollOutcome::Approved {
             token,
             expires_at,

@@ -3,6 +3,7 @@
 //! instance (`jti`, in PostgreSQL).
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 
 use crate::auth::dpop::{self, Expected, Invalid, Proof};
 use crate::config::Config;
@@ -58,7 +59,7 @@ pub fn check(
         Header::One(v) => v,
     };
     let url = format!("{}{}", config.app_base(), request.path);
-    Some(dpop::verify(
+    let checked = dpop::verify(
         value,
         &Expected {
             method: &request.method,
@@ -66,7 +67,25 @@ pub fn check(
             access_token,
             now,
         },
-    ))
+    );
+    Some(checked.and_then(|proof| {
+        let nonce_ok = !config.dpop_nonce
+            || proof.nonce.as_deref().is_some_and(|n| {
+                dpop::nonce_is_current(config.keys.code_hmac.expose_secret(), n, now)
+            });
+        if nonce_ok {
+            Ok(proof)
+        } else {
+            Err(dpop::USE_NONCE)
+        }
+    }))
+}
+
+/// The `DPoP-Nonce` to hand out now, under `DPOP_NONCE`.
+pub fn current_nonce(config: &Config, now: DateTime<Utc>) -> Option<String> {
+    config
+        .dpop_nonce
+        .then(|| dpop::nonce(config.keys.code_hmac.expose_secret(), now))
 }
 
 /// The refusal of a proof seen before.

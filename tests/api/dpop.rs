@@ -403,3 +403,85 @@ fn a_proof_names_only_the_url_without_query() {
     let c = claims("GET", "http://h/p?q=1#f", None, 1).unwrap();
     assert_eq!(c["htu"], "http://h/p");
 }
+
+#[tokio::test]
+async fn under_dpop_nonce_a_proof_needs_the_servers_current_nonce() {
+    let app = spawn_app_with(|c| c.dpop_nonce = true).await;
+    let key = DpopKey::generate_p256().unwrap();
+    let start = "/api/v1/cli/auth/device/start";
+    let send_start = |proof: String| {
+        app.cli
+            .post(app.url(start))
+            .header("DPoP", proof)
+            .json(&json!({ "tokenName": "nonce laptop" }))
+            .send()
+    };
+    let nonce_of = |r: &Response| {
+        r.headers()
+            .get("dpop-nonce")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    // Without a nonce: refused with use_dpop_nonce, and told the nonce.
+    let r = send_start(proof(&app, &key, "POST", start, None))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let nonce = nonce_of(&r).expect("a DPoP-Nonce header");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "use_dpop_nonce", "{body}");
+
+    // A nonce the server never issued: refused the same way.
+    let forged = key
+        .proof_with_nonce("POST", &htu(&app, start), None, now(), Some("made-up"))
+        .unwrap();
+    let r = send_start(forged).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "use_dpop_nonce");
+
+    // With it: accepted, and the answer names the nonce to use next.
+    let with_nonce = |path: &str, method: &str, token: Option<&str>| {
+        key.proof_with_nonce(method, &htu(&app, path), token, now(), Some(&nonce))
+            .unwrap()
+    };
+    let r = send_start(with_nonce(start, "POST", None)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(nonce_of(&r).as_deref(), Some(nonce.as_str()));
+    let started: Value = r.json().await.unwrap();
+    let (_, browser) = app.signed_in_browser("nonce@example.com", false).await;
+    let user_code = started["userCode"].as_str().unwrap();
+    assert_eq!(app.approve(&browser, user_code).await.status(), 200);
+    let device_code = started["deviceCode"].as_str().unwrap();
+    let poll = "/api/v1/cli/auth/device/poll";
+    let r = poll_with(&app, device_code, Some(with_nonce(poll, "POST", None))).await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // On a resource: a 401 with the RFC's challenge, then accepted.
+    let scheme = format!("DPoP {token}");
+    let bare = proof(&app, &key, "GET", WHOAMI, Some(&token));
+    let r = call(&app, Method::GET, WHOAMI, &scheme, Some(bare)).await;
+    assert!(nonce_of(&r).is_some());
+    let (status, challenge, _) = refusal(r).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains("error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let r = call(
+        &app,
+        Method::GET,
+        WHOAMI,
+        &scheme,
+        Some(with_nonce(WHOAMI, "GET", Some(&token))),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // Requests without a proof are untouched, and get no nonce.
+    let r = app.cli.get(app.url("/health")).send().await.unwrap();
+    assert!(nonce_of(&r).is_none());
+}

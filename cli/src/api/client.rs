@@ -3,7 +3,7 @@
 //! answer or classified into an [`ApiError`].
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder};
@@ -28,6 +28,38 @@ pub struct ApiClient {
     /// The key every request proves possession of (DPoP, RFC 9449), when
     /// the tokens are, or are to be, bound to it.
     dpop: Option<Arc<DpopKey>>,
+    /// The server's latest `DPoP-Nonce` (RFC 9449 §8), put into every proof.
+    nonce: Arc<Mutex<Option<String>>>,
+}
+
+/// An answer read in full.
+pub(crate) struct Answer {
+    /// Its status.
+    pub(crate) status: StatusCode,
+    /// Its headers.
+    pub(crate) headers: HeaderMap,
+    /// Its body, at most [`MAX_BODY`] bytes.
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// Whether the server refused the proof for want of its nonce.
+    fn asks_for_nonce(&self) -> bool {
+        let said = |text: &[u8]| {
+            text.windows(b"use_dpop_nonce".len())
+                .any(|w| w == b"use_dpop_nonce")
+        };
+        let challenge = self
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        match self.status {
+            StatusCode::UNAUTHORIZED => said(challenge),
+            StatusCode::BAD_REQUEST => said(&self.body),
+            _ => false,
+        }
+    }
 }
 
 impl ApiClient {
@@ -48,6 +80,7 @@ impl ApiClient {
             http,
             base,
             dpop: None,
+            nonce: Arc::default(),
         })
     }
 
@@ -73,9 +106,80 @@ impl ApiClient {
         let Some(key) = &self.dpop else {
             return Ok(None);
         };
-        key.proof(method, url, token, chrono::Utc::now().timestamp())
-            .map(Some)
-            .map_err(|e| ApiError::Client(format!("could not sign a DPoP proof: {e}")))
+        let nonce = self.nonce.lock().ok().and_then(|n| n.clone());
+        key.proof_with_nonce(
+            method,
+            url,
+            token,
+            chrono::Utc::now().timestamp(),
+            nonce.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| ApiError::Client(format!("could not sign a DPoP proof: {e}")))
+    }
+
+    /// Sends `builder` with a fresh DPoP proof for `method` on `url` (and
+    /// `token` as `Authorization: DPoP`; as Bearer without a key), and reads
+    /// the answer in full. When the server asks for its DPoP nonce, signs
+    /// again with the one it named and sends once more.
+    pub(crate) fn send_proved(
+        &self,
+        builder: RequestBuilder,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Answer, ApiError> {
+        let again = builder.try_clone();
+        let answer = self.send_once(builder, method, url, token)?;
+        match again {
+            Some(builder) if self.dpop.is_some() && answer.asks_for_nonce() => {
+                self.send_once(builder, method, url, token)
+            }
+            _ => Ok(answer),
+        }
+    }
+
+    fn send_once(
+        &self,
+        mut builder: RequestBuilder,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Answer, ApiError> {
+        match self.dpop_proof(method, url, token)? {
+            Some(proof) => {
+                builder = builder.header("DPoP", proof);
+                if let Some(token) = token {
+                    builder = builder.header(AUTHORIZATION, format!("DPoP {token}"));
+                }
+            }
+            None => {
+                if let Some(token) = token {
+                    builder = builder.bearer_auth(token);
+                }
+            }
+        }
+        let response = builder.send().map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(nonce) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+            if let Ok(mut kept) = self.nonce.lock() {
+                *kept = Some(nonce.to_owned());
+            }
+        }
+        let mut body = Vec::new();
+        response
+            .take(MAX_BODY)
+            .read_to_end(&mut body)
+            .map_err(|e| ApiError::Unreachable {
+                base: self.base.clone(),
+                reason: format!("the answer broke off: {e}"),
+            })?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The HTTP client itself, for requests outside the API base URL
@@ -170,34 +274,18 @@ impl<'a> Request<'a> {
     /// Sends the request and reads the answer in full.
     pub(super) fn send(self) -> Result<Reply<'a>, ApiError> {
         let client = self.client;
-        let mut builder = self.builder;
-        let token = self.token.as_deref();
         // A fresh proof for every request sent, retries included: the
         // server accepts each proof once.
-        match client.dpop_proof(self.method.as_str(), &self.url, token)? {
-            Some(proof) => {
-                builder = builder.header("DPoP", proof);
-                if let Some(token) = token {
-                    builder = builder.header(AUTHORIZATION, format!("DPoP {token}"));
-                }
-            }
-            None => {
-                if let Some(token) = token {
-                    builder = builder.bearer_auth(token);
-                }
-            }
-        }
-        let response = builder.send().map_err(|e| client.transport_error(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut body = Vec::new();
-        response
-            .take(MAX_BODY)
-            .read_to_end(&mut body)
-            .map_err(|e| ApiError::Unreachable {
-                base: client.base.clone(),
-                reason: format!("the answer broke off: {e}"),
-            })?;
+        let Answer {
+            status,
+            headers,
+            body,
+        } = client.send_proved(
+            self.builder,
+            self.method.as_str(),
+            &self.url,
+            self.token.as_deref(),
+        )?;
         Ok(Reply {
             base: &client.base,
             path: self.path,

@@ -136,3 +136,32 @@ fn ctrl_c_while_waiting_for_the_browser_saves_nothing() {
     );
     env.sandbox.assert_nothing_written();
 }
+
+#[test]
+fn a_server_that_asks_for_dpop_nonces_gets_them_on_every_path() {
+    let env = TestEnv::spawn_with(|c| c.dpop_nonce = true);
+    let browser = env.signed_in_browser("dev@example.com");
+
+    // The authorization-code login: the token request is refused once for
+    // want of a nonce, then signed again with the one the server named.
+    let mut login = env.start_with_browser(&["--json", "login", "--name", "nonce"]);
+    let started = login.json_event("browser_login_started");
+    let callback = browser.consent(&authorize_url(&started), "approve", &[]);
+    let page = reqwest::blocking::get(&callback).expect("the CLI answers the browser");
+    assert_eq!(page.status(), 200);
+    login.finish().assert_code(0);
+    assert_eq!(env.saved_profile()["tokenType"], "DPoP");
+
+    // A new process knows no nonce: its first call is refused and retried.
+    let whoami = env.run(&["whoami"]);
+    whoami.assert_code(0);
+    assert!(whoami.stdout.contains("dev@example.com"), "{whoami:?}");
+
+    // The device flow: start, poll and pickup, each with a nonce.
+    let mut login = env.start_with_browser(&["--json", "login", "--device"]);
+    let started = login.json_event("device_started");
+    browser.approve(started["userCode"].as_str().expect("userCode"));
+    login.finish().assert_code(0);
+    assert_eq!(env.only_device_session().status, "CONSUMED");
+    env.run(&["whoami"]).assert_code(0);
+}

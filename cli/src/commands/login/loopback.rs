@@ -18,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::outcome::{finish, Approved, SignedIn};
-use crate::api::{ApiClient, ApiError, API_URL_ENV};
+use crate::api::{ApiClient, API_URL_ENV};
 use crate::browser;
 use crate::commands::context::Context;
 use crate::error::{profile_flag, CliError};
@@ -429,25 +429,16 @@ fn exchange(
     code: &str,
 ) -> Result<TokenResponse, CliError> {
     let endpoint = &prepared.discovery.token_endpoint;
-    let mut request = client.http().post(endpoint).form(&[
+    let request = client.http().post(endpoint).form(&[
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", prepared.redirect_uri.as_str()),
         ("client_id", CLIENT_ID),
         ("code_verifier", prepared.verifier.as_str()),
     ]);
-    if let Some(proof) = client.dpop_proof("POST", endpoint, None)? {
-        request = request.header("DPoP", proof);
-    }
     let base = client.base_url().to_string();
-    let response = request.send().map_err(|e| {
-        CliError::from(ApiError::Unreachable {
-            base: base.clone(),
-            reason: one_line(&e.to_string()),
-        })
-    })?;
-    let status = response.status();
-    let body = response.bytes().unwrap_or_default();
+    let answer = client.send_proved(request, "POST", endpoint, None)?;
+    let (status, body) = (answer.status, answer.body);
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|_| {
             CliError::new(

@@ -225,7 +225,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             return HttpResponse::BadRequest()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .json(ErrorBody {
-                    error: "invalid_dpop_proof".to_owned(),
+                    error: invalid.code().to_owned(),
                     message: invalid.0.to_owned(),
                     status: None,
                 })

@@ -1,0 +1,38 @@
+//! `DPoP-Nonce` (RFC 9449 §8): under `DPOP_NONCE`, every answer to a
+//! request that carried a DPoP proof names the nonce to use next, so a
+//! client refused with `use_dpop_nonce` can sign again at once.
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web;
+
+use crate::service::dpop;
+use crate::state::AppState;
+
+/// The response header that carries the nonce.
+pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+/// Adds `DPoP-Nonce` to the answer of a request with a `DPoP` header.
+pub fn add_nonce<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+{
+    let nonce = req
+        .headers()
+        .contains_key("dpop")
+        .then(|| req.app_data::<web::Data<AppState>>())
+        .flatten()
+        .and_then(|state| dpop::current_nonce(&state.config, chrono::Utc::now()));
+    let fut = srv.call(req);
+    async move {
+        let mut res = fut.await?;
+        if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            res.headers_mut().insert(DPOP_NONCE, value);
+        }
+        Ok(res)
+    }
+}
