@@ -157,11 +157,12 @@ async fn step_up_prompt(
     browser_ip: IpAddr,
     chosen: &Chosen,
 ) -> Result<Option<StepUpPrompt>, PageError> {
+    let allowed = request.scopes_allowed(&state.config, viewer.user.role);
     let reasons = request.step_up_reasons(
         &state.config,
         viewer.user.role,
         browser_ip,
-        chosen.scopes.as_deref(),
+        Some(chosen.scopes.as_deref().unwrap_or(&allowed)),
         chosen.expires_in_days,
     );
     if reasons.is_empty() {
