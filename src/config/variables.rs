@@ -29,6 +29,8 @@ pub const VARIABLES: &[&str] = &[
     "REFRESH_TOKEN_REUSE_GRACE_SEC",
     "REFRESH_TOKEN_PREFIX",
     "DEVICE_CONFIRMATION",
+    "DEVICE_LOGIN_POLICY",
+    "DEVICE_LOGIN_POLICY_FILE",
     "REQUIRE_DPOP",
     "DPOP_NONCE",
     "APPROVAL_STEP_UP",
@@ -93,6 +95,7 @@ mod tests {
             include_str!("notices.rs"),
             include_str!("keys.rs"),
             include_str!("clients.rs"),
+            include_str!("device_policy.rs"),
             include_str!("../telemetry.rs"),
         ]
         .map(|file| file.split("#[cfg(test)]").next().unwrap())

@@ -46,6 +46,9 @@ text_enum! {
         Poll => "poll",
         /// Only the confirmation code shown in the browser releases it.
         Paste => "paste",
+        /// `DEVICE_CONFIRMATION=risk`, not decided yet: approving stores
+        /// `poll` or `paste` in its place.
+        Risk => "risk",
     }
 }
 
@@ -80,10 +83,12 @@ impl From<ConfirmationMode> for Confirmation {
     }
 }
 
+/// What the client is told at start: an undecided login is polled, and a
+/// poll answers `confirmation_required` if approving asked for the code.
 impl From<Confirmation> for ConfirmationMode {
     fn from(mode: Confirmation) -> Self {
         match mode {
-            Confirmation::Poll => Self::Poll,
+            Confirmation::Poll | Confirmation::Risk => Self::Poll,
             Confirmation::Paste => Self::Paste,
         }
     }
@@ -101,9 +106,14 @@ mod tests {
         assert!(Confirmation::every_spelling_round_trips());
         assert!(CeremonyPurpose::every_spelling_round_trips());
         assert!(StepUpMethod::every_spelling_round_trips());
-        for c in Confirmation::ALL {
-            assert_eq!(Confirmation::from(ConfirmationMode::from(*c)), *c);
+        for c in [Confirmation::Poll, Confirmation::Paste] {
+            assert_eq!(Confirmation::from(ConfirmationMode::from(c)), c);
         }
+        assert_eq!(
+            ConfirmationMode::from(Confirmation::Risk),
+            ConfirmationMode::Poll,
+            "undecided: the client polls"
+        );
         assert_eq!(Role::parse("Admin"), None, "spellings are exact");
         assert_eq!(Flow::parse(""), None);
     }

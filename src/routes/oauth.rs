@@ -328,7 +328,7 @@ pub async fn device_authorization(
         DEVICE_CODE_GRANT,
         "This client may not use the device flow.",
     ));
-    let confirmation = match policy::oauth_confirmation(state.config.device_confirmation, client) {
+    let confirmation = match policy::oauth_confirmation(state.config.confirmation_mode(), client) {
         Ok(mode) => mode,
         Err(e) => return service_error(e),
     };

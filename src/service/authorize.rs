@@ -20,7 +20,7 @@ use crate::db::models::revocation::Target;
 use crate::db::models::users::User;
 use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::pkce::{self, AuthCode, Challenge};
-use crate::domain::{Flow, Scopes, TokenName, TokenSource};
+use crate::domain::{Flow, Role, Scopes, TokenName, TokenSource};
 use crate::error::AppError;
 use crate::service::device::policy::{self, StepUpReason};
 use crate::service::events::{self, Event, EventKind, Severity};
@@ -212,6 +212,7 @@ impl AuthorizeRequest {
     pub fn step_up_reasons(
         &self,
         config: &Config,
+        role: Role,
         approver_ip: IpAddr,
         granted: Option<&[String]>,
         chosen_days: Option<u32>,
@@ -225,6 +226,7 @@ impl AuthorizeRequest {
         policy::step_up_reasons(
             config,
             &policy::Approval {
+                role,
                 requested_from: Some(&ip),
                 approver_ip,
                 scopes: granted.unwrap_or(self.scopes.as_slice()),
@@ -280,6 +282,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<ConsentOut
                 // proof is spent exactly when it approves.
                 let reasons = request.step_up_reasons(
                     config,
+                    approver.role,
                     input.client_ip,
                     Some(granted.as_slice()),
                     input.expires_in_days,

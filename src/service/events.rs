@@ -88,6 +88,9 @@ pub enum EventKind {
     StepUpPassed,
     /// An approval asked for a fresh passkey assertion or password, and did not get it.
     StepUpFailed,
+    /// `DEVICE_LOGIN_POLICY` refused an approval (or it needed a paste-back
+    /// code its client cannot type); details name the role and the rule.
+    DeviceLoginRefused,
     /// A login started with a DPoP key was polled without a proof by that
     /// key: its device code is in other hands.
     DpopPickupRefused,
@@ -132,6 +135,7 @@ impl EventKind {
             Self::PasskeySignIn => "passkey_sign_in",
             Self::StepUpPassed => "step_up_passed",
             Self::StepUpFailed => "step_up_failed",
+            Self::DeviceLoginRefused => "device_login_refused",
             Self::DpopPickupRefused => "dpop_pickup_refused",
             Self::OAuthAuthorized => "oauth_authorized",
             Self::OAuthDenied => "oauth_denied",

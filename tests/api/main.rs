@@ -5,6 +5,7 @@
 mod authorize;
 mod deploy;
 mod device;
+mod device_policy;
 mod dpop;
 mod errors;
 mod faults;

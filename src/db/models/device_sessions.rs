@@ -392,24 +392,37 @@ fn while_pending(
         .filter(ds::status.eq(SessionStatus::Pending))
 }
 
+/// What an approval stores.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    /// The approver.
+    pub user_id: Uuid,
+    /// The minted token.
+    pub token_id: Uuid,
+    /// The token, sealed to the row.
+    pub sealed: &'a [u8],
+    /// How it is collected (`risk` is decided by now: `poll` or `paste`).
+    pub confirmation: Confirmation,
+    /// Paste mode: the keyed hash of the code shown in the browser.
+    pub confirmation_code_hash: Option<&'a [u8]>,
+}
+
 /// PENDING → APPROVED with the minted token sealed in the row.
 pub fn approve(
     conn: &mut PgConnection,
     id: Uuid,
-    user_id: Uuid,
-    token_id: Uuid,
-    sealed: &[u8],
-    confirmation_code_hash: Option<&[u8]>,
+    approval: &Approval<'_>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(while_pending(id))
         .set((
             ds::status.eq(SessionStatus::Approved),
-            ds::user_id.eq(user_id),
-            ds::token_id.eq(token_id),
-            ds::encrypted_token.eq(sealed),
+            ds::confirmation.eq(approval.confirmation),
+            ds::user_id.eq(approval.user_id),
+            ds::token_id.eq(approval.token_id),
+            ds::encrypted_token.eq(approval.sealed),
             ds::approved_at.eq(now),
-            ds::confirmation_code_hash.eq(confirmation_code_hash),
+            ds::confirmation_code_hash.eq(approval.confirmation_code_hash),
         ))
         .execute(conn)
 }

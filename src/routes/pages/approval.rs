@@ -25,6 +25,8 @@ pub(super) struct ScopeChoice {
     pub(super) description: Option<String>,
     /// Ticked.
     pub(super) checked: bool,
+    /// The approver may grant it (`DEVICE_LOGIN_POLICY`'s `scopes`).
+    pub(super) allowed: bool,
 }
 
 impl ScopeChoice {
@@ -39,6 +41,7 @@ impl ScopeChoice {
                 name: s.clone(),
                 description: config.scope_description(s).map(str::to_owned),
                 checked: chosen.is_none_or(|c| c.contains(s)),
+                allowed: true,
             })
             .collect()
     }

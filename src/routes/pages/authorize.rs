@@ -68,6 +68,7 @@ impl ConsentPage {
     ) -> Result<Self, PageError> {
         let reasons = request.step_up_reasons(
             &state.config,
+            viewer.user.role,
             ip.0,
             chosen.map(|c| c.scopes.as_slice()),
             chosen.and_then(|c| c.expires_in_days().ok().flatten()),

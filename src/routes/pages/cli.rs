@@ -65,6 +65,8 @@ struct ResultPage {
     approved: bool,
     /// Paste mode: the code to type into the terminal (shown once).
     confirmation_code: Option<String>,
+    /// Why the code is needed, in words.
+    paste_reasons: Vec<String>,
 }
 
 /// What a previous submission chose, to keep it when the form comes back
@@ -94,6 +96,8 @@ struct ConfirmPage {
     other_network: Option<String>,
     error: Option<String>,
     step_up: Option<StepUpPrompt>,
+    /// Why approving would show a paste-back code, in words.
+    paste_reasons: Vec<String>,
 }
 
 impl ConfirmPage {
@@ -106,10 +110,12 @@ impl ConfirmPage {
         browser_ip: IpAddr,
         chosen: Chosen,
     ) -> Result<Self, PageError> {
+        let allowed = request.scopes_allowed(&state.config, viewer.user.role);
         let reasons = request.step_up_reasons(
             &state.config,
+            viewer.user.role,
             browser_ip,
-            chosen.scopes.as_deref(),
+            Some(chosen.scopes.as_deref().unwrap_or(&allowed)),
             chosen.expires_in_days,
         );
         let step_up = StepUpPrompt::for_reasons(state, viewer, &reasons).await?;
@@ -126,7 +132,15 @@ impl ConfirmPage {
         config: &Config,
         chosen: Chosen,
     ) -> Self {
-        let scopes = ScopeChoice::list(&request.scopes, chosen.scopes.as_deref(), config);
+        let role = viewer.user.role;
+        let mut scopes = ScopeChoice::list(&request.scopes, chosen.scopes.as_deref(), config);
+        let allowed = request.scopes_allowed(config, role);
+        for s in scopes.iter_mut().filter(|s| !allowed.contains(&s.name)) {
+            (s.allowed, s.checked) = (false, false);
+        }
+        let refusal = request.policy_refusal(config, role, browser_ip);
+        let granted = chosen.scopes.as_deref().unwrap_or(&allowed);
+        let paste_reasons = request.paste_reasons(config, browser_ip, Some(granted));
         let other_network = request
             .client_ip
             .as_deref()
@@ -139,14 +153,18 @@ impl ConfirmPage {
             code: code.display(),
             token_name: request.token_name,
             scopes,
-            expiry: expiry_choices(config.api_token_ttl_days, chosen.expires_in_days),
+            expiry: expiry_choices(
+                device::max_lifetime_days(config, role),
+                chosen.expires_in_days,
+            ),
             requester_ip: request.client_ip,
             user_agent: request.user_agent.filter(|ua| !ua.trim().is_empty()),
             asked_at: utc(request.created_at),
             expires_at: utc(request.expires_at),
             other_network,
-            error: chosen.error,
+            error: chosen.error.or(refusal.map(|r| r.message)),
             step_up: None,
+            paste_reasons,
         }
     }
 }
@@ -192,6 +210,7 @@ pub async fn approval_form(
                 nav: viewer.nav(),
                 approved: true,
                 confirmation_code: None,
+                paste_reasons: Vec::new(),
             },
         ),
         SessionStatus::Approved => Err(approved_by_another_account()),
@@ -345,13 +364,16 @@ pub async fn decide(
     }
     match device::decide(&state, input).await {
         Ok(CompleteOutcome::Approved {
-            confirmation_code, ..
+            confirmation_code,
+            paste_reasons,
+            ..
         }) => render(
             StatusCode::OK,
             &ResultPage {
                 nav: viewer.nav(),
                 approved: true,
                 confirmation_code,
+                paste_reasons,
             },
         ),
         Ok(CompleteOutcome::Denied) => render(
@@ -360,6 +382,7 @@ pub async fn decide(
                 nav: viewer.nav(),
                 approved: false,
                 confirmation_code: None,
+                paste_reasons: Vec::new(),
             },
         ),
         Ok(CompleteOutcome::StepUpRequired { problem, .. }) => {

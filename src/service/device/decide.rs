@@ -1,7 +1,10 @@
 //! The browser half: looking a request up by its user code, and approving
 //! or denying it, under a row lock so exactly one token is ever minted. An
 //! approval that `APPROVAL_STEP_UP` asks a step-up for consumes its proof
-//! in the same transaction, or mints nothing.
+//! in the same transaction, or mints nothing. An approval that
+//! `DEVICE_LOGIN_POLICY` refuses is recorded as `device_login_refused`
+//! and changes nothing else; under `DEVICE_CONFIRMATION=risk` the approval
+//! decides whether the paste-back code is needed, and stores that.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,13 +14,15 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::policy::{self, StepUpReason};
+use super::policy::{self, PasteReason, Refusal, RuleFacts, StepUpReason};
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::notifications;
 use crate::db::models::users::User;
 use crate::db::models::{api_tokens, device_sessions, refresh_tokens, users};
 use crate::db::{self, Db};
-use crate::domain::{Confirmation, ConfirmationCode, Scopes, SessionStatus, TokenSource, UserCode};
+use crate::domain::{
+    Confirmation, ConfirmationCode, Flow, Role, Scopes, SessionStatus, TokenSource, UserCode,
+};
 use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
@@ -56,6 +61,8 @@ pub enum CompleteOutcome {
         already: bool,
         /// Paste mode: the code to show the person (only on the first approval).
         confirmation_code: Option<String>,
+        /// Why the code is needed, in words (empty without a code).
+        paste_reasons: Vec<String>,
     },
     /// Refused.
     Denied,
@@ -94,6 +101,12 @@ pub struct RequestView {
     pub expires_at: DateTime<Utc>,
     /// What an approval would mint (for the lifetime step-up considers).
     pub token_policy: TokenPolicy,
+    /// How the token will be collected (`risk`: decided at approval).
+    pub confirmation: Confirmation,
+    /// Which API started it.
+    pub flow: Flow,
+    /// The client asking.
+    pub client_id: String,
 }
 
 impl RequestView {
@@ -103,6 +116,7 @@ impl RequestView {
     pub fn step_up_reasons(
         &self,
         config: &Config,
+        role: Role,
         approver_ip: IpAddr,
         granted: Option<&[String]>,
         chosen_days: Option<u32>,
@@ -110,17 +124,102 @@ impl RequestView {
         policy::step_up_reasons(
             config,
             &policy::Approval {
+                role,
                 requested_from: self.client_ip.as_deref(),
                 approver_ip,
                 scopes: granted.unwrap_or(&self.scopes),
-                lifetime_days: policy::granted_lifetime_days(
-                    config,
-                    self.token_policy,
-                    chosen_days,
-                ),
+                lifetime_days: lifetime_days(config, self.token_policy, role, chosen_days),
             },
         )
     }
+
+    /// Why approving from `approver_ip` with the scopes `granted` (all
+    /// asked for when `None`) would show a paste-back code, in words.
+    pub fn paste_reasons(
+        &self,
+        config: &Config,
+        approver_ip: IpAddr,
+        granted: Option<&[String]>,
+    ) -> Vec<String> {
+        policy::paste_reasons(
+            config,
+            self.confirmation,
+            self.client_ip.as_deref(),
+            approver_ip,
+            granted.unwrap_or(&self.scopes),
+        )
+        .iter()
+        .map(PasteReason::sentence)
+        .collect()
+    }
+
+    /// What `DEVICE_LOGIN_POLICY` says against an approval by `role` from
+    /// `approver_ip` before anything is chosen: the scopes asked for that
+    /// the role may grant (all of them when it may grant none), with the
+    /// default lifetime.
+    pub fn policy_refusal(
+        &self,
+        config: &Config,
+        role: Role,
+        approver_ip: IpAddr,
+    ) -> Option<Refusal> {
+        let allowed = self.scopes_allowed(config, role);
+        let scopes = if allowed.is_empty() {
+            &self.scopes
+        } else {
+            &allowed
+        };
+        let lifetime = lifetime_days(config, self.token_policy, role, None);
+        policy::check_rules(
+            &config.device_login_policy,
+            &RuleFacts {
+                role,
+                requested_from: self.client_ip.as_deref(),
+                approver_ip,
+                scopes,
+                lifetime_days: lifetime,
+                fixed_lifetime: self.token_policy == TokenPolicy::AccessRefresh,
+            },
+        )
+        .err()
+    }
+
+    /// The scopes asked for that `role` may grant under `DEVICE_LOGIN_POLICY`.
+    pub fn scopes_allowed(&self, config: &Config, role: Role) -> Vec<String> {
+        let rules = config.device_login_policy.for_role(role);
+        self.scopes
+            .iter()
+            .filter(|s| {
+                rules
+                    .and_then(|r| r.scopes.as_ref())
+                    .is_none_or(|a| a.contains(s))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// The longest lifetime an approver of `role` may pick, in days (`None`:
+/// for ever): `API_TOKEN_TTL_DAYS` capped by the role's `maxLifetimeDays`.
+pub fn max_lifetime_days(config: &Config, role: Role) -> Option<u32> {
+    let cap = config
+        .device_login_policy
+        .for_role(role)
+        .and_then(|r| r.max_lifetime_days);
+    policy::capped_lifetime(config.api_token_ttl_days, cap)
+}
+
+/// How long the tokens of an approval by `role` live, in days (`None`:
+/// for ever): the chosen lifetime, else the longest the role may pick; a
+/// refresh family lives `REFRESH_TOKEN_ABSOLUTE_DAYS`.
+fn lifetime_days(
+    config: &Config,
+    token_policy: TokenPolicy,
+    role: Role,
+    chosen_days: Option<u32>,
+) -> Option<u32> {
+    let chosen = chosen_days.or_else(|| max_lifetime_days(config, role));
+    policy::granted_lifetime_days(config, token_policy, chosen)
 }
 
 /// The answer for a code that names no live request.
@@ -162,6 +261,9 @@ pub async fn find_request(
         user_agent: s.user_agent,
         created_at: s.created_at,
         expires_at: s.expires_at,
+        confirmation: s.confirmation,
+        flow: s.flow,
+        client_id: s.client_id,
     }))
 }
 
@@ -169,7 +271,7 @@ pub async fn find_request(
 /// decisions queue and exactly one token is ever minted.
 pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOutcome, AppError> {
     let now = Utc::now();
-    state.run(move |conn, cx| {
+    let decided = state.run(move |conn, cx| {
     let (config, realtime) = (&*cx.config, &cx.realtime);
     let hash = input
         .user_code
@@ -181,11 +283,12 @@ pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOu
         if session.status == SessionStatus::Approved {
             return match (session.user_id, session.token_id) {
                 (Some(uid), Some(token_id)) if uid == approver.id && input.approve => {
-                    Ok(CompleteOutcome::Approved {
+                    Ok(Ok(CompleteOutcome::Approved {
                         token_id,
                         already: true,
                         confirmation_code: None,
-                    })
+                        paste_reasons: Vec::new(),
+                    }))
                 }
                 (Some(uid), _) if uid == approver.id => Err(AppError::conflict(
                     "already_approved",
@@ -198,7 +301,11 @@ pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOu
             };
         }
         let outcome = if input.approve {
-            approve(conn, config, &session, &input, now)?
+            match approve(conn, config, &session, &input, now)? {
+                Ok(outcome) => outcome,
+                // Recorded; nothing else changed.
+                Err(refusal) => return Ok(Err(refusal)),
+            }
         } else {
             device_sessions::deny(conn, session.id, approver.id)?;
             let ip = input.client_ip.to_string();
@@ -213,9 +320,38 @@ pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOu
         if !matches!(outcome, CompleteOutcome::StepUpRequired { .. }) {
             changed(conn, realtime, &session.device_code_hash)?;
         }
-        Ok(outcome)
+        Ok(Ok(outcome))
     })
-    }).await
+    }).await?;
+    decided.map_err(|refusal| refusal.error())
+}
+
+/// Records an approval refused by `DEVICE_LOGIN_POLICY` (or by the
+/// paste-back code a client cannot type) as `device_login_refused`.
+fn record_refusal(
+    conn: &mut Db<'_>,
+    session: &device_sessions::DeviceSession,
+    approver: Uuid,
+    ip: &str,
+    refusal: &Refusal,
+) -> Result<(), AppError> {
+    let mut details = json!({
+        "session_id": session.id,
+        "role": refusal.role.as_str(),
+        "rule": refusal.rule,
+        "requested_from": session.client_ip,
+        "client_id": session.client_id,
+    });
+    if let (Some(all), Some(extra)) = (details.as_object_mut(), refusal.details.as_object()) {
+        all.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    events::record(
+        conn,
+        Event::new(EventKind::DeviceLoginRefused, Severity::Medium, Some(ip))
+            .user(approver)
+            .details(details),
+    )?;
+    Ok(())
 }
 
 /// Tells every instance that a session changed: the NOTIFY is delivered at
@@ -233,43 +369,75 @@ pub(super) fn changed(
     Ok(())
 }
 
+/// Approves, or says which rule refused (already recorded).
 fn approve(
     conn: &mut Db<'_>,
     config: &Config,
     session: &device_sessions::DeviceSession,
     input: &CompleteInput,
     now: DateTime<Utc>,
-) -> Result<CompleteOutcome, AppError> {
+) -> Result<Result<CompleteOutcome, Refusal>, AppError> {
     let requested = Scopes::parse(&session.scopes, &config.scope_catalogue)
         .map_err(|m| AppError::bad_request("invalid_scope", m))?;
     let granted =
         policy::granted_scopes(&requested, input.scopes.as_deref(), &config.scope_catalogue)?;
-    let expires_at = policy::token_expiry(input.expires_in_days, config.api_token_ttl_days, now)?;
     let approver = users::lock(conn, input.approver.id)?;
-    policy::check_approver(config, approver.role, &granted)?;
-    let active = api_tokens::count_active_for_user(conn, approver.id, now)?
-        + refresh_tokens::count_live_families(conn, approver.id, now)?;
-    policy::check_token_cap(active, config.max_api_tokens_per_user)?;
-
     let client = config
         .client(&session.client_id)
         .ok_or_else(|| AppError::internal("session of an unregistered client"))?;
     let token_policy = config.token_policy(client, session.flow);
     let ip = input.client_ip.to_string();
+    let lifetime = lifetime_days(config, token_policy, approver.role, input.expires_in_days);
+
+    // DEVICE_LOGIN_POLICY, for the approver's role.
+    let facts = RuleFacts {
+        role: approver.role,
+        requested_from: session.client_ip.as_deref(),
+        approver_ip: input.client_ip,
+        scopes: granted.as_slice(),
+        lifetime_days: lifetime,
+        fixed_lifetime: token_policy == TokenPolicy::AccessRefresh,
+    };
+    if let Err(refusal) = policy::check_rules(&config.device_login_policy, &facts) {
+        record_refusal(conn, session, approver.id, &ip, &refusal)?;
+        return Ok(Err(refusal));
+    }
+    let max_days = max_lifetime_days(config, approver.role);
+    let expires_at = policy::token_expiry(input.expires_in_days, max_days, now)?;
+    policy::check_approver(config, approver.role, &granted)?;
+    let active = api_tokens::count_active_for_user(conn, approver.id, now)?
+        + refresh_tokens::count_live_families(conn, approver.id, now)?;
+    policy::check_token_cap(active, config.max_api_tokens_per_user)?;
+
+    // How the token is collected: `risk` is decided here, and stored.
+    let paste_reasons = policy::paste_reasons(
+        config,
+        session.confirmation,
+        session.client_ip.as_deref(),
+        input.client_ip,
+        granted.as_slice(),
+    );
+    let confirmation = if paste_reasons.is_empty() {
+        Confirmation::Poll
+    } else {
+        Confirmation::Paste
+    };
+    if confirmation == Confirmation::Paste && !policy::can_paste(session.flow, Some(client)) {
+        let refusal = cannot_paste(&session.client_id, approver.role, &paste_reasons);
+        record_refusal(conn, session, approver.id, &ip, &refusal)?;
+        return Ok(Err(refusal));
+    }
 
     // Step-up, checked here, in the transaction that mints the token: a
     // proof is spent exactly when it approves.
     let reasons = policy::step_up_reasons(
         config,
         &policy::Approval {
+            role: approver.role,
             requested_from: session.client_ip.as_deref(),
             approver_ip: input.client_ip,
             scopes: granted.as_slice(),
-            lifetime_days: policy::granted_lifetime_days(
-                config,
-                token_policy,
-                input.expires_in_days,
-            ),
+            lifetime_days: lifetime,
         },
     );
     let checked = step_up::check(
@@ -285,7 +453,7 @@ fn approve(
         now,
     )?;
     if let Err(problem) = checked {
-        return Ok(CompleteOutcome::StepUpRequired { reasons, problem });
+        return Ok(Ok(CompleteOutcome::StepUpRequired { reasons, problem }));
     }
     let issued = grants::issue(
         conn,
@@ -314,19 +482,16 @@ fn approve(
         )
         .map_err(AppError::internal)?;
     let code_key = config.keys.code_hmac.expose_secret();
-    let confirmation_code =
-        (session.confirmation == Confirmation::Paste).then(ConfirmationCode::generate);
+    let confirmation_code = (confirmation == Confirmation::Paste).then(ConfirmationCode::generate);
     let code_hash = confirmation_code.as_ref().map(|c| c.keyed_hash(code_key));
-    if device_sessions::approve(
-        conn,
-        session.id,
-        approver.id,
+    let stored = device_sessions::Approval {
+        user_id: approver.id,
         token_id,
-        &sealed,
-        code_hash.as_ref().map(|h| h.as_slice()),
-        now,
-    )? != 1
-    {
+        sealed: &sealed,
+        confirmation,
+        confirmation_code_hash: code_hash.as_ref().map(|h| h.as_slice()),
+    };
+    if device_sessions::approve(conn, session.id, &stored, now)? != 1 {
         return Err(expired_request());
     }
     for (kind, details) in [
@@ -336,6 +501,8 @@ fn approve(
                 "session_id": session.id,
                 "requested_from": session.client_ip,
                 "client_id": session.client_id,
+                "confirmation": confirmation.as_str(),
+                "paste_reasons": paste_reasons.iter().map(PasteReason::code).collect::<Vec<_>>(),
             }),
         ),
         (
@@ -363,9 +530,28 @@ fn approve(
                 .details(details),
         )?;
     }
-    Ok(CompleteOutcome::Approved {
+    Ok(Ok(CompleteOutcome::Approved {
         token_id,
         already: false,
         confirmation_code: confirmation_code.map(|c| c.display()),
-    })
+        paste_reasons: paste_reasons.iter().map(PasteReason::sentence).collect(),
+    }))
+}
+
+/// The refusal of an approval that needs the paste-back code, for a
+/// client that cannot type it (`DEVICE_CONFIRMATION=risk`).
+fn cannot_paste(client_id: &str, role: Role, reasons: &[PasteReason]) -> Refusal {
+    let why: Vec<String> = reasons.iter().map(PasteReason::sentence).collect();
+    Refusal {
+        code: "paste_back_unavailable",
+        role,
+        rule: "DEVICE_CONFIRMATION",
+        message: format!(
+            "This approval needs a confirmation code typed back into the requesting device, and client `{client_id}` cannot take one. {} Approve from the device's own network without high-risk scopes, or ask an operator to register the client with \"confirmation\" in OAUTH_CLIENTS.",
+            why.join(" ")
+        ),
+        details: json!({
+            "reasons": reasons.iter().map(PasteReason::code).collect::<Vec<_>>(),
+        }),
+    }
 }

@@ -5,7 +5,8 @@
 //! - [`poll`]: the client polls (from memory when it can), or waits;
 //! - [`decide`]: a signed-in person looks the request up, approves or denies;
 //! - [`pickup`]: the token leaves the server once; paste mode; cancel;
-//! - [`policy`]: the rules that need no database.
+//! - [`policy`]: the rules that need no database (`DEVICE_LOGIN_POLICY`'s
+//!   per-role rules among them).
 //!
 //! The step-up an approval may need is [`crate::service::step_up`].
 
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 pub use decide::{
-    decide, expired_request, find_request, CompleteInput, CompleteOutcome, RequestView,
+    decide, expired_request, find_request, max_lifetime_days, CompleteInput, CompleteOutcome,
+    RequestView,
 };
 pub use pickup::{cancel_session, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES};
 pub use poll::{counted_poll, poll, poll_and_wait, store_grown_intervals, PollOutcome, Poller};

@@ -299,7 +299,8 @@ fn settled(
         SessionStatus::Pending => Ok(PollOutcome::Pending {
             interval_secs: u32::try_from(session.poll_interval_sec).unwrap_or(1),
         }),
-        SessionStatus::Approved if session.confirmation == Confirmation::Paste => {
+        // Anything but poll (a `risk` login is decided by approving).
+        SessionStatus::Approved if session.confirmation != Confirmation::Poll => {
             Ok(PollOutcome::ConfirmationRequired)
         }
         SessionStatus::Approved => {

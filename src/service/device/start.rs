@@ -10,6 +10,7 @@
 //! database work.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::time::Duration as StdDuration;
 
 use actix_web::web;
@@ -24,8 +25,8 @@ use uuid::Uuid;
 use super::policy;
 use crate::config::{Config, DEVICE_CODE_GRANT};
 use crate::db::models::device_sessions::{self, NewDeviceSession};
-use crate::db::Db;
-use crate::domain::{Confirmation, DeviceCode, Flow, UserCode};
+use crate::db::{self, Db};
+use crate::domain::{Confirmation, DeviceCode, Flow, Role, UserCode};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::state::AppState;
@@ -50,8 +51,8 @@ pub struct StartInput {
     pub user_agent: Option<String>,
     /// Registered client asking.
     pub client_id: String,
-    /// How the token will be collected.
-    pub confirmation: ConfirmationMode,
+    /// How the token will be collected (`risk`: decided at approval).
+    pub confirmation: Confirmation,
     /// Which API is starting it.
     pub flow: Flow,
     /// Thumbprint of the DPoP key the client proved at start: the pickup
@@ -78,7 +79,9 @@ pub struct Started {
     pub token_name: String,
     /// Scopes asked for.
     pub scopes: Vec<String>,
-    /// How the token will be collected.
+    /// How the client collects the token: `poll` also when approving
+    /// decides (`risk`); a poll then answers `confirmation_required` if
+    /// the code is needed.
     pub confirmation: ConfirmationMode,
 }
 
@@ -114,6 +117,7 @@ pub async fn start_session(
             .map_err(|e| AppError::bad_request("invalid_handoff_key", format!("{e}.")))?;
     }
     let scopes = policy::requested_scopes(input.scopes.as_deref(), &config.default_scopes, client)?;
+    check_policy_admits(state, &input).await?;
     let ttl = Duration::from_std(config.device_code_ttl).map_err(AppError::internal)?;
     let session = NewSession {
         token_name: token_name.into_inner(),
@@ -124,7 +128,7 @@ pub async fn start_session(
         user_agent: policy::user_agent(input.user_agent),
         poll_interval_sec: i32::try_from(config.device_code_interval_secs).unwrap_or(5),
         client_id: client.client_id.clone(),
-        confirmation: input.confirmation.into(),
+        confirmation: input.confirmation,
         flow: input.flow,
         dpop_jkt: input.dpop_jkt,
         handoff_key: input.handoff_key,
@@ -138,8 +142,52 @@ pub async fn start_session(
         interval_secs: config.device_code_interval_secs,
         token_name: codes.token_name,
         scopes: codes.scopes,
-        confirmation: input.confirmation,
+        confirmation: input.confirmation.into(),
     })
+}
+
+/// Refuses (403, recorded as `device_login_refused`) a start that
+/// `DEVICE_LOGIN_POLICY` leaves no role to approve: every role is off, or
+/// the requesting address is outside each enabled role's
+/// `requestNetworks`.
+async fn check_policy_admits(state: &AppState, input: &StartInput) -> Result<(), AppError> {
+    let rules = &state.config.device_login_policy;
+    let from = input.client_ip.parse::<IpAddr>().ok();
+    if rules.some_role_admits(from) {
+        return Ok(());
+    }
+    let any_enabled = Role::ALL
+        .iter()
+        .any(|r| rules.for_role(*r).is_none_or(|p| p.enabled));
+    let (rule, message) = if any_enabled {
+        (
+            "requestNetworks",
+            format!(
+                "Your organisation's policy allows no device login from {}: it is outside every role's networks (rule requestNetworks). Sign in from an allowed network.",
+                input.client_ip
+            ),
+        )
+    } else {
+        (
+            "enabled",
+            "Your organisation's policy turns device logins off for every role (rule enabled)."
+                .to_owned(),
+        )
+    };
+    let (ip, client_id) = (input.client_ip.clone(), input.client_id.clone());
+    db::run(&state.pool, move |conn| {
+        let event =
+            Event::new(EventKind::DeviceLoginRefused, Severity::Medium, Some(&ip)).details(json!({
+                "role": null,
+                "rule": rule,
+                "stage": "start",
+                "requested_from": ip,
+                "client_id": client_id,
+            }));
+        Ok(events::record(conn, event)?)
+    })
+    .await?;
+    Err(AppError::forbidden(policy::POLICY_ERROR, message))
 }
 
 /// A validated session waiting for its codes and its row.

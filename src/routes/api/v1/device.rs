@@ -66,7 +66,7 @@ pub async fn start_device_session(
         token_name: body.token_name,
         scopes: body.scopes,
         client_id: body.client_id.unwrap_or_else(|| CLI_CLIENT_ID.to_owned()),
-        confirmation: policy::confirmation(state.config.device_confirmation, body.confirmation),
+        confirmation: policy::confirmation(state.config.confirmation_mode(), body.confirmation),
         flow: Flow::V1,
         client_ip: ip.to_string(),
         user_agent: user_agent(&req),
@@ -271,7 +271,7 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
         (status = 200, description = "Decided (or already approved).", body = StatusMessage),
         (status = 400, description = "Malformed user code or body, or scopes not asked for.", body = ErrorBody),
         (status = 401, description = "Not signed in.", body = ErrorBody),
-        (status = 403, description = "Cross-origin request, the account may not grant these scopes, or `step_up_required`: the server asks for a step-up (APPROVAL_STEP_UP) and no fitting `stepUpProof` came.", body = ErrorBody),
+        (status = 403, description = "Cross-origin request, the account may not grant these scopes, `step_up_required`: the server asks for a step-up (APPROVAL_STEP_UP) and no fitting `stepUpProof` came, `device_login_policy`: a rule of DEVICE_LOGIN_POLICY for the approver's role refused (the message names it), or `paste_back_unavailable`: the approval needs a paste-back code (DEVICE_CONFIRMATION=risk) and the client cannot type one.", body = ErrorBody),
         (status = 404, description = "No pending request has this code.", body = ErrorBody),
         (status = 409, description = "The request was already decided the other way.", body = ErrorBody),
         (status = 410, description = "The request expired or was cancelled.", body = ErrorBody),
@@ -308,19 +308,29 @@ pub async fn complete_device_session(
         CompleteOutcome::Approved {
             already: false,
             confirmation_code: Some(code),
+            paste_reasons,
             ..
         } => (
-            "CLI login approved. Type this confirmation code in your terminal.",
+            format!(
+                "CLI login approved. Type this confirmation code in your terminal. {}",
+                paste_reasons.join(" ")
+            )
+            .trim_end()
+            .to_owned(),
             Some(code),
         ),
-        CompleteOutcome::Approved { already: false, .. } => {
-            ("CLI login approved. You can return to your terminal.", None)
-        }
-        CompleteOutcome::Approved { already: true, .. } => (
-            "CLI login already approved. You can return to your terminal.",
+        CompleteOutcome::Approved { already: false, .. } => (
+            "CLI login approved. You can return to your terminal.".to_owned(),
             None,
         ),
-        CompleteOutcome::Denied => ("CLI login denied. The terminal will be told.", None),
+        CompleteOutcome::Approved { already: true, .. } => (
+            "CLI login already approved. You can return to your terminal.".to_owned(),
+            None,
+        ),
+        CompleteOutcome::Denied => (
+            "CLI login denied. The terminal will be told.".to_owned(),
+            None,
+        ),
         CompleteOutcome::StepUpRequired { reasons, problem } => {
             return Err(step_up_required(&reasons, problem))
         }
@@ -329,7 +339,7 @@ pub async fn complete_device_session(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(StatusMessage {
             status: "ok".to_owned(),
-            message: message.to_owned(),
+            message,
             confirmation_code,
         }))
 }
