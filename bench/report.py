@@ -136,13 +136,18 @@ def main():
           f"{rate(w):.0f} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {errors(w)} | "
           f"`pgbench -S` {sel:.0f} TPS | {rate(w) / sel:.2f} | p99 ≤ 10 ms | "
           f"{'yes' if ok else '**no** (p99)'} |")
+    w, jti = wrk("whoami_dpop", base), tps("jti_ceiling", base)
+    if w and jti:
+        p(f"| `GET /api/v1/cli/whoami` (DPoP-bound token, a proof used once per request) | {rate(w):.0f} | "
+          f"{ms(w['p50_us'])} | {ms(w['p99_us'])} | {errors(w)} | jti insert-only {jti:.0f} TPS"
+          f"{ceil_lat('jti_ceiling', base)} | {rate(w) / jti:.2f} | — (measured) | — |")
     p("")
     p(f"Where the {os.cpu_count()} cores went during each run (CPU time of the server process, and of "
       "the cluster's postmaster and its children; the rest is wrk, the kernel and idle):")
     p("")
     p("| run | server CPU | postgres CPU | server µs/req | postgres µs/req |")
     p("| --- | ---: | ---: | ---: | ---: |")
-    for name in ["whoami", "poll", "poll_signins", "poll_flood", "start"]:
+    for name in ["whoami", "whoami_dpop", "poll", "poll_signins", "poll_flood", "start"]:
         r = get("wrk", name, base)
         if not r or "server_cpu_s" not in r:
             continue
@@ -151,6 +156,23 @@ def main():
         p(f"| {name} | {r['server_cpu_s'] / wall:.0%} | {r['pg_cpu_s'] / wall:.0%} | "
           f"{r['server_cpu_s'] / w['requests'] * 1e6:.0f} | {r['pg_cpu_s'] / w['requests'] * 1e6:.0f} |")
     slowed = get("poll_slowed", "poll", base)
+    b, d = get("wrk", "whoami", base), get("wrk", "whoami_dpop", base)
+    if b and d and "server_cpu_s" in b and "server_cpu_s" in d:
+        def per(r, key):
+            return r[key] / r["wrk"]["requests"] * 1e6
+        dp = get("dpop", level=base) or {}
+        p("")
+        p(f"**What a DPoP proof check costs** (whoami, same run): server "
+          f"{per(d, 'server_cpu_s'):.0f} µs/req with a proof vs {per(b, 'server_cpu_s'):.0f} as Bearer "
+          f"(**+{per(d, 'server_cpu_s') - per(b, 'server_cpu_s'):.0f} µs**: parsing the proof, its ES256 "
+          f"signature check, the thumbprint, and the jti insert's turn at the pool); PostgreSQL "
+          f"{per(d, 'pg_cpu_s'):.0f} vs {per(b, 'pg_cpu_s'):.0f} µs/req "
+          f"(**+{per(d, 'pg_cpu_s') - per(b, 'pg_cpu_s'):.0f} µs**: the jti insert, its own transaction "
+          f"with `synchronous_commit` off); throughput {rate(d['wrk']) / rate(b['wrk']):.2f}× the Bearer "
+          f"whoami's. The jti insert alone (pgbench, same cluster): {tps('jti_ceiling', base):.0f} TPS"
+          f"{ceil_lat('jti_ceiling', base)}. {d['wrk']['requests']:,} requests in the run, "
+          f"{dp.get('proofs', 0):,} proofs made for it (non-2xx > 0 would mean replays: too few); "
+          f"rows in dpop_proofs after it: {dp.get('stored', 0):,}.")
     p("")
     p(f"Each run follows a warm-up of the same load (2 s; 6 s for poll). whoami rotates over {base_users} seeded "
       "tokens (the warm-up set their `last_used_at`, so the run sees the steady state: one write per "

@@ -3,7 +3,11 @@
 secrets the harness knows, as CSV for psql \\copy, plus the plaintext lists
 the wrk scripts rotate over.
 
-    seed.py OUT_DIR USERS TOKENS SESSIONS CODE_HMAC_KEY_B64
+    seed.py OUT_DIR USERS TOKENS SESSIONS CODE_HMAC_KEY_B64 [DPOP_JKTS_FILE]
+
+With DPOP_JKTS_FILE (one RFC 7638 thumbprint a line, from dpop-proofs keys),
+also one DPoP-bound token per thumbprint: dpop_tokens.csv (api_tokens rows
+with dpop_jkt) and dpop_tokens.txt, in the order of the thumbprints.
 
 Token format (src/domain/token.rs): "esh_" + 43 base62 + 6-char base62 CRC32
 of prefix+body; the database keeps sha256(token) and a hint. Device codes
@@ -49,6 +53,7 @@ def bytea(b: bytes) -> str:
 
 def main() -> None:
     out, n_users, n_tokens, n_sessions, key_b64 = sys.argv[1:6]
+    jkts_file = sys.argv[6] if len(sys.argv) > 6 else None
     n_users, n_tokens, n_sessions = int(n_users), int(n_tokens), int(n_sessions)
     key = base64.b64decode(key_b64)
     assert len(key) == 32, "CODE_HMAC_KEY must be 32 bytes"
@@ -67,6 +72,17 @@ def main() -> None:
             csv.write(f"{uuid.uuid4()},{user_ids[i % n_users]},bench token {i},"
                       f"\"{SCOPES}\",{bytea(digest)},{hint}\n")
             plain.write(tok + "\n")
+
+    if jkts_file:
+        with open(jkts_file) as f:
+            jkts = [line.strip() for line in f if line.strip()]
+        with open(f"{out}/dpop_tokens.csv", "w") as csv, open(f"{out}/dpop_tokens.txt", "w") as plain:
+            for i, jkt in enumerate(jkts):
+                tok = new_token()
+                digest = hashlib.sha256(tok.encode()).digest()
+                csv.write(f"{uuid.uuid4()},{user_ids[i % n_users]},bench dpop token {i},"
+                          f"\"{SCOPES}\",{bytea(digest)},{PREFIX}…{tok[-4:]},{jkt}\n")
+                plain.write(tok + "\n")
 
     seen = set()
     with open(f"{out}/sessions.csv", "w") as csv, open(f"{out}/device_codes.txt", "w") as plain:

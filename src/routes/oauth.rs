@@ -466,7 +466,7 @@ pub async fn token(
             &format!("Polling too fast; wait {interval_secs} seconds between requests."),
         ),
         PollOutcome::Denied => bad("access_denied", "The user denied the request."),
-        PollOutcome::Expired => bad(
+        PollOutcome::Expired | PollOutcome::AlreadyCollected => bad(
             "expired_token",
             "The device_code has expired or was already used; start again.",
         ),

@@ -91,7 +91,9 @@ pub enum PollAnswers {
     /// `denied`: the person refused the request.
     #[response(status = 403)]
     Denied(ErrorBody),
-    /// `expired`: unknown, expired, cancelled or already used.
+    /// `expired`: unknown, expired, cancelled or already used (`error`
+    /// `device_code_reused` when a sealed login's token was already collected
+    /// with this device code, and so revoked).
     #[response(status = 410)]
     Expired(ErrorBody),
     /// `slow_down` (with the new `pollInterval`), or too many polls from this

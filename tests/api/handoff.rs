@@ -72,6 +72,22 @@ async fn a_stolen_device_code_polled_first_gets_ciphertext_and_the_token_ends() 
     // which nobody can use, is revoked.
     let r = app.poll(&started.device_code).await;
     assert_eq!(r.status(), 410);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "expired");
+    assert_eq!(body["error"], "device_code_reused", "{body}");
+    assert_eq!(
+        app.count(
+            "security_events",
+            "kind = 'cli_device_code_reused' AND severity = 'high'"
+        )
+        .await,
+        1
+    );
+    // Every later poll says the same; the alert is recorded once.
+    let r = app.poll(&started.device_code).await;
+    assert_eq!(r.status(), 410);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "device_code_reused", "{body}");
     assert_eq!(
         app.count(
             "security_events",
@@ -102,4 +118,21 @@ async fn a_malformed_handoff_key_is_refused_at_start() {
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_handoff_key");
+}
+
+#[tokio::test]
+async fn a_login_without_a_handoff_key_polled_again_is_just_over() {
+    let app = spawn_app().await;
+    let r = app.start(json!({ "tokenName": "clear" })).await;
+    let started: StartDeviceResponse = r.json().await.unwrap();
+    let (_, browser) = app.signed_in_browser("clear@example.com", false).await;
+    assert_eq!(
+        app.approve(&browser, &started.user_code).await.status(),
+        200
+    );
+    assert_eq!(app.poll(&started.device_code).await.status(), 200);
+    let r = app.poll(&started.device_code).await;
+    assert_eq!(r.status(), 410);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "expired_token", "{body}");
 }

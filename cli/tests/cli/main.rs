@@ -6,6 +6,7 @@
 mod browser_login;
 mod commands;
 mod errors;
+mod handoff;
 mod helpers;
 mod keyring;
 mod login;

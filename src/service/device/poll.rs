@@ -67,6 +67,9 @@ pub enum PollOutcome {
     Denied,
     /// Expired, cancelled or already used.
     Expired,
+    /// A login sealed to a handoff key whose token was already collected
+    /// with this device code: the token was revoked (see `record_reuse`).
+    AlreadyCollected,
     /// No session has this device code.
     Unknown,
 }
@@ -314,13 +317,13 @@ fn settled(
                 Some(outcome) => Ok(outcome),
                 None => {
                     record_reuse(conn, realtime, session, client_ip)?;
-                    Ok(PollOutcome::Expired)
+                    Ok(reused(session))
                 }
             }
         }
         SessionStatus::Consumed => {
             record_reuse(conn, realtime, session, client_ip)?;
-            Ok(PollOutcome::Expired)
+            Ok(reused(session))
         }
         SessionStatus::Denied => Ok(PollOutcome::Denied),
         SessionStatus::Cancelled | SessionStatus::Expired => Ok(PollOutcome::Expired),
@@ -462,6 +465,17 @@ fn deliver(
         dpop_jkt,
         sealed,
     })
+}
+
+/// The answer to a pickup that came after the token was collected: a
+/// sealed login's owner learns that its token was collected with its
+/// device code and revoked; any other poller, that the request is over.
+fn reused(session: &device_sessions::DeviceSession) -> PollOutcome {
+    if session.handoff_key.is_some() {
+        PollOutcome::AlreadyCollected
+    } else {
+        PollOutcome::Expired
+    }
 }
 
 /// Records that a consumed device code was polled again: once per session

@@ -48,6 +48,11 @@ impl Backoff {
         })
     }
 
+    /// No attempt has failed yet.
+    pub(super) fn untouched(&self) -> bool {
+        self.failures == 0
+    }
+
     /// Forgets the failures after a success; true when there were any.
     pub(super) fn recovered(&mut self) -> bool {
         std::mem::take(&mut self.failures) > 0

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use envshield_api_types::{ConfirmationMode, StartDeviceRequest, StartDeviceResponse};
 
+use super::handoff::{Handoff, OfferedKey};
 use super::outcome::{finish, Approved, SignedIn, WaitEnd};
 use super::paste::{confirm_with_code, stdin_lines, PasteEvent};
 use super::wait::{wait_for_approval, Progress, WaitOptions};
@@ -35,6 +36,8 @@ pub const CODE_PROMPT: &str = "Enter the confirmation code shown in your browser
 struct Session<'a> {
     /// The server's answer to `start`, device code included.
     start: &'a StartDeviceResponse,
+    /// The key the token must come sealed to, and the session it is bound to.
+    handoff: &'a Handoff,
     /// When the request stops being usable, by this machine's clock.
     ends_at: Instant,
     /// `--paste` was given (the server may require paste mode anyway).
@@ -48,6 +51,7 @@ impl fmt::Debug for Session<'_> {
         f.debug_struct("Session")
             .field("device_code", &REDACTED)
             .field("user_code", &self.start.user_code)
+            .field("handoff", &self.handoff)
             .field("verification_url", &self.start.verification_url)
             .field("ends_at", &self.ends_at)
             .field("asked_for_paste", &self.asked_for_paste)
@@ -69,12 +73,16 @@ pub(super) fn login_with_browser(
     args: &LoginArgs,
     name: String,
 ) -> Result<SignedIn, CliError> {
+    // A fresh key for this login only, in memory only: the token comes
+    // sealed to it, so a device code polled first elsewhere yields nothing
+    // usable.
+    let key = OfferedKey::generate();
     let request = StartDeviceRequest {
         token_name: Some(name),
         scopes: scopes(args),
         client_id: None,
         confirmation: args.paste.then_some(ConfirmationMode::Paste),
-        handoff_key: None,
+        handoff_key: Some(key.public_b64()),
     };
 
     // Installed before the session starts (but after the name prompt, which
@@ -89,8 +97,17 @@ pub(super) fn login_with_browser(
         let _ = client.cancel_device(&start.device_code);
         return Err(err);
     }
+    let Some(handoff) = key.for_session(&start) else {
+        // Best effort: without a session id the token cannot be opened.
+        let _ = client.cancel_device(&start.device_code);
+        return Err(CliError::new(
+            "handoff_refused",
+            "the server did not accept this sign-in's handoff key (its answer to `start` names no session), so it would hand the token over in the clear; the request was cancelled. Check --api-url: the server must support the sealed handoff.",
+        ));
+    };
     let session = Session {
         start: &start,
+        handoff: &handoff,
         ends_at: Instant::now() + Duration::from_secs(start.expires_in.max(0).unsigned_abs()),
         asked_for_paste: args.paste,
     };
@@ -107,7 +124,7 @@ pub(super) fn login_with_browser(
     let outcome = if session.paste() {
         paste_code(ctx, client, &session, None, &options, &interrupted)
     } else {
-        match poll(ctx, client, &start, &options, &interrupted) {
+        match poll(ctx, client, &session, &options, &interrupted) {
             Err(WaitEnd::ConfirmationRequired(message)) => paste_code(
                 ctx,
                 client,
@@ -337,7 +354,7 @@ fn open_browser(ctx: &Context, url: &str, no_browser: bool) {
 fn poll(
     ctx: &Context,
     client: &ApiClient,
-    start: &StartDeviceResponse,
+    session: &Session<'_>,
     options: &WaitOptions,
     interrupted: &AtomicBool,
 ) -> Result<Approved, WaitEnd> {
@@ -346,13 +363,20 @@ fn poll(
     if spinner.is_none() {
         ctx.out.note(&format!("{waiting}..."));
     }
-    let outcome = wait_for_approval(client, start, options, interrupted, &mut |progress| {
-        if let Some(s) = &spinner {
-            s.set_message(&progress.describe());
-        } else if let Progress::Retrying { .. } = progress {
-            ctx.out.note(&progress.describe());
-        }
-    });
+    let outcome = wait_for_approval(
+        client,
+        session.start,
+        session.handoff,
+        options,
+        interrupted,
+        &mut |progress| {
+            if let Some(s) = &spinner {
+                s.set_message(&progress.describe());
+            } else if let Progress::Retrying { .. } = progress {
+                ctx.out.note(&progress.describe());
+            }
+        },
+    );
     if let Some(s) = spinner {
         s.stop();
     }
@@ -385,6 +409,7 @@ fn paste_code(
     let outcome = confirm_with_code(
         client,
         session.start,
+        session.handoff,
         session.ends_at,
         options,
         interrupted,
@@ -502,8 +527,10 @@ mod tests {
     #[test]
     fn debug_output_hides_the_device_code() {
         let start = start(5);
+        let handoff = Handoff::for_tests(uuid::Uuid::from_u128(9));
         let session = Session {
             start: &start,
+            handoff: &handoff,
             ends_at: Instant::now(),
             asked_for_paste: false,
         };

@@ -7,6 +7,7 @@ mod backoff;
 mod device;
 #[cfg(test)]
 mod fixtures;
+mod handoff;
 mod loopback;
 mod outcome;
 mod paste;
@@ -15,6 +16,7 @@ mod with_token;
 
 pub use backoff::{HARD_TIMEOUT, MAX_RETRIES};
 pub use device::{default_token_name, CODE_PROMPT};
+pub use handoff::{Handoff, OfferedKey};
 pub use outcome::{Approved, WaitEnd};
 pub use paste::{confirm_with_code, normalize_code, Line, PasteEvent, Rejection};
 pub use wait::{wait_for_approval, Progress, WaitOptions};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::backoff::{Stop, HARD_TIMEOUT, MAX_RETRIES};
+use super::handoff::{Handoff, Refused};
 use crate::api::{ApiClient, ApiError};
 use crate::commands::context::Context;
 use crate::config::{KeyringRef, Profile};
@@ -65,25 +66,24 @@ pub(super) enum Answer {
     Denied(String),
     /// Expired or unknown; the server's message.
     Expired(String),
+    /// Someone else collected the token with this login's device code;
+    /// the server revoked it.
+    Collected,
+    /// Approved, but the token did not come sealed to this login's key.
+    Refused {
+        /// Why.
+        refused: Refused,
+        /// The token's id, to report.
+        token_id: Uuid,
+    },
 }
 
-impl From<PollDeviceResponse> for Answer {
-    fn from(answer: PollDeviceResponse) -> Self {
+impl Answer {
+    /// Reads a poll's or an exchange's answer; an approval's token is taken
+    /// only sealed to this login's `handoff` key.
+    pub(super) fn read(answer: PollDeviceResponse, handoff: &Handoff) -> Self {
         match answer {
-            // This CLI sends no handoff key, so a token always comes in the clear.
-            PollDeviceResponse::Approved { token: None, .. } => Self::Expired(
-                "The server sent the token sealed to a key this CLI did not offer.".to_owned(),
-            ),
             PollDeviceResponse::Approved {
-                token: Some(token),
-                token_id,
-                token_name,
-                scopes,
-                expires_at,
-                refresh_token,
-                token_type,
-                ..
-            } => Self::Approved(Approved {
                 token,
                 token_id,
                 token_name,
@@ -91,15 +91,57 @@ impl From<PollDeviceResponse> for Answer {
                 expires_at,
                 refresh_token,
                 token_type,
-            }),
+                sealed_token,
+            } => {
+                // A refresh token in the clear is as bad as a token.
+                let clear = token.or(refresh_token);
+                match handoff.open(clear, sealed_token.as_ref()) {
+                    Ok(payload) => Self::Approved(Approved {
+                        token: payload.token,
+                        token_id,
+                        token_name,
+                        scopes,
+                        expires_at,
+                        refresh_token: payload.refresh_token,
+                        token_type,
+                    }),
+                    Err(refused) => Self::Refused { refused, token_id },
+                }
+            }
             PollDeviceResponse::Pending { poll_interval } => Self::Pending(poll_interval),
             PollDeviceResponse::SlowDown { poll_interval, .. } => Self::SlowDown(poll_interval),
             PollDeviceResponse::ConfirmationRequired { message } => {
                 Self::ConfirmationRequired(message)
             }
             PollDeviceResponse::Denied { message, .. } => Self::Denied(message),
+            PollDeviceResponse::Expired { error, .. } if error == DEVICE_CODE_REUSED => {
+                Self::Collected
+            }
             PollDeviceResponse::Expired { message, .. } => Self::Expired(message),
         }
+    }
+}
+
+/// The error code of a sealed login whose token someone already collected
+/// with its device code (the server revoked the token).
+pub const DEVICE_CODE_REUSED: &str = "device_code_reused";
+
+/// Ends a login whose approval was refused (see [`Refused`]): a token that
+/// came in the clear is revoked at once (best effort), since nothing will
+/// use it.
+pub(super) fn refuse(client: &ApiClient, refused: Refused, token_id: Uuid) -> WaitEnd {
+    match refused {
+        Refused::InTheClear(token) => WaitEnd::HandoffRefused {
+            why: "the token came in the clear although this sign-in asked for it sealed to its key"
+                .to_owned(),
+            token_id,
+            revoked: client.logout(&token).is_ok(),
+        },
+        Refused::DoesNotOpen(why) => WaitEnd::HandoffRefused {
+            why: format!("the sealed token does not open: {why}"),
+            token_id,
+            revoked: false,
+        },
     }
 }
 
@@ -120,6 +162,22 @@ pub enum WaitEnd {
     NoCode {
         /// The server required paste mode (`--paste` was not given).
         required_by_server: bool,
+    },
+    /// Someone else collected the token with this login's device code, and
+    /// the server revoked it.
+    Collected {
+        /// A poll of this CLI had failed on the way before, so the lost
+        /// answer may have been its own pickup.
+        after_a_lost_answer: bool,
+    },
+    /// The approval's token was not sealed to this login's key: refused.
+    HandoffRefused {
+        /// What was wrong, for the person.
+        why: String,
+        /// The token's id.
+        token_id: Uuid,
+        /// The token (sent in the clear) was revoked.
+        revoked: bool,
     },
     /// [`HARD_TIMEOUT`] passed.
     TimedOut,
@@ -181,6 +239,32 @@ impl WaitEnd {
                 "confirmation_required",
                 format!(
                     "standard input ended before a confirmation code was read; the request was cancelled. Run `envshield login --paste{flag}` in a terminal, or write the code shown in the browser to its standard input after approving."
+                ),
+            ),
+            Self::Collected { after_a_lost_answer } => CliError::new(
+                DEVICE_CODE_REUSED,
+                format!(
+                    "someone else collected this sign-in with its device code, so the server revoked the token; nothing was saved.{} Run `envshield login{paste_flag}{flag}` again and never share the code or this terminal's output; if it happens again, something on this machine or its network (a proxy, a log of API traffic) is leaking the device code.",
+                    if after_a_lost_answer {
+                        " (A poll had failed on the way before: it may have been this computer's own pickup whose answer was lost.)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Self::HandoffRefused {
+                why,
+                token_id,
+                revoked,
+            } => CliError::new(
+                "handoff_refused",
+                format!(
+                    "refused the token: {why}. The answer was not made by the server for this sign-in (a proxy or a look-alike server may have altered it); nothing was saved. {} Check --api-url and the network path, then run `envshield login{paste_flag}{flag}` again.",
+                    if revoked {
+                        "The token was revoked.".to_owned()
+                    } else {
+                        format!("Revoke token {token_id} in the web UI (/settings/tokens).")
+                    }
                 ),
             ),
             Self::TimedOut => CliError::new(
@@ -472,6 +556,57 @@ mod tests {
         assert_eq!(
             ended.message,
             "the sign-in request is no longer valid (Too many wrong codes). Run `envshield login --paste` to try again."
+        );
+    }
+
+    #[test]
+    fn a_collected_or_tampered_handoff_becomes_a_security_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let e = WaitEnd::Collected {
+            after_a_lost_answer: false,
+        }
+        .into_error(&ctx, false);
+        assert_eq!(e.code, "device_code_reused");
+        assert_eq!(e.exit_code, 1);
+        assert!(
+            e.message.starts_with(
+                "someone else collected this sign-in with its device code, so the server revoked the token; nothing was saved. Run `envshield login` again and never share the code"
+            ),
+            "{}",
+            e.message
+        );
+        let lost = WaitEnd::Collected {
+            after_a_lost_answer: true,
+        }
+        .into_error(&ctx, false);
+        assert!(lost.message.contains("own pickup"), "{}", lost.message);
+
+        let token_id = Uuid::from_u128(7);
+        let e = WaitEnd::HandoffRefused {
+            why: "the sealed token does not open: x".into(),
+            token_id,
+            revoked: false,
+        }
+        .into_error(&ctx, true);
+        assert_eq!(e.code, "handoff_refused");
+        assert_eq!(e.exit_code, 1);
+        assert!(e.message.contains(&token_id.to_string()), "{}", e.message);
+        assert!(
+            e.message.contains("envshield login --paste"),
+            "{}",
+            e.message
+        );
+        let e = WaitEnd::HandoffRefused {
+            why: "in the clear".into(),
+            token_id,
+            revoked: true,
+        }
+        .into_error(&ctx, false);
+        assert!(
+            e.message.contains("The token was revoked."),
+            "{}",
+            e.message
         );
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use envshield_api_types::StartDeviceResponse;
 
 use super::backoff::{check, pause, Backoff, Retry};
-use super::outcome::{Answer, Approved, WaitEnd};
+use super::handoff::Handoff;
+use super::outcome::{refuse, Answer, Approved, WaitEnd};
 use super::wait::WaitOptions;
 use crate::api::{ApiClient, ApiError};
 use crate::text::one_line;
@@ -109,10 +110,16 @@ impl From<Retry> for PasteEvent {
 /// request was approved, asks again with the server's message (which
 /// counts the attempts left). Ends on approval, denial, the request ending
 /// (410: expired, or too many wrong codes), the end of input, Ctrl-C, the
-/// hard timeout, or `session_end`. Does not poll while waiting.
+/// hard timeout, or `session_end`. Does not poll while waiting. The token
+/// is taken only sealed to `handoff`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a separate input of the wait"
+)]
 pub fn confirm_with_code(
     client: &ApiClient,
     start: &StartDeviceResponse,
+    handoff: &Handoff,
     session_end: Instant,
     options: &WaitOptions,
     interrupted: &AtomicBool,
@@ -150,7 +157,15 @@ pub fn confirm_with_code(
             });
             continue;
         };
-        match exchange(client, start, &code, options, interrupted, progress)? {
+        match exchange(
+            client,
+            start,
+            handoff,
+            &code,
+            options,
+            interrupted,
+            progress,
+        )? {
             Ok(approved) => return Ok(approved),
             Err(why) => rejected = Some(why),
         }
@@ -162,6 +177,7 @@ pub fn confirm_with_code(
 fn exchange(
     client: &ApiClient,
     start: &StartDeviceResponse,
+    handoff: &Handoff,
     code: &str,
     options: &WaitOptions,
     interrupted: &AtomicBool,
@@ -175,8 +191,12 @@ fn exchange(
         }
         let err = match client.exchange_device(&start.device_code, code) {
             Ok(answer) => {
-                return match Answer::from(answer) {
+                return match Answer::read(answer, handoff) {
                     Answer::Approved(approved) => Ok(Ok(approved)),
+                    Answer::Refused { refused, token_id } => Err(refuse(client, refused, token_id)),
+                    Answer::Collected => Err(WaitEnd::Collected {
+                        after_a_lost_answer: !backoff.untouched(),
+                    }),
                     Answer::Denied(message) => Err(WaitEnd::Denied(message)),
                     Answer::Expired(message) => Err(WaitEnd::Ended(message)),
                     Answer::Pending(_) | Answer::SlowDown(_) | Answer::ConfirmationRequired(_) => {

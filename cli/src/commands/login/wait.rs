@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use envshield_api_types::StartDeviceResponse;
 
 use super::backoff::{pause, Backoff, Retry, HARD_TIMEOUT, MAX_RETRIES};
-use super::outcome::{Answer, Approved, WaitEnd};
+use super::handoff::Handoff;
+use super::outcome::{refuse, Answer, Approved, WaitEnd};
 use crate::api::{ApiClient, ApiError};
 
 /// Something worth showing while waiting.
@@ -81,10 +82,12 @@ impl Default for WaitOptions {
 /// Polls until the request is approved, denied or expired, the hard timeout
 /// passes, or `interrupted` is set. Waits the server's interval between
 /// polls (longer after `slow_down`), and retries network and server errors
-/// with exponential backoff, at most [`MAX_RETRIES`] times in a row.
+/// with exponential backoff, at most [`MAX_RETRIES`] times in a row. The
+/// token is taken only sealed to `handoff`.
 pub fn wait_for_approval(
     client: &ApiClient,
     start: &StartDeviceResponse,
+    handoff: &Handoff,
     options: &WaitOptions,
     interrupted: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
@@ -96,6 +99,8 @@ pub fn wait_for_approval(
     // Long-poll: the server holds each poll for up to one interval and
     // answers the moment the request is approved or denied.
     let mut next_wait = Duration::ZERO;
+    // A poll failed on the way: the server may have answered it.
+    let mut lost_an_answer = false;
 
     loop {
         pause(next_wait, deadline, options.slice, interrupted)?;
@@ -106,8 +111,16 @@ pub fn wait_for_approval(
                 if backoff.recovered() {
                     progress(Progress::Recovered);
                 }
-                match Answer::from(answer) {
+                match Answer::read(answer, handoff) {
                     Answer::Approved(approved) => return Ok(approved),
+                    Answer::Refused { refused, token_id } => {
+                        return Err(refuse(client, refused, token_id))
+                    }
+                    Answer::Collected => {
+                        return Err(WaitEnd::Collected {
+                            after_a_lost_answer: lost_an_answer,
+                        })
+                    }
                     Answer::Pending(secs) => {
                         interval = at_least(secs);
                         // The server may have held the request that long
@@ -139,6 +152,7 @@ pub fn wait_for_approval(
                 interval
             }
             Err(err) => {
+                lost_an_answer = true;
                 let retry = backoff.retry(&err).ok_or(WaitEnd::Failed(err))?;
                 progress(retry.into());
                 retry.delay

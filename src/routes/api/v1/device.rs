@@ -243,6 +243,13 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
                 message: "The login request was denied in the browser.".to_owned(),
             },
         ),
+        PollOutcome::AlreadyCollected => (
+            StatusCode::GONE,
+            PollDeviceResponse::Expired {
+                error: "device_code_reused".to_owned(),
+                message: "The token of this login was already collected with its device code, so it was revoked. If this client did not collect it, someone else holds the device code: run `envshield login` again.".to_owned(),
+            },
+        ),
         PollOutcome::Expired | PollOutcome::Unknown => (
             StatusCode::GONE,
             PollDeviceResponse::Expired {

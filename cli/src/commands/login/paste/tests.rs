@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::commands::login::fixtures::{fast, start};
+use crate::commands::login::fixtures::{approved, fast, handoff, start};
 use crate::test_support::{canned_server, json};
 
 #[test]
@@ -33,10 +33,9 @@ fn far() -> Instant {
     Instant::now() + Duration::from_secs(600)
 }
 
-const APPROVED_WITH_REFRESH: &str = r#"{"status":"approved","token":"esh_acc","tokenId":"00000000-0000-0000-0000-000000000002","tokenName":"n","scopes":["read"],"expiresAt":null,"refreshToken":"eshr_ref"}"#;
-
 #[test]
 fn a_wrong_code_asks_again_with_the_server_message_then_the_right_one_wins() {
+    let handoff = handoff();
     let (base, server) = canned_server(vec![
         json(
             "409 Conflict",
@@ -46,13 +45,14 @@ fn a_wrong_code_asks_again_with_the_server_message_then_the_right_one_wins() {
             "400 Bad Request",
             r#"{"error":"invalid_confirmation_code","message":"Wrong code. 4 attempts left."}"#,
         ),
-        json("200 OK", APPROVED_WITH_REFRESH),
+        json("200 OK", &approved(&handoff, "esh_acc", Some("eshr_ref"))),
     ]);
     let client = ApiClient::new(&base).unwrap();
     let mut events = Vec::new();
     let approved = confirm_with_code(
         &client,
         &start(0),
+        &handoff,
         far(),
         &fast(),
         &AtomicBool::new(false),
@@ -122,6 +122,7 @@ fn the_exchange_ends_on_gone_denied_end_of_input_and_ctrl_c() {
         confirm_with_code(
             &client,
             &start(0),
+            &handoff(),
             far(),
             &fast(),
             flag,
@@ -155,6 +156,7 @@ fn waiting_for_the_code_stops_when_the_request_expires() {
     let end = confirm_with_code(
         &client,
         &start(0),
+        &handoff(),
         Instant::now() + Duration::from_millis(30),
         &fast(),
         &AtomicBool::new(false),

@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::commands::login::fixtures::{fast, start, APPROVED};
+use crate::commands::login::fixtures::{approved, fast, handoff, start, APPROVED_IN_THE_CLEAR};
 use crate::test_support::{canned_server, closed_port_url, http, json};
 
 /// What one wait did: its end, the progress it showed, the requests made.
@@ -14,14 +14,17 @@ struct Waited {
     requests: Vec<String>,
 }
 
-/// Waits, with fast timing, on a server that answers with `responses`.
-fn wait_on(poll_interval: u64, responses: Vec<String>) -> Waited {
-    let (base, server) = canned_server(responses);
+/// Waits, with fast timing, on a server that answers with the responses
+/// `make` writes for this login's handoff key.
+fn wait_on(poll_interval: u64, make: impl FnOnce(&Handoff) -> Vec<String>) -> Waited {
+    let handoff = handoff();
+    let (base, server) = canned_server(make(&handoff));
     let client = ApiClient::new(&base).unwrap();
     let mut seen = Vec::new();
     let outcome = wait_for_approval(
         &client,
         &start(poll_interval),
+        &handoff,
         &fast(),
         &AtomicBool::new(false),
         &mut |p| seen.push(p),
@@ -36,17 +39,16 @@ fn wait_on(poll_interval: u64, responses: Vec<String>) -> Waited {
 
 #[test]
 fn pending_slow_down_then_approved() {
-    let waited = wait_on(
-        0,
+    let waited = wait_on(0, |h| {
         vec![
             json("200 OK", r#"{"status":"pending","pollInterval":0}"#),
             json(
                 "429 Too Many Requests",
                 r#"{"status":"slow_down","error":"slow_down","message":"m","pollInterval":0}"#,
             ),
-            json("200 OK", APPROVED),
-        ],
-    );
+            json("200 OK", &approved(h, "esh_tok", None)),
+        ]
+    });
     let approved = waited.outcome.unwrap();
     assert_eq!(approved.token, "esh_tok");
     assert_eq!(approved.scopes, vec!["read"]);
@@ -62,16 +64,15 @@ fn pending_slow_down_then_approved() {
 fn slow_down_never_shortens_the_interval() {
     // Interval 1 s from start, slow_down says 2 s: the wait grows.
     let began = Instant::now();
-    let waited = wait_on(
-        1,
+    let waited = wait_on(1, |h| {
         vec![
             json(
                 "429 Too Many Requests",
                 r#"{"status":"slow_down","error":"slow_down","message":"m","pollInterval":2}"#,
             ),
-            json("200 OK", APPROVED),
-        ],
-    );
+            json("200 OK", &approved(h, "esh_tok", None)),
+        ]
+    });
     waited.outcome.unwrap();
     // The first poll goes at once (the server holds it); after
     // slow_down the client waits the longer interval.
@@ -86,24 +87,22 @@ fn slow_down_never_shortens_the_interval() {
 
 #[test]
 fn denied_and_expired_end_the_wait() {
-    let denied = wait_on(
-        0,
+    let denied = wait_on(0, |_| {
         vec![json(
             "403 Forbidden",
             r#"{"status":"denied","error":"access_denied","message":"Denied by you."}"#,
-        )],
-    );
+        )]
+    });
     assert_eq!(
         denied.outcome.unwrap_err(),
         WaitEnd::Denied("Denied by you.".into())
     );
-    let expired = wait_on(
-        0,
+    let expired = wait_on(0, |_| {
         vec![json(
             "410 Gone",
             r#"{"status":"expired","error":"expired_token","message":"Gone."}"#,
-        )],
-    );
+        )]
+    });
     assert_eq!(
         expired.outcome.unwrap_err(),
         WaitEnd::Expired("Gone.".into())
@@ -112,17 +111,16 @@ fn denied_and_expired_end_the_wait() {
 
 #[test]
 fn brief_server_errors_are_retried_with_backoff() {
-    let waited = wait_on(
-        0,
+    let waited = wait_on(0, |h| {
         vec![
             json(
                 "503 Service Unavailable",
                 r#"{"error":"unavailable","message":"busy"}"#,
             ),
             http("502 Bad Gateway", "text/html", "<html></html>"),
-            json("200 OK", APPROVED),
-        ],
-    );
+            json("200 OK", &approved(h, "esh_tok", None)),
+        ]
+    });
     assert!(waited.outcome.is_ok());
     assert_eq!(
         waited.seen,
@@ -147,6 +145,7 @@ fn gives_up_after_max_retries() {
     let end = wait_for_approval(
         &client,
         &start(0),
+        &handoff(),
         &fast(),
         &AtomicBool::new(false),
         &mut |p| {
@@ -170,6 +169,7 @@ fn ctrl_c_and_timeout_stop_the_wait() {
         wait_for_approval(
             &client,
             &start(5),
+            &handoff(),
             options,
             &AtomicBool::new(interrupted),
             &mut |_| {},
@@ -187,15 +187,80 @@ fn ctrl_c_and_timeout_stop_the_wait() {
 
 #[test]
 fn a_poll_asking_for_the_confirmation_code_ends_polling() {
-    let waited = wait_on(
-        0,
+    let waited = wait_on(0, |_| {
         vec![json(
             "200 OK",
             r#"{"status":"confirmation_required","message":"Type the code."}"#,
-        )],
-    );
+        )]
+    });
     assert_eq!(
         waited.outcome.unwrap_err(),
         WaitEnd::ConfirmationRequired("Type the code.".into())
+    );
+}
+
+#[test]
+fn a_token_in_the_clear_is_refused_and_revoked() {
+    let waited = wait_on(0, |_| {
+        vec![
+            json("200 OK", APPROVED_IN_THE_CLEAR),
+            http("204 No Content", "text/plain", ""),
+        ]
+    });
+    let end = waited.outcome.unwrap_err();
+    let WaitEnd::HandoffRefused { why, revoked, .. } = &end else {
+        panic!("{end:?}")
+    };
+    assert!(why.contains("in the clear"), "{why}");
+    assert!(revoked);
+    assert!(
+        waited.requests[1].starts_with("POST /api/v1/cli/auth/logout "),
+        "{:?}",
+        waited.requests
+    );
+    assert!(waited.requests[1].contains("esh_tok"));
+}
+
+#[test]
+fn a_sealed_token_for_another_key_is_refused() {
+    let thief = handoff();
+    let waited = wait_on(0, |_| {
+        vec![json("200 OK", &approved(&thief, "esh_tok", None))]
+    });
+    let end = waited.outcome.unwrap_err();
+    let WaitEnd::HandoffRefused { why, revoked, .. } = &end else {
+        panic!("{end:?}")
+    };
+    assert!(why.contains("does not open"), "{why}");
+    assert!(!revoked);
+    assert_eq!(waited.requests.len(), 1, "nothing else is sent");
+}
+
+#[test]
+fn a_token_collected_elsewhere_ends_the_wait() {
+    const REUSED: &str =
+        r#"{"status":"expired","error":"device_code_reused","message":"Collected."}"#;
+    let waited = wait_on(0, |_| vec![json("410 Gone", REUSED)]);
+    assert_eq!(
+        waited.outcome.unwrap_err(),
+        WaitEnd::Collected {
+            after_a_lost_answer: false
+        }
+    );
+    // After a poll that failed on the way, its answer may have been ours.
+    let waited = wait_on(0, |_| {
+        vec![
+            json(
+                "503 Service Unavailable",
+                r#"{"error":"unavailable","message":"busy"}"#,
+            ),
+            json("410 Gone", REUSED),
+        ]
+    });
+    assert_eq!(
+        waited.outcome.unwrap_err(),
+        WaitEnd::Collected {
+            after_a_lost_answer: true
+        }
     );
 }
