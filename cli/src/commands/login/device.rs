@@ -12,8 +12,9 @@ use chrono::NaiveDate;
 use envshield_api_types::{ConfirmationMode, StartDeviceRequest, StartDeviceResponse};
 
 use super::handoff::{Handoff, OfferedKey};
-use super::outcome::{finish, Approved, SignedIn, WaitEnd};
+use super::outcome::{Approved, WaitEnd};
 use super::paste::{confirm_with_code, stdin_lines, PasteEvent};
+use super::saved::{finish, SignedIn};
 use super::wait::{wait_for_approval, Progress, WaitOptions};
 use crate::api::ApiClient;
 use crate::api::API_URL_ENV;

@@ -17,7 +17,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::outcome::{finish, Approved, SignedIn};
+use super::outcome::Approved;
+use super::saved::{finish, SignedIn};
 use crate::api::{ApiClient, API_URL_ENV};
 use crate::browser;
 use crate::commands::context::Context;

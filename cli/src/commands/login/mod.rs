@@ -11,6 +11,7 @@ mod handoff;
 mod loopback;
 mod outcome;
 mod paste;
+mod saved;
 mod wait;
 mod with_token;
 
@@ -42,7 +43,7 @@ fn same_machine(
     client: &crate::api::ApiClient,
     args: &LoginArgs,
     name: &str,
-) -> Result<Option<outcome::SignedIn>, CliError> {
+) -> Result<Option<saved::SignedIn>, CliError> {
     let device_asked = args.device || args.no_browser || args.paste || args.qr || args.clipboard;
     if device_asked || !crate::browser::can_open_here() {
         return Ok(None);
@@ -110,6 +111,6 @@ pub fn run(ctx: &Context, args: &LoginArgs) -> Result<(), CliError> {
         }
     };
 
-    outcome::report(ctx, &signed_in, previous.as_ref());
+    saved::report(ctx, &signed_in, previous.as_ref());
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, IsTerminal, Read};
 
-use super::outcome::{save, SavedToken, SignedIn};
+use super::saved::{save, SavedToken, SignedIn};
 use crate::api::{self, ApiClient};
 use crate::commands::context::{with_server_message, Context};
 use crate::error::CliError;
