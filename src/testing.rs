@@ -20,6 +20,7 @@ use crate::crypto;
 use crate::db;
 use crate::startup::Application;
 
+mod helper;
 pub mod mail;
 pub mod oidc;
 

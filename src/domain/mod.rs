@@ -16,4 +16,4 @@ pub use scopes::Scopes;
 pub use session_status::SessionStatus;
 pub use states::{CeremonyPurpose, Confirmation, Flow, Role, StepUpMethod, TokenSource};
 pub use token::{PlainToken, TOKEN_BODY_LEN};
-pub use token_name::{is_format_char, TokenName};
+pub use token_name::{check_name, is_format_char, NameProblem, TokenName};

@@ -21,6 +21,37 @@ pub fn is_format_char(c: char) -> bool {
     )
 }
 
+/// What is wrong with a name a person typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Nothing but white space.
+    Empty,
+    /// Longer than allowed.
+    TooLong,
+    /// Holds a control character.
+    Control,
+    /// Holds an invisible formatting character ([`is_format_char`]).
+    Format,
+}
+
+/// `raw` trimmed, if it is 1 to `max_chars` characters with no control or
+/// invisible formatting characters: the rule for every name a person gives
+/// a thing here (tokens, passkeys).
+pub fn check_name(raw: &str, max_chars: usize) -> Result<&str, NameProblem> {
+    let name = raw.trim();
+    if name.is_empty() {
+        Err(NameProblem::Empty)
+    } else if name.chars().count() > max_chars {
+        Err(NameProblem::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(NameProblem::Control)
+    } else if name.chars().any(is_format_char) {
+        Err(NameProblem::Format)
+    } else {
+        Ok(name)
+    }
+}
+
 /// Longest token name, in characters.
 pub const MAX_TOKEN_NAME_CHARS: usize = 128;
 
@@ -31,25 +62,20 @@ pub struct TokenName(String);
 impl TokenName {
     /// Trims and checks the name.
     pub fn parse(input: &str) -> Result<Self, String> {
-        let s = input.trim();
-        if s.is_empty() {
-            return Err("The token name must not be empty.".to_owned());
-        }
-        if s.chars().count() > MAX_TOKEN_NAME_CHARS {
-            return Err(format!(
+        match check_name(input, MAX_TOKEN_NAME_CHARS) {
+            Ok(name) => Ok(Self(name.to_owned())),
+            Err(NameProblem::Empty) => Err("The token name must not be empty.".to_owned()),
+            Err(NameProblem::TooLong) => Err(format!(
                 "The token name must be at most {MAX_TOKEN_NAME_CHARS} characters."
-            ));
-        }
-        if s.chars().any(char::is_control) {
-            return Err("The token name must not contain control characters.".to_owned());
-        }
-        if s.chars().any(is_format_char) {
-            return Err(
+            )),
+            Err(NameProblem::Control) => {
+                Err("The token name must not contain control characters.".to_owned())
+            }
+            Err(NameProblem::Format) => Err(
                 "The token name must not contain invisible formatting characters (such as direction overrides or zero-width spaces)."
                     .to_owned(),
-            );
+            ),
         }
-        Ok(Self(s.to_owned()))
     }
 
     /// The name.

@@ -231,6 +231,7 @@ impl AuthorizeRequest {
                 approver_ip,
                 scopes: granted.unwrap_or(self.scopes.as_slice()),
                 lifetime_days: policy::granted_lifetime_days(config, token_policy, chosen_days),
+                fixed_lifetime: token_policy == TokenPolicy::AccessRefresh,
             },
         )
     }
@@ -320,11 +321,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<ConsentOut
                     now,
                 )?;
                 let id = Uuid::new_v4();
-                let sealed = config
-                    .keys
-                    .seal
-                    .seal(id.as_bytes(), grants::sealed_payload(&issued).as_bytes())
-                    .map_err(AppError::internal)?;
+                let sealed = issued.seal(config, id)?;
                 let code = AuthCode::generate();
                 let hash = code.keyed_hash(config.keys.code_hmac.expose_secret());
                 authorization_codes::insert(
@@ -486,14 +483,7 @@ pub async fn redeem(
                 let Some(sealed) = row.sealed_token.as_deref() else {
                     return Ok(Err(invalid_grant("The code is not valid.")));
                 };
-                let plain = config
-                    .keys
-                    .seal
-                    .open(row.id.as_bytes(), sealed)
-                    .map_err(AppError::internal)?;
-                let plain = String::from_utf8(plain).map_err(AppError::internal)?;
-                let (access, refresh) = grants::parse_payload(config, &plain)
-                    .ok_or_else(|| AppError::internal("sealed tokens have an unexpected shape"))?;
+                let (access, refresh) = grants::open_sealed(config, row.id, sealed)?;
                 authorization_codes::spend(conn, row.id, now)?;
                 let jkt = proof.map(|p| p.jkt.clone());
                 if let Some(jkt) = &jkt {

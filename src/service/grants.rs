@@ -37,6 +37,21 @@ pub struct Issued {
 }
 
 impl Issued {
+    /// The plaintexts (the access token, then the refresh token if any,
+    /// separated by a space) sealed under `SEAL_KEY`, bound to the row `id`
+    /// that stores them; [`open_sealed`] reads them back.
+    pub fn seal(&self, config: &Config, id: Uuid) -> Result<Vec<u8>, AppError> {
+        let payload = match &self.refresh {
+            Some(r) => format!("{} {}", self.access.expose(), r.expose()),
+            None => self.access.expose().to_owned(),
+        };
+        config
+            .keys
+            .seal
+            .seal(id.as_bytes(), payload.as_bytes())
+            .map_err(AppError::internal)
+    }
+
     /// `token_type`: `DPoP` for a bound token, else `Bearer`.
     pub fn token_type(&self) -> &'static str {
         token_type(self.dpop_jkt.as_deref())
@@ -148,24 +163,31 @@ pub fn issue(
     })
 }
 
-/// The plaintext sealed into a device session: the access token, then the
-/// refresh token if any, separated by a space.
-pub fn sealed_payload(issued: &Issued) -> String {
-    match &issued.refresh {
-        Some(r) => format!("{} {}", issued.access.expose(), r.expose()),
-        None => issued.access.expose().to_owned(),
+/// The access token and, if any, the refresh token that [`Issued::seal`]
+/// sealed for the row `id`.
+pub fn open_sealed(
+    config: &Config,
+    id: Uuid,
+    sealed: &[u8],
+) -> Result<(PlainToken, Option<PlainToken>), AppError> {
+    let plain = config
+        .keys
+        .seal
+        .open(id.as_bytes(), sealed)
+        .map_err(AppError::internal)?;
+    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
+    let mut parts = plain.split(' ');
+    let access = parts
+        .next()
+        .and_then(|a| PlainToken::parse(&config.api_token_prefix, a));
+    let refresh = parts
+        .next()
+        .map(|r| PlainToken::parse(&config.refresh_token_prefix, r).ok_or(()))
+        .transpose();
+    match (access, refresh, parts.next()) {
+        (Some(access), Ok(refresh), None) => Ok((access, refresh)),
+        _ => Err(AppError::internal("sealed tokens have an unexpected shape")),
     }
-}
-
-/// Reads [`sealed_payload`] back.
-pub fn parse_payload(config: &Config, payload: &str) -> Option<(PlainToken, Option<PlainToken>)> {
-    let mut parts = payload.split(' ');
-    let access = PlainToken::parse(&config.api_token_prefix, parts.next()?)?;
-    let refresh = match parts.next() {
-        Some(r) => Some(PlainToken::parse(&config.refresh_token_prefix, r)?),
-        None => None,
-    };
-    Some((access, refresh))
 }
 
 /// Why a refresh was refused (RFC 6749 §5.2 codes).
@@ -326,13 +348,7 @@ pub async fn refresh_grant(
                 let successor = if config.refresh_reuse_grace.is_zero() {
                     None
                 } else {
-                    Some(
-                        config
-                            .keys
-                            .seal
-                            .seal(row.id.as_bytes(), sealed_payload(&issued).as_bytes())
-                            .map_err(AppError::internal)?,
-                    )
+                    Some(issued.seal(config, row.id)?)
                 };
                 refresh_tokens::mark_used(conn, row.id, now, successor.as_deref())?;
                 Ok(Ok(issued))
@@ -381,13 +397,7 @@ fn retry_within_grace(
     {
         return Ok(None);
     }
-    let plain = config
-        .keys
-        .seal
-        .open(row.id.as_bytes(), sealed)
-        .map_err(AppError::internal)?;
-    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
-    let Some((access, Some(refresh))) = parse_payload(config, &plain) else {
+    let (access, Some(refresh)) = open_sealed(config, row.id, sealed)? else {
         return Err(AppError::internal(
             "sealed successor has an unexpected shape",
         ));

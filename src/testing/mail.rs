@@ -6,17 +6,12 @@
 //! aiosmtpd. A test that needs it fails with the reason when it cannot be
 //! had; it never skips.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use anyhow::Context;
-
-/// How long the sink may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use super::helper::Helper;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -55,7 +50,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// A running mail sink; stopped when dropped.
 pub struct MailSink {
-    child: Child,
+    process: Helper,
     /// Its loopback port.
     pub port: u16,
     /// Where it writes messages.
@@ -68,39 +63,22 @@ impl MailSink {
         let python = python()?;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
-        let stderr = if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(root().join("tests/mail/sink.py"))
             .arg(port.to_string())
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("cannot run {} for the mail sink", python.display()))?;
-        let stdout = child.stdout.take().context("mail sink stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        if line.trim() != format!("listening {port}") {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "the mail sink (aiosmtpd) did not start on port {port} (said {line:?}; run with TEST_LOG=1 to see why)"
-            );
-        }
+            .arg(dir);
+        let process = Helper::start(
+            command,
+            &format!("the mail sink (aiosmtpd, {})", python.display()),
+        )?;
+        anyhow::ensure!(
+            process.port == port,
+            "the mail sink listens on {} instead of {port}",
+            process.port
+        );
         Ok(Self {
-            child,
+            process,
             port,
             dir: dir.to_owned(),
         })
@@ -125,13 +103,6 @@ impl MailSink {
 
     /// Stops it (its port then refuses connections).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for MailSink {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }

@@ -3,17 +3,13 @@
 //! are installed with `npm ci` on first use (a test that needs it fails
 //! with the reason when Node.js or npm is missing; it never skips).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::Value;
 
-/// How long the provider may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use super::helper::Helper;
 
 fn oidc_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
@@ -55,7 +51,7 @@ fn ensure_installed() -> anyhow::Result<()> {
 
 /// A running `oidc-provider`; stopped when dropped.
 pub struct OidcTestProvider {
-    child: Child,
+    process: Helper,
     /// Its loopback port.
     pub port: u16,
     /// `http://127.0.0.1:<port>`: the issuer and base URL.
@@ -68,9 +64,10 @@ impl OidcTestProvider {
     /// `clients`, `accounts`, `misbehave`; `port` is chosen here).
     pub fn start(spec: Value) -> anyhow::Result<Self> {
         ensure_installed()?;
-        let (child, port) = spawn(&spec, 0)?;
+        let process = spawn(&spec, 0)?;
+        let port = process.port;
         Ok(Self {
-            child,
+            process,
             port,
             issuer: format!("http://127.0.0.1:{port}"),
             spec,
@@ -81,72 +78,25 @@ impl OidcTestProvider {
     /// accounts, a new signing key (a key rotation).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        let (child, _) = spawn(&self.spec, self.port)?;
-        self.child = child;
+        self.process = spawn(&self.spec, self.port)?;
         Ok(())
     }
 
     /// Stops it (its port then refuses connections).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop();
     }
 }
 
-impl Drop for OidcTestProvider {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spawn(spec: &Value, port: u16) -> anyhow::Result<(Child, u16)> {
+fn spawn(spec: &Value, port: u16) -> anyhow::Result<Helper> {
     let mut spec = spec.clone();
     spec["port"] = Value::from(port);
-    let stderr = if std::env::var_os("TEST_LOG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    };
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(oidc_dir().join("provider.mjs"))
-        .env("OIDC_TEST_CONFIG", spec.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .context(
-            "cannot run `node` (Node.js 20.19 or later is needed for the OpenID provider tests)",
-        )?;
-    let stdout = child.stdout.take().context("provider stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep reading until it exits: a closed pipe would kill it at its
-        // next write.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let line = match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            anyhow::bail!(
-                "the OpenID provider did not start in time (run with TEST_LOG=1 to see its output)"
-            );
-        }
-    };
-    let Some(port) = line
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|p| p.parse::<u16>().ok())
-    else {
-        let _ = child.kill();
-        let _ = child.wait();
-        anyhow::bail!(
-            "the OpenID provider failed to start (said {line:?}; run with TEST_LOG=1 to see why)"
-        );
-    };
-    Ok((child, port))
+        .env("OIDC_TEST_CONFIG", spec.to_string());
+    Helper::start(
+        command,
+        "the OpenID provider (`node`: Node.js 20.19 or later is needed)",
+    )
 }

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::policy::{self, PasteReason, Refusal, RuleFacts, StepUpReason};
+use super::policy::{self, Approval, PasteReason, Refusal, StepUpReason};
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::notifications;
 use crate::db::models::users::User;
@@ -121,16 +121,30 @@ impl RequestView {
         granted: Option<&[String]>,
         chosen_days: Option<u32>,
     ) -> Vec<StepUpReason> {
-        policy::step_up_reasons(
-            config,
-            &policy::Approval {
-                role,
-                requested_from: self.client_ip.as_deref(),
-                approver_ip,
-                scopes: granted.unwrap_or(&self.scopes),
-                lifetime_days: lifetime_days(config, self.token_policy, role, chosen_days),
-            },
-        )
+        let scopes = granted.unwrap_or(&self.scopes);
+        let approval = self.approval(config, role, approver_ip, scopes, chosen_days);
+        policy::step_up_reasons(config, &approval)
+    }
+
+    /// Approving this request from `approver_ip` with `scopes` and
+    /// `chosen_days` (the role's longest lifetime when `None`), as the
+    /// policy rules and step-up see it.
+    fn approval<'a>(
+        &'a self,
+        config: &Config,
+        role: Role,
+        approver_ip: IpAddr,
+        scopes: &'a [String],
+        chosen_days: Option<u32>,
+    ) -> Approval<'a> {
+        Approval {
+            role,
+            requested_from: self.client_ip.as_deref(),
+            approver_ip,
+            scopes,
+            lifetime_days: lifetime_days(config, self.token_policy, role, chosen_days),
+            fixed_lifetime: self.token_policy == TokenPolicy::AccessRefresh,
+        }
     }
 
     /// Why approving from `approver_ip` with the scopes `granted` (all
@@ -169,19 +183,8 @@ impl RequestView {
         } else {
             &allowed
         };
-        let lifetime = lifetime_days(config, self.token_policy, role, None);
-        policy::check_rules(
-            &config.device_login_policy,
-            &RuleFacts {
-                role,
-                requested_from: self.client_ip.as_deref(),
-                approver_ip,
-                scopes,
-                lifetime_days: lifetime,
-                fixed_lifetime: self.token_policy == TokenPolicy::AccessRefresh,
-            },
-        )
-        .err()
+        let approval = self.approval(config, role, approver_ip, scopes, None);
+        policy::check_rules(&config.device_login_policy, &approval).err()
     }
 
     /// The scopes asked for that `role` may grant under `DEVICE_LOGIN_POLICY`.
@@ -390,7 +393,7 @@ fn approve(
     let lifetime = lifetime_days(config, token_policy, approver.role, input.expires_in_days);
 
     // DEVICE_LOGIN_POLICY, for the approver's role.
-    let facts = RuleFacts {
+    let approval = Approval {
         role: approver.role,
         requested_from: session.client_ip.as_deref(),
         approver_ip: input.client_ip,
@@ -398,7 +401,7 @@ fn approve(
         lifetime_days: lifetime,
         fixed_lifetime: token_policy == TokenPolicy::AccessRefresh,
     };
-    if let Err(refusal) = policy::check_rules(&config.device_login_policy, &facts) {
+    if let Err(refusal) = policy::check_rules(&config.device_login_policy, &approval) {
         record_refusal(conn, session, approver.id, &ip, &refusal)?;
         return Ok(Err(refusal));
     }
@@ -430,16 +433,7 @@ fn approve(
 
     // Step-up, checked here, in the transaction that mints the token: a
     // proof is spent exactly when it approves.
-    let reasons = policy::step_up_reasons(
-        config,
-        &policy::Approval {
-            role: approver.role,
-            requested_from: session.client_ip.as_deref(),
-            approver_ip: input.client_ip,
-            scopes: granted.as_slice(),
-            lifetime_days: lifetime,
-        },
-    );
+    let reasons = policy::step_up_reasons(config, &approval);
     let checked = step_up::check(
         conn,
         &reasons,
@@ -473,14 +467,7 @@ fn approve(
         now,
     )?;
     let token_id = issued.access_id;
-    let sealed = config
-        .keys
-        .seal
-        .seal(
-            session.id.as_bytes(),
-            grants::sealed_payload(&issued).as_bytes(),
-        )
-        .map_err(AppError::internal)?;
+    let sealed = issued.seal(config, session.id)?;
     let code_key = config.keys.code_hmac.expose_secret();
     let confirmation_code = (confirmation == Confirmation::Paste).then(ConfirmationCode::generate);
     let code_hash = confirmation_code.as_ref().map(|c| c.keyed_hash(code_key));

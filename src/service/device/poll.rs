@@ -433,14 +433,7 @@ fn deliver(
     dpop_jkt: Option<String>,
     handoff_key: Option<&str>,
 ) -> Result<PollOutcome, AppError> {
-    let plain = config
-        .keys
-        .seal
-        .open(session_id.as_bytes(), sealed)
-        .map_err(AppError::internal)?;
-    let plain = String::from_utf8(plain).map_err(AppError::internal)?;
-    let (token, refresh) = grants::parse_payload(config, &plain)
-        .ok_or_else(|| AppError::internal("sealed token has an unexpected shape"))?;
+    let (token, refresh) = grants::open_sealed(config, session_id, sealed)?;
     let row = api_tokens::find(conn, token_id)?
         .ok_or_else(|| AppError::internal("minted token row is missing"))?;
     let sealed = match handoff_key {

@@ -170,9 +170,9 @@ pub struct Mailer {
 
 impl Mailer {
     /// The transport for `smtp` (already checked when the config was read).
-    pub fn new(smtp: &Smtp) -> Result<Self, String> {
+    pub fn new(smtp: &Smtp) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.expose_secret())
-            .map_err(|e| format!("SMTP_URL for {} cannot be used: {e}", smtp.server))?
+            .map_err(|e| anyhow::anyhow!("SMTP_URL for {} cannot be used: {e}", smtp.server))?
             .timeout(Some(SMTP_TIMEOUT))
             .build();
         Ok(Self {

@@ -139,21 +139,13 @@ impl Sender {
     /// Builds the senders the configuration turns on.
     pub fn new(config: &crate::config::Config, channels: Arc<Channels>) -> anyhow::Result<Self> {
         let notices = &config.notices;
-        let mail = notices
-            .smtp
-            .as_ref()
-            .map(mail::Mailer::new)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let webhook = notices
-            .webhook
-            .as_ref()
-            .map(webhook::Poster::new)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
         Ok(Self {
-            mail,
-            webhook,
+            mail: notices.smtp.as_ref().map(mail::Mailer::new).transpose()?,
+            webhook: notices
+                .webhook
+                .as_ref()
+                .map(webhook::Poster::new)
+                .transpose()?,
             channels,
             app_base: config.app_base(),
         })

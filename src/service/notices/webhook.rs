@@ -30,13 +30,13 @@ pub struct Poster {
 impl Poster {
     /// A client for `webhook`; redirects are not followed (the signed body
     /// goes to the configured address or nowhere).
-    pub fn new(webhook: &Webhook) -> Result<Self, String> {
+    pub fn new(webhook: &Webhook) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("envshield-server/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("the webhook client cannot be built: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("the webhook client cannot be built: {e}"))?;
         Ok(Self {
             client,
             url: webhook.url.clone(),

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::db::models::passkeys::{self, PasskeyRow};
 use crate::db::models::webauthn_ceremonies::{self, Ceremony};
 use crate::db::Db;
-use crate::domain::{is_format_char, CeremonyPurpose};
+use crate::domain::{check_name, CeremonyPurpose, NameProblem};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -92,19 +92,18 @@ pub fn available(state: &AppState) -> bool {
 /// A passkey's name as typed: trimmed, 1 to [`MAX_NAME_CHARS`] characters,
 /// no control or invisible formatting characters.
 pub fn parse_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err("Give the passkey a name, like \"Laptop\" or \"Phone\".".to_owned());
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!(
+    match check_name(raw, MAX_NAME_CHARS) {
+        Ok(name) => Ok(name.to_owned()),
+        Err(NameProblem::Empty) => {
+            Err("Give the passkey a name, like \"Laptop\" or \"Phone\".".to_owned())
+        }
+        Err(NameProblem::TooLong) => Err(format!(
             "The name can be at most {MAX_NAME_CHARS} characters."
-        ));
+        )),
+        Err(NameProblem::Control | NameProblem::Format) => {
+            Err("The name cannot contain control or invisible characters.".to_owned())
+        }
     }
-    if name.chars().any(|c| c.is_control() || is_format_char(c)) {
-        return Err("The name cannot contain control or invisible characters.".to_owned());
-    }
-    Ok(name.to_owned())
 }
 
 fn internal(e: impl std::fmt::Display) -> AppError {

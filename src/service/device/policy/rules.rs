@@ -10,26 +10,10 @@ use crate::config::{DeviceLoginPolicy, RolePolicy};
 use crate::domain::Role;
 use crate::error::AppError;
 
+use super::Approval;
+
 /// The error code of every refusal by the policy.
 pub const POLICY_ERROR: &str = "device_login_policy";
-
-/// What an approval would do, as far as the policy cares.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleFacts<'a> {
-    /// The approver's role.
-    pub role: Role,
-    /// Where the request came from, as stored.
-    pub requested_from: Option<&'a str>,
-    /// The approver's browser.
-    pub approver_ip: IpAddr,
-    /// The scopes the token would carry.
-    pub scopes: &'a [String],
-    /// How long it would live, in days (`None`: for ever).
-    pub lifetime_days: Option<u32>,
-    /// The lifetime is the client's (a refresh family), not the approver's
-    /// choice.
-    pub fixed_lifetime: bool,
-}
 
 /// An approval the policy (or the confirmation it needs) refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +68,7 @@ pub fn capped_lifetime(configured: Option<u32>, cap: Option<u32>) -> Option<u32>
 /// Checks an approval against the rules of the approver's role, in the
 /// order `enabled`, `requestNetworks`, `approvalNetworks`, `scopes`,
 /// `maxLifetimeDays`; the first broken rule refuses.
-pub fn check_rules(policy: &DeviceLoginPolicy, facts: &RuleFacts<'_>) -> Result<(), Refusal> {
+pub fn check_rules(policy: &DeviceLoginPolicy, facts: &Approval<'_>) -> Result<(), Refusal> {
     let Some(rules) = policy.for_role(facts.role) else {
         return Ok(());
     };
@@ -184,8 +168,8 @@ mod tests {
         DeviceLoginPolicy::parse("DEVICE_LOGIN_POLICY", raw, &catalogue).unwrap()
     }
 
-    fn facts<'a>(role: Role, scopes: &'a [String]) -> RuleFacts<'a> {
-        RuleFacts {
+    fn facts<'a>(role: Role, scopes: &'a [String]) -> Approval<'a> {
+        Approval {
             role,
             requested_from: Some("10.1.2.3"),
             approver_ip: "10.9.9.9".parse().unwrap(),
@@ -195,7 +179,7 @@ mod tests {
         }
     }
 
-    fn rule(p: &DeviceLoginPolicy, f: &RuleFacts<'_>) -> Option<&'static str> {
+    fn rule(p: &DeviceLoginPolicy, f: &Approval<'_>) -> Option<&'static str> {
         check_rules(p, f).err().map(|r| r.rule)
     }
 

@@ -2,12 +2,11 @@
 //! (`APPROVAL_STEP_UP`, and a role's `stepUpScopes` in
 //! `DEVICE_LOGIN_POLICY`), and why, in words.
 
-use std::net::IpAddr;
-
 use crate::config::{ApprovalStepUp, Config};
 use crate::domain::Role;
 
 use super::confirmation::same_network;
+use super::Approval;
 
 /// Why an approval asks the approver to prove it is them again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,21 +94,6 @@ impl StepUpReason {
     }
 }
 
-/// What an approval would grant, as far as step-up cares.
-#[derive(Debug, Clone, Copy)]
-pub struct Approval<'a> {
-    /// The approver's role (for `DEVICE_LOGIN_POLICY`'s `stepUpScopes`).
-    pub role: Role,
-    /// Where the request came from, as stored.
-    pub requested_from: Option<&'a str>,
-    /// The approver's browser.
-    pub approver_ip: IpAddr,
-    /// The scopes the token would carry.
-    pub scopes: &'a [String],
-    /// How long it would live, in days (`None`: for ever).
-    pub lifetime_days: Option<u32>,
-}
-
 /// Why this approval needs a step-up under `APPROVAL_STEP_UP` and the
 /// approver's role's `stepUpScopes`; empty when it does not. Denying never
 /// does: this is asked of approvals only.
@@ -172,6 +156,8 @@ fn server_reasons(config: &Config, approval: &Approval<'_>) -> Vec<StepUpReason>
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]
@@ -194,6 +180,7 @@ mod tests {
             approver_ip: here,
             scopes: &read,
             lifetime_days: Some(30),
+            fixed_lifetime: false,
         };
         assert!(step_up_reasons(&config, &quiet).is_empty());
         let write = vec!["envs:read".to_owned(), "envs:write".to_owned()];
