@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// Request latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -132,91 +132,87 @@ impl HttpMetrics {
     }
 }
 
-fn security_events() -> &'static Mutex<BTreeMap<&'static str, u64>> {
-    static EVENTS: OnceLock<Mutex<BTreeMap<&'static str, u64>>> = OnceLock::new();
-    EVENTS.get_or_init(Mutex::default)
+/// A counter family: one count per set of label values, for the whole
+/// process (every instance in it writes to the same audit table).
+struct Family<const N: usize> {
+    name: &'static str,
+    help: &'static str,
+    labels: [&'static str; N],
+    counts: Mutex<BTreeMap<[&'static str; N], u64>>,
 }
 
-/// Counts a committed security event (for the whole process: every
-/// instance in it writes to the same audit table).
-pub fn security_event(kind: &'static str) {
-    if let Ok(mut events) = security_events().lock() {
-        *events.entry(kind).or_insert(0) += 1;
+impl<const N: usize> Family<N> {
+    const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn add(&self, values: [&'static str; N]) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(values).or_insert(0) += 1;
+        }
+    }
+
+    fn render(&self, out: &mut Text) {
+        out.help(self.name, "counter", self.help);
+        if let Ok(counts) = self.counts.lock() {
+            for (values, n) in counts.iter() {
+                let labels: Vec<(&str, &str)> = self
+                    .labels
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect();
+                out.sample(self.name, &labels, *n as f64);
+            }
+        }
     }
 }
 
-fn sso_refusals() -> &'static Mutex<BTreeMap<&'static str, u64>> {
-    static REFUSALS: OnceLock<Mutex<BTreeMap<&'static str, u64>>> = OnceLock::new();
-    REFUSALS.get_or_init(Mutex::default)
+static SECURITY_EVENTS: Family<1> = Family::new(
+    "envshield_security_events_total",
+    "Security events recorded, by kind.",
+    ["kind"],
+);
+static SSO_REFUSALS: Family<1> = Family::new(
+    "envshield_sso_refused_total",
+    "Single sign-ons refused, by reason.",
+    ["reason"],
+);
+static NOTICES: Family<2> = Family::new(
+    "envshield_notices_total",
+    "Security notice sends by channel and outcome (sent, retried, failed).",
+    ["channel", "outcome"],
+);
+
+/// Counts a committed security event.
+pub fn security_event(kind: &'static str) {
+    SECURITY_EVENTS.add([kind]);
 }
 
 /// Counts a refused single sign-on by its reason (the `sso_refused`
 /// event's `details.reason`).
 pub fn sso_refused(reason: &'static str) {
-    if let Ok(mut refusals) = sso_refusals().lock() {
-        *refusals.entry(reason).or_insert(0) += 1;
-    }
-}
-
-fn notices() -> &'static Mutex<BTreeMap<(&'static str, &'static str), u64>> {
-    static NOTICES: OnceLock<Mutex<BTreeMap<(&'static str, &'static str), u64>>> = OnceLock::new();
-    NOTICES.get_or_init(Mutex::default)
+    SSO_REFUSALS.add([reason]);
 }
 
 /// Counts a security notice attempt by channel (`mail`, `webhook`) and
 /// outcome: `sent`, `retried` (failed, tried again later) or `failed`
 /// (given up on after the last attempt).
 pub fn notice(channel: &'static str, outcome: &'static str) {
-    if let Ok(mut notices) = notices().lock() {
-        *notices.entry((channel, outcome)).or_insert(0) += 1;
-    }
+    NOTICES.add([channel, outcome]);
 }
 
 /// Renders `envshield_security_events_total`,
 /// `envshield_sso_refused_total` and `envshield_notices_total`.
 pub fn render_security_events(out: &mut Text) {
-    out.help(
-        "envshield_security_events_total",
-        "counter",
-        "Security events recorded, by kind.",
-    );
-    if let Ok(events) = security_events().lock() {
-        for (kind, n) in events.iter() {
-            out.sample(
-                "envshield_security_events_total",
-                &[("kind", kind)],
-                *n as f64,
-            );
-        }
-    }
-    out.help(
-        "envshield_sso_refused_total",
-        "counter",
-        "Single sign-ons refused, by reason.",
-    );
-    if let Ok(refusals) = sso_refusals().lock() {
-        for (reason, n) in refusals.iter() {
-            out.sample(
-                "envshield_sso_refused_total",
-                &[("reason", reason)],
-                *n as f64,
-            );
-        }
-    }
-    out.help(
-        "envshield_notices_total",
-        "counter",
-        "Security notice sends by channel and outcome (sent, retried, failed).",
-    );
-    if let Ok(notices) = notices().lock() {
-        for ((channel, outcome), n) in notices.iter() {
-            out.sample(
-                "envshield_notices_total",
-                &[("channel", channel), ("outcome", outcome)],
-                *n as f64,
-            );
-        }
-    }
+    SECURITY_EVENTS.render(out);
+    SSO_REFUSALS.render(out);
+    NOTICES.render(out);
 }
 
 /// The Prometheus text exposition format (version 0.0.4), being written.

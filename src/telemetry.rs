@@ -131,11 +131,10 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_not_logged_as_server_errors() {
-        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = out.clone();
+        let out = Captured::default();
         let lines = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
+            .with_writer(out.writer())
             .with_filter(ClientParseErrors);
         let subscriber = tracing_subscriber::registry().with(lines);
         tracing::subscriber::with_default(subscriber, || {
@@ -146,7 +145,7 @@ mod tests {
             tracing::error!(target: "actix_http::h1::dispatcher", "write zero; closing");
             tracing::error!("a real failure");
         });
-        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert!(!text.contains("request parse error"), "{text}");
         assert!(text.contains("write zero; closing"), "{text}");
         assert!(text.contains("a real failure"), "{text}");
@@ -155,12 +154,11 @@ mod tests {
     #[test]
     fn request_spans_never_record_the_query_of_a_sign_in_callback() {
         use tracing_actix_web::RootSpanBuilder;
-        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = out.clone();
+        let out = Captured::default();
         let lines = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-            .with_writer(move || Sink(sink.clone()));
+            .with_writer(out.writer());
         let subscriber = tracing_subscriber::registry().with(lines);
         tracing::subscriber::with_default(subscriber, || {
             let req = actix_web::test::TestRequest::with_uri(
@@ -171,9 +169,24 @@ mod tests {
             drop(span.enter());
             drop(span);
         });
-        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert!(text.contains("/auth/oidc/corp/callback"), "{text}");
         assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    /// Log lines written by a test's subscriber.
+    #[derive(Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn writer(&self) -> impl Fn() -> Sink {
+            let out = self.0.clone();
+            move || Sink(out.clone())
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
     }
 
     struct Sink(Arc<Mutex<Vec<u8>>>);
