@@ -6,7 +6,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};
-use crate::pages_support::{approval_page, decide};
+use crate::pages_support::{approval_page, decide, Page};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -36,6 +36,30 @@ async fn complete(app: &TestApp, browser: &Client, body: Value) -> (u16, Value) 
     let r = app.complete(browser, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Approves `user_code` as JSON, all scopes asked for; status and body.
+async fn approve(app: &TestApp, browser: &Client, user_code: &str) -> (u16, Value) {
+    complete(
+        app,
+        browser,
+        json!({"userCode": user_code, "decision": "approve"}),
+    )
+    .await
+}
+
+/// Approves `user_code` with `envs:read` through the page's form.
+async fn approve_form(app: &TestApp, browser: &Client, user_code: &str, page: &Page) -> Page {
+    decide(
+        app,
+        browser,
+        user_code,
+        &page.csrf(),
+        "approve",
+        &["envs:read"],
+        "",
+    )
+    .await
 }
 
 async fn poll_status(app: &TestApp, device_code: &str) -> Value {
@@ -79,12 +103,7 @@ async fn risk_mode_asks_for_the_code_from_another_network_only() {
     // Same network, low-risk scopes: the next poll takes the token.
     let (user_code, device_code, started) = start(&app, &["envs:read", "tokens:read"]).await;
     assert_eq!(started["confirmation"], "poll", "undecided: the CLI polls");
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, &user_code).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("confirmationCode").is_none(), "{body}");
     let p = poll_status(&app, &device_code).await;
@@ -98,12 +117,7 @@ async fn risk_mode_asks_for_the_code_from_another_network_only() {
     // Another network: approval shows a code, polling releases nothing.
     let (user_code, device_code, _) = start(&app, &["envs:read", "tokens:read"]).await;
     requested_from(&app, "203.0.113.7").await;
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, &user_code).await;
     assert_eq!(status, 200, "{body}");
     let code = body["confirmationCode"].as_str().unwrap().to_owned();
     let message = body["message"].as_str().unwrap();
@@ -167,16 +181,7 @@ async fn risk_mode_asks_for_the_code_for_high_risk_scopes_and_the_pages_say_why(
     // Unticking the high-risk scope: no code, the poll takes the token.
     let (user_code, device_code, _) = start(&app, &["envs:read", "envs:write"]).await;
     let page = approval_page(&app, &b, &user_code).await;
-    let result = decide(
-        &app,
-        &b,
-        &user_code,
-        &page.csrf(),
-        "approve",
-        &["envs:read"],
-        "",
-    )
-    .await;
+    let result = approve_form(&app, &b, &user_code, &page).await;
     assert_eq!(result.status, 200, "{}", result.html);
     result.assert_has(&["You can return to your terminal."]);
     result.assert_lacks(&["A code is needed"]);
@@ -227,12 +232,7 @@ async fn risk_mode_refuses_a_client_that_cannot_paste_only_when_a_code_is_needed
     let device_code = auth["device_code"].as_str().unwrap();
 
     requested_from(&app, "203.0.113.7").await;
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, user_code).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "paste_back_unavailable");
     let message = body["message"].as_str().unwrap();
@@ -260,12 +260,7 @@ async fn risk_mode_refuses_a_client_that_cannot_paste_only_when_a_code_is_needed
 
     // From the device's own network the same request is approved and polled.
     requested_from(&app, "127.0.0.1").await;
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, user_code).await;
     assert_eq!(status, 200, "{body}");
     let (status, t) = oauth_form(
         &app,
@@ -299,12 +294,7 @@ async fn each_rule_refuses_naming_itself_and_is_recorded() {
     let (user_code, _, _) = start(&app, &["envs:read"]).await;
     let page = approval_page(&app, &b, &user_code).await;
     page.assert_has(&["allows approving device logins only from 10.0.0.0/8; this browser is at 127.0.0.1 (rule approvalNetworks)."]);
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, &user_code).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "device_login_policy");
     assert_eq!(
@@ -317,16 +307,7 @@ async fn each_rule_refuses_naming_itself_and_is_recorded() {
         (Some("user"), Some("approvalNetworks"))
     );
     // The page form refuses the same, 403 with the message.
-    let refused = decide(
-        &app,
-        &b,
-        &user_code,
-        &page.csrf(),
-        "approve",
-        &["envs:read"],
-        "",
-    )
-    .await;
+    let refused = approve_form(&app, &b, &user_code, &page).await;
     assert_eq!(refused.status, 403);
     refused.assert_has(&["(rule approvalNetworks)"]);
     // From the office network (through the trusted proxy) it is approved.
@@ -343,12 +324,7 @@ async fn each_rule_refuses_naming_itself_and_is_recorded() {
     // requestNetworks: the admin's rule, for a request from 203.0.113.9.
     let (user_code, _, _) = start(&app, &["envs:read"]).await;
     requested_from(&app, "203.0.113.9").await;
-    let (status, body) = complete(
-        &app,
-        &a,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &a, &user_code).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(
         body["message"],
@@ -359,12 +335,7 @@ async fn each_rule_refuses_naming_itself_and_is_recorded() {
     assert_eq!(details["role"], "admin");
     assert_eq!(details["requested_from"], "203.0.113.9");
     requested_from(&app, "198.51.100.23").await;
-    let (status, body) = complete(
-        &app,
-        &a,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &a, &user_code).await;
     assert_eq!(status, 200, "{body}");
 
     assert_eq!(
@@ -394,16 +365,7 @@ async fn a_role_with_the_flow_off_cannot_approve_and_a_start_no_role_admits_is_r
     let (user_code, device_code, _) = start(&app, &["envs:read"]).await;
     let page = approval_page(&app, &b, &user_code).await;
     page.assert_has(&["turns device logins off (rule enabled)"]);
-    let refused = decide(
-        &app,
-        &b,
-        &user_code,
-        &page.csrf(),
-        "approve",
-        &["envs:read"],
-        "",
-    )
-    .await;
+    let refused = approve_form(&app, &b, &user_code, &page).await;
     assert_eq!(refused.status, 403);
     refused.assert_has(&["turns device logins off (rule enabled)"]);
     assert_eq!(
@@ -411,12 +373,7 @@ async fn a_role_with_the_flow_off_cannot_approve_and_a_start_no_role_admits_is_r
         "enabled"
     );
     assert_eq!(poll_status(&app, &device_code).await["status"], "pending");
-    let (status, body) = complete(
-        &app,
-        &a,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &a, &user_code).await;
     assert_eq!(status, 200, "admins are not affected: {body}");
 
     let closed = spawn_app_with(|c| {
@@ -457,12 +414,7 @@ async fn scopes_and_lifetime_are_capped_per_role() {
         start(&app, &["envs:read", "envs:write", "tokens:read"]).await;
 
     // All asked for, through the API: refused, naming what to untick.
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, &user_code).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "device_login_policy");
     assert!(
@@ -540,12 +492,7 @@ async fn step_up_scopes_demand_the_step_up_whatever_approval_step_up_says() {
         "Confirm it is you",
         "Your organisation&#39;s policy asks for it whenever an account with the `user` role grants tokens:read (rule stepUpScopes).",
     ]);
-    let (status, body) = complete(
-        &app,
-        &b,
-        json!({"userCode": user_code, "decision": "approve"}),
-    )
-    .await;
+    let (status, body) = approve(&app, &b, &user_code).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "step_up_required");
     assert!(

@@ -69,6 +69,24 @@ async fn poll(server: &TestServer, device_code: &str) -> (u16, PollDeviceRespons
 
 /// Opens the verification URL signed out, signs in on the redirect, and
 /// arrives at the confirmation page showing the code.
+/// The approved answer a poll of `device_code` gets now: its token (an
+/// `esh_` API token), token name and scopes.
+async fn collect(server: &TestServer, device_code: &str) -> (String, String, Vec<String>) {
+    let (status, answer) = poll(server, device_code).await;
+    assert_eq!(status, 200);
+    let PollDeviceResponse::Approved {
+        token: Some(token),
+        token_name,
+        scopes,
+        ..
+    } = answer
+    else {
+        panic!("expected the token, got {answer:?}");
+    };
+    assert!(token.starts_with("esh_"));
+    (token, token_name, scopes)
+}
+
 async fn open_and_sign_in(b: &Browser, started: &StartDeviceResponse, email: &str) {
     b.goto(&started.verification_url).await;
     let url = b.current_url().await;
@@ -104,17 +122,7 @@ async fn approve_in_the_browser_and_the_cli_gets_the_token() {
     b.click("button[value=approve]").await;
     b.wait_for_text("h1", "CLI login approved. You can return to your terminal.")
         .await;
-    let (status, answer) = poll(&server, &started.device_code).await;
-    assert_eq!(status, 200);
-    let PollDeviceResponse::Approved {
-        token: Some(token),
-        token_name,
-        ..
-    } = answer
-    else {
-        panic!("expected the token, got {answer:?}");
-    };
-    assert!(token.starts_with("esh_"));
+    let (_, token_name, _) = collect(&server, &started.device_code).await;
     assert_eq!(token_name, "laptop");
 
     b.goto(&format!("{}/settings/tokens", server.address)).await;
@@ -156,13 +164,7 @@ async fn an_admin_revokes_a_token_in_the_admin_page() {
     dev.click("button[value=approve]").await;
     dev.wait_for_text("h1", "CLI login approved").await;
     dev.close().await;
-    let (_, answer) = poll(&server, &started.device_code).await;
-    let PollDeviceResponse::Approved {
-        token: Some(token), ..
-    } = answer
-    else {
-        panic!("{answer:?}")
-    };
+    let (token, _, _) = collect(&server, &started.device_code).await;
     let whoami = |t: String| {
         let url = format!("{}/cli/whoami", server.api_url());
         async move {
@@ -357,15 +359,7 @@ async fn sign_in_with_a_provider_then_approve_and_the_cli_gets_the_token() {
     b.click("button[value=approve]").await;
     b.wait_for_text("h1", "CLI login approved. You can return to your terminal.")
         .await;
-    let (status, answer) = poll(&server, &started.device_code).await;
-    assert_eq!(status, 200);
-    let PollDeviceResponse::Approved {
-        token: Some(token), ..
-    } = answer
-    else {
-        panic!("expected the token, got {answer:?}");
-    };
-    assert!(token.starts_with("esh_"));
+    collect(&server, &started.device_code).await;
     b.close().await;
 }
 
@@ -496,17 +490,7 @@ async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_i
         .await,
         1
     );
-    let (status, answer) = poll(&server, &started.device_code).await;
-    assert_eq!(status, 200);
-    let PollDeviceResponse::Approved {
-        token: Some(token),
-        scopes,
-        ..
-    } = answer
-    else {
-        panic!("expected the token, got {answer:?}");
-    };
-    assert!(token.starts_with("esh_"));
+    let (_, _, scopes) = collect(&server, &started.device_code).await;
     assert_eq!(scopes, ["envs:read", "envs:write"]);
 
     // The same-machine login's consent page asks for the passkey the same
