@@ -83,12 +83,15 @@ pub struct KeyringRef {
     pub account: String,
 }
 
+/// The keyring service every entry of the CLI is filed under.
+pub const KEYRING_SERVICE: &str = "envshield";
+
 impl KeyringRef {
     /// A new entry for a sign-in to `profile`.
     pub fn new(profile: &str) -> Self {
         let suffix = Uuid::new_v4().simple().to_string();
         Self {
-            service: crate::secrets::KEYRING_SERVICE.to_string(),
+            service: KEYRING_SERVICE.to_string(),
             account: format!("{profile}-{}", &suffix[..12]),
         }
     }

@@ -7,9 +7,6 @@ use crate::text::clause;
 
 use super::SecretName;
 
-/// The keyring service every entry of the CLI is filed under.
-pub const KEYRING_SERVICE: &str = "envshield";
-
 /// Why the keyring could not be used: not there (no D-Bus session, no
 /// Secret Service), locked, or failing. `Display` is one clause, to be
 /// embedded in a message that says what to do.

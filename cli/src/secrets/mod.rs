@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::config::{KeyringRef, Profile};
 
-pub use keyring_store::{Keyring, KeyringError, KEYRING_SERVICE};
+pub use keyring_store::{Keyring, KeyringError};
 pub use preference::{StorePreference, CREDENTIAL_STORE_ENV};
 
 /// A secret a profile may hold.
