@@ -430,3 +430,44 @@ pub async fn purge_successors(state: &AppState, now: DateTime<Utc>) -> Result<us
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::device::policy::test_support::config;
+
+    fn issued(config: &Config, refresh: bool) -> Issued {
+        Issued {
+            access: PlainToken::generate(&config.api_token_prefix),
+            access_id: Uuid::new_v4(),
+            refresh: refresh.then(|| PlainToken::generate(&config.refresh_token_prefix)),
+            scopes: vec!["envs:read".into()],
+            expires_at: None,
+            name: "laptop".into(),
+            dpop_jkt: None,
+        }
+    }
+
+    #[test]
+    fn sealed_tokens_open_only_for_their_row_and_as_they_were() {
+        let config = config(&[]);
+        let row = Uuid::new_v4();
+        for refresh in [false, true] {
+            let tokens = issued(&config, refresh);
+            let sealed = tokens.seal(&config, row).unwrap();
+            let (access, opened_refresh) = open_sealed(&config, row, &sealed).unwrap();
+            assert_eq!(access.expose(), tokens.access.expose());
+            assert_eq!(
+                opened_refresh.as_ref().map(PlainToken::expose),
+                tokens.refresh.as_ref().map(PlainToken::expose)
+            );
+            assert!(open_sealed(&config, Uuid::new_v4(), &sealed).is_err());
+        }
+        let odd = config
+            .keys
+            .seal
+            .seal(row.as_bytes(), b"esh_not-a-token and more")
+            .unwrap();
+        assert!(open_sealed(&config, row, &odd).is_err());
+    }
+}

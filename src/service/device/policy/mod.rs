@@ -10,7 +10,7 @@ pub mod rules;
 mod scopes;
 mod step_up;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use confirmation::{
     can_paste, confirmation, oauth_confirmation, paste_reasons, same_network, PasteReason,
