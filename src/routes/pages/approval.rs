@@ -2,6 +2,9 @@
 //! consent page of `/oauth/authorize`): the scope checkboxes, the expiry
 //! choices, and the step-up prompt with its form fields.
 
+use std::future::Future;
+use std::net::IpAddr;
+
 use actix_web::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -88,13 +91,125 @@ pub(super) fn expiry_choices(max_days: Option<u32>, chosen: Option<u32>) -> Vec<
 }
 
 /// The expiry a form chose: days, or `None` for the default.
-pub(super) fn chosen_expiry(raw: Option<&str>) -> Result<Option<u32>, AppError> {
+fn chosen_expiry(raw: Option<&str>) -> Result<Option<u32>, AppError> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(d) => d
             .parse::<u32>()
             .map(Some)
             .map_err(|_| AppError::bad_request("invalid_expiry", "Pick an expiry from the list.")),
+    }
+}
+
+/// What an approval form chose: Approve or Deny, the scopes left ticked
+/// (the field repeats, one per box), the lifetime, and the step-up fields.
+#[derive(Debug, Default)]
+pub(super) struct ApprovalChoice {
+    decision: Option<String>,
+    scopes: Vec<String>,
+    expires_in_days: Option<String>,
+    step_up: StepUpFields,
+}
+
+/// A decision read from an [`ApprovalChoice`], as the services take it.
+pub(super) struct Decided {
+    /// Approve (or deny).
+    pub(super) approve: bool,
+    /// The scopes granted, for an approval.
+    pub(super) scopes: Option<Vec<String>>,
+    /// The lifetime in days, for an approval; `None` for the default.
+    pub(super) expires_in_days: Option<u32>,
+    /// The step-up proof, for an approval that brought or earned one.
+    pub(super) step_up_proof: Option<String>,
+}
+
+impl ApprovalChoice {
+    /// Reads the fields of an approval form: the choice, and the CSRF token
+    /// (returned beside it); each other field goes to `other`, the page's own.
+    pub(super) fn read(
+        pairs: Vec<(String, String)>,
+        mut other: impl FnMut(String, String),
+    ) -> (Self, String) {
+        let mut choice = Self::default();
+        let mut csrf_token = String::new();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "csrf_token" => csrf_token = value,
+                "decision" => choice.decision = Some(value),
+                "scopes" => choice.scopes.push(value),
+                "expires_in_days" => choice.expires_in_days = Some(value),
+                k if choice.step_up.take(k, &value) => {}
+                _ => other(key, value),
+            }
+        }
+        (choice, csrf_token)
+    }
+
+    /// The scopes left ticked.
+    pub(super) fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
+        chosen_expiry(self.expires_in_days.as_deref())
+    }
+
+    /// The lifetime to keep selected when the form comes back: `None` for
+    /// the default, or for one that could not be read.
+    pub(super) fn kept_expiry(&self) -> Option<u32> {
+        self.expires_in_days().ok().flatten()
+    }
+
+    fn approve(&self) -> Result<bool, AppError> {
+        match self.decision.as_deref() {
+            Some("approve") if self.scopes.is_empty() => Err(AppError::bad_request(
+                "invalid_scope",
+                "Keep at least one scope ticked, or choose Deny.",
+            )),
+            Some("approve") => Ok(true),
+            Some("deny") => Ok(false),
+            _ => Err(AppError::bad_request(
+                "invalid_decision",
+                "Choose Approve or Deny.",
+            )),
+        }
+    }
+
+    /// What the person decided. A choice that cannot be taken is a 400.
+    /// An approval goes with the step-up proof the page's script earned
+    /// with a passkey, or else with one earned now with the password typed
+    /// into the form, for the approval of `subject` (awaited only then); a
+    /// password the server does not take is a [`STEP_UP_FAILED`] 403 that
+    /// says why. Denying spends no proof.
+    pub(super) async fn decided(
+        &mut self,
+        state: &AppState,
+        viewer: &Viewer,
+        subject: impl Future<Output = Result<Subject, AppError>>,
+        ip: IpAddr,
+    ) -> Result<Decided, AppError> {
+        if !self.approve()? {
+            return Ok(Decided {
+                approve: false,
+                scopes: None,
+                expires_in_days: None,
+                step_up_proof: None,
+            });
+        }
+        let expires_in_days = self.expires_in_days()?;
+        let step_up_proof = match self.step_up.password_instead() {
+            Some(password) => {
+                let subject = subject.await?;
+                Some(prove_with_password(state, viewer, subject, password, ip).await?)
+            }
+            None => self.step_up.proof.clone(),
+        };
+        Ok(Decided {
+            approve: true,
+            scopes: Some(self.scopes.clone()),
+            expires_in_days,
+            step_up_proof,
+        })
     }
 }
 
@@ -153,16 +268,16 @@ impl StepUpPrompt {
 
 /// The step-up fields of an approval form.
 #[derive(Debug, Default)]
-pub(super) struct StepUpFields {
+struct StepUpFields {
     /// The proof a passkey step-up earned (set by the page's script).
-    pub(super) proof: Option<String>,
+    proof: Option<String>,
     /// The password, typed again (accounts without a passkey).
     password: Option<SecretString>,
 }
 
 impl StepUpFields {
     /// Takes `key` if it is a step-up field; `false` when it is not.
-    pub(super) fn take(&mut self, key: &str, value: &str) -> bool {
+    fn take(&mut self, key: &str, value: &str) -> bool {
         match key {
             "step_up_proof" => self.proof = Some(value.to_owned()).filter(|v| !v.is_empty()),
             "step_up_password" => {
@@ -176,21 +291,24 @@ impl StepUpFields {
 
     /// The typed password, when no proof came with the form: a step-up
     /// is to be earned with it ([`prove_with_password`]).
-    pub(super) fn password_instead(&mut self) -> Option<SecretString> {
+    fn password_instead(&mut self) -> Option<SecretString> {
         let password = self.password.take();
         password.filter(|_| self.proof.is_none())
     }
 }
 
-/// A proof for approving `subject`, earned with the typed `password`
-/// (`Err`: why it was refused, for the page).
-pub(super) async fn prove_with_password(
+/// The code of a step-up password the server did not take.
+pub(super) const STEP_UP_FAILED: &str = "step_up_failed";
+
+/// A proof for approving `subject`, earned with the typed `password`; a
+/// refusal is a [`STEP_UP_FAILED`] 403 with the reason, for the page.
+async fn prove_with_password(
     state: &AppState,
     viewer: &Viewer,
     subject: Subject,
     password: SecretString,
-    ip: std::net::IpAddr,
-) -> Result<Result<String, String>, AppError> {
+    ip: IpAddr,
+) -> Result<String, AppError> {
     let proved = step_up::prove_with_password(
         state,
         &viewer.user,
@@ -200,7 +318,7 @@ pub(super) async fn prove_with_password(
         ip,
     )
     .await?;
-    Ok(proved.map_err(|StepUpRefused(message)| message))
+    proved.map_err(|StepUpRefused(message)| AppError::forbidden(STEP_UP_FAILED, message))
 }
 
 /// What the page says when an approval came without a fitting proof.
@@ -242,6 +360,35 @@ mod tests {
             labels(expiry_choices(Some(1), None)),
             [(String::new(), "1 day (default)".into(), true)]
         );
+    }
+
+    #[test]
+    fn approval_choice_reads_its_fields_and_hands_on_the_others() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let mut others = Vec::new();
+        let (choice, csrf_token) = ApprovalChoice::read(
+            vec![
+                pair("code", "BCDF-GHJK"),
+                pair("decision", "approve"),
+                pair("scopes", "envs:read"),
+                pair("scopes", "tokens:read"),
+                pair("expires_in_days", "30"),
+                pair("step_up_proof", "p"),
+                pair("csrf_token", "t"),
+            ],
+            |k, v| others.push((k, v)),
+        );
+        assert_eq!(csrf_token, "t");
+        assert_eq!(others, [pair("code", "BCDF-GHJK")]);
+        assert_eq!(choice.scopes(), ["envs:read", "tokens:read"]);
+        assert!(choice.approve().unwrap());
+        assert_eq!(choice.kept_expiry(), Some(30));
+        assert_eq!(choice.step_up.proof.as_deref(), Some("p"));
+        let read =
+            |decision: &str| ApprovalChoice::read(vec![pair("decision", decision)], |_, _| {}).0;
+        assert!(!read("deny").approve().unwrap());
+        assert!(read("approve").approve().is_err(), "no scope ticked");
+        assert!(read("maybe").approve().is_err());
     }
 
     #[test]

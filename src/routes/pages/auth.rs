@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::auth::password::MIN_PASSWORD_CHARS;
 use crate::auth::session::TypedSession;
@@ -28,6 +29,19 @@ pub fn safe_redirect(target: Option<&str>) -> Option<String> {
         && !t.chars().any(|c| c.is_control() || c == '\\')
         && t.len() <= 2048;
     ok.then(|| t.to_owned())
+}
+
+/// Signs the browser in as `user_id`: a fresh server-side session
+/// replaces the one the cookie named (if any), and the cookie is renewed.
+pub(super) async fn start_session(
+    state: &AppState,
+    session: &TypedSession,
+    user_id: Uuid,
+    ip: ClientIp,
+    ua: UserAgent,
+) -> Result<(), AppError> {
+    let secret = sessions::replace(state, session.secret(), user_id, ip.0, ua.0).await?;
+    session.sign_in(&secret)
 }
 
 /// Said when a password reaches a server that signs in through providers only.
@@ -147,8 +161,7 @@ pub async fn login(
         let page = LoginPage::new(&state, session.csrf_token()?, redirect, email, error);
         return render(StatusCode::UNAUTHORIZED, &page);
     };
-    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
-    session.sign_in(&secret)?;
+    start_session(&state, &session, user.id, ip, ua).await?;
     Ok(see_other(redirect.as_deref().unwrap_or("/")))
 }
 
@@ -209,6 +222,18 @@ struct SignupPage {
     min_password: usize,
 }
 
+impl SignupPage {
+    fn new(csrf_token: String, email: String, error: Option<String>) -> Self {
+        Self {
+            nav: None,
+            csrf_token,
+            email,
+            error,
+            min_password: MIN_PASSWORD_CHARS,
+        }
+    }
+}
+
 fn signup_enabled(state: &AppState) -> Result<(), PageError> {
     // Sign-up makes a password account: off with password sign-in.
     if state.config.allow_signup && state.config.password_login {
@@ -224,16 +249,8 @@ pub async fn signup_form(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     signup_enabled(&state)?;
-    render(
-        StatusCode::OK,
-        &SignupPage {
-            nav: None,
-            csrf_token: session.csrf_token()?,
-            email: String::new(),
-            error: None,
-            min_password: MIN_PASSWORD_CHARS,
-        },
-    )
+    let page = SignupPage::new(session.csrf_token()?, String::new(), None);
+    render(StatusCode::OK, &page)
 }
 
 /// Fields of the sign-up form.
@@ -263,19 +280,10 @@ pub async fn signup(
     let user = match created {
         Ok(user) => user,
         Err(SignUpRefused::Invalid(error) | SignUpRefused::Taken(error)) => {
-            return render(
-                StatusCode::BAD_REQUEST,
-                &SignupPage {
-                    nav: None,
-                    csrf_token: session.csrf_token()?,
-                    email: typed,
-                    error: Some(error),
-                    min_password: MIN_PASSWORD_CHARS,
-                },
-            )
+            let page = SignupPage::new(session.csrf_token()?, typed, Some(error));
+            return render(StatusCode::BAD_REQUEST, &page);
         }
     };
-    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
-    session.sign_in(&secret)?;
+    start_session(&state, &session, user.id, ip, ua).await?;
     Ok(see_other("/"))
 }

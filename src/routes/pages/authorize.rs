@@ -12,8 +12,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::approval::{
-    chosen_expiry, expiry_choices, prove_with_password, step_up_refusal, ExpiryChoice, ScopeChoice,
-    StepUpFields, StepUpPrompt,
+    expiry_choices, step_up_refusal, ApprovalChoice, ExpiryChoice, ScopeChoice, StepUpPrompt,
 };
 use crate::error::AppError;
 use crate::routes::extract::{page_form, ClientIp, FormPage, MaybeViewer, SignedInForm, Viewer};
@@ -63,33 +62,20 @@ impl ConsentPage {
         params: &HashMap<String, String>,
         ip: &ClientIp,
         state: &AppState,
-        chosen: Option<&ConsentForm>,
+        chosen: Option<&ApprovalChoice>,
         error: Option<String>,
     ) -> Result<Self, PageError> {
+        let chosen_scopes = chosen.map(ApprovalChoice::scopes);
+        let chosen_days = chosen.and_then(ApprovalChoice::kept_expiry);
         let reasons = request.step_up_reasons(
             &state.config,
             viewer.user.role,
             ip.0,
-            chosen.map(|c| c.scopes.as_slice()),
-            chosen.and_then(|c| c.expires_in_days().ok().flatten()),
+            chosen_scopes,
+            chosen_days,
         );
-        let step_up = StepUpPrompt::for_reasons(state, viewer, &reasons).await?;
-        let mut page = Self::new(viewer, request, params, ip, state, chosen, error);
-        page.step_up = step_up;
-        Ok(page)
-    }
-
-    fn new(
-        viewer: &Viewer,
-        request: &AuthorizeRequest,
-        params: &HashMap<String, String>,
-        ip: &ClientIp,
-        state: &AppState,
-        chosen: Option<&ConsentForm>,
-        error: Option<String>,
-    ) -> Self {
         let redirect = &request.redirect_uri;
-        Self {
+        Ok(Self {
             nav: viewer.nav(),
             csrf_token: viewer.csrf_token.clone(),
             email: viewer.user.email.clone(),
@@ -106,18 +92,11 @@ impl ConsentPage {
                 .filter_map(|k| params.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                 .collect(),
             carried: CARRIED.join(" "),
-            scopes: ScopeChoice::list(
-                request.scopes.as_slice(),
-                chosen.map(|c| c.scopes.as_slice()),
-                &state.config,
-            ),
-            expiry: expiry_choices(
-                state.config.api_token_ttl_days,
-                chosen.and_then(|c| c.expires_in_days().ok().flatten()),
-            ),
+            scopes: ScopeChoice::list(request.scopes.as_slice(), chosen_scopes, &state.config),
+            expiry: expiry_choices(state.config.api_token_ttl_days, chosen_days),
             error,
-            step_up: None,
-        }
+            step_up: StepUpPrompt::for_reasons(state, viewer, &reasons).await?,
+        })
     }
 }
 
@@ -183,37 +162,28 @@ pub async fn consent_form(
     render_consent(StatusCode::OK, &page, &request)
 }
 
-/// The consent form: the carried request, the decision, the narrowed
-/// scopes (repeated) and the lifetime.
-#[derive(Debug, Default, Deserialize)]
+/// The consent form: the carried request and the approval's choices.
+#[derive(Debug, Deserialize)]
 #[serde(from = "Vec<(String, String)>")]
 pub struct ConsentForm {
     params: HashMap<String, String>,
-    decision: Option<String>,
-    scopes: Vec<String>,
-    expires_in_days: Option<String>,
-    step_up: StepUpFields,
+    choice: ApprovalChoice,
     csrf_token: String,
 }
 
 impl From<Vec<(String, String)>> for ConsentForm {
     fn from(pairs: Vec<(String, String)>) -> Self {
-        let mut form = Self::default();
-        for (key, value) in pairs {
-            match key.as_str() {
-                "decision" => form.decision = Some(value),
-                "scopes" => form.scopes.push(value),
-                "expires_in_days" => form.expires_in_days = Some(value),
-                "csrf_token" => form.csrf_token = value,
-                k if CARRIED.contains(&k) => {
-                    form.params.insert(key, value);
-                }
-                k => {
-                    form.step_up.take(k, &value);
-                }
+        let mut params = HashMap::new();
+        let (choice, csrf_token) = ApprovalChoice::read(pairs, |key, value| {
+            if CARRIED.contains(&key.as_str()) {
+                params.insert(key, value);
             }
+        });
+        Self {
+            params,
+            choice,
+            csrf_token,
         }
-        form
     }
 }
 
@@ -230,27 +200,6 @@ impl FormPage for ConsentForm {
             )
             .finish();
         format!("/oauth/authorize?{query}")
-    }
-}
-
-impl ConsentForm {
-    fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
-        chosen_expiry(self.expires_in_days.as_deref())
-    }
-
-    fn approve(&self) -> Result<bool, AppError> {
-        match self.decision.as_deref() {
-            Some("approve") if self.scopes.is_empty() => Err(AppError::bad_request(
-                "invalid_scope",
-                "Keep at least one scope ticked, or choose Deny.",
-            )),
-            Some("approve") => Ok(true),
-            Some("deny") => Ok(false),
-            _ => Err(AppError::bad_request(
-                "invalid_decision",
-                "Choose Approve or Deny.",
-            )),
-        }
     }
 }
 
@@ -288,15 +237,14 @@ pub async fn consent(
         &form.params,
         &ip,
         &state,
-        Some(&form),
+        Some(&form.choice),
         Some(error),
     )
     .await?;
     render_consent(status, &page, &request)
 }
 
-/// What the person decided, as the service takes it; for an approval, with
-/// the step-up proof the form brought or the typed password earned.
+/// What the person decided, as the service takes it.
 async fn decision(
     state: &AppState,
     viewer: &Viewer,
@@ -304,30 +252,16 @@ async fn decision(
     form: &mut ConsentForm,
     ip: IpAddr,
 ) -> Result<ConsentInput, AppError> {
-    let approve = form.approve()?;
-    let mut input = ConsentInput {
+    let subject = async { Ok(request.step_up_subject()) };
+    let decided = form.choice.decided(state, viewer, subject, ip).await?;
+    Ok(ConsentInput {
         request: request.clone(),
-        approve,
-        scopes: approve.then(|| form.scopes.clone()),
-        expires_in_days: if approve {
-            form.expires_in_days()?
-        } else {
-            None
-        },
+        approve: decided.approve,
+        scopes: decided.scopes,
+        expires_in_days: decided.expires_in_days,
         approver: viewer.user.clone(),
         approver_session: viewer.session_id,
         client_ip: ip,
-        step_up_proof: None,
-    };
-    if approve {
-        input.step_up_proof = form.step_up.proof.clone();
-        if let Some(password) = form.step_up.password_instead() {
-            let subject = request.step_up_subject();
-            let proof = prove_with_password(state, viewer, subject, password, ip)
-                .await?
-                .map_err(|message| AppError::forbidden("step_up_failed", message))?;
-            input.step_up_proof = Some(proof);
-        }
-    }
-    Ok(input)
+        step_up_proof: decided.step_up_proof,
+    })
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Deserialize;
 
@@ -16,8 +16,8 @@ use crate::routes::extract::{
     page_form, ClientIp, CodeEntry, FormPage, MaybeViewer, SignedInForm, Viewer,
 };
 use crate::routes::pages::approval::{
-    chosen_expiry, expiry_choices, prove_with_password, step_up_refusal, ExpiryChoice, ScopeChoice,
-    StepUpFields, StepUpPrompt,
+    expiry_choices, step_up_refusal, ApprovalChoice, ExpiryChoice, ScopeChoice, StepUpPrompt,
+    STEP_UP_FAILED,
 };
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
@@ -67,6 +67,32 @@ struct ResultPage {
     confirmation_code: Option<String>,
     /// Why the code is needed, in words.
     paste_reasons: Vec<String>,
+}
+
+impl ResultPage {
+    fn approved(
+        nav: Option<Nav>,
+        confirmation_code: Option<String>,
+        paste_reasons: Vec<String>,
+    ) -> Result<HttpResponse, PageError> {
+        let page = Self {
+            nav,
+            approved: true,
+            confirmation_code,
+            paste_reasons,
+        };
+        render(StatusCode::OK, &page)
+    }
+
+    fn denied(nav: Option<Nav>) -> Result<HttpResponse, PageError> {
+        let page = Self {
+            nav,
+            approved: false,
+            confirmation_code: None,
+            paste_reasons: Vec::new(),
+        };
+        render(StatusCode::OK, &page)
+    }
 }
 
 /// What a previous submission chose, to keep it when the form comes back
@@ -204,48 +230,36 @@ pub async fn approval_form(
             let page = ConfirmPage::build(&state, &viewer, &code, request, ip.0, chosen).await?;
             render(StatusCode::OK, &page)
         }
-        SessionStatus::Approved if request.user_id == Some(viewer.user.id) => render(
-            StatusCode::OK,
-            &ResultPage {
-                nav: viewer.nav(),
-                approved: true,
-                confirmation_code: None,
-                paste_reasons: Vec::new(),
-            },
-        ),
+        SessionStatus::Approved if request.user_id == Some(viewer.user.id) => {
+            ResultPage::approved(viewer.nav(), None, Vec::new())
+        }
         SessionStatus::Approved => Err(approved_by_another_account()),
         _ => EndedPage::expired(viewer.nav()),
     }
 }
 
-/// The approval form's fields; `scopes` repeats, one per ticked box.
-#[derive(Debug, Default, Deserialize)]
+/// The approval form's fields: the code and the approval's choices.
+#[derive(Debug, Deserialize)]
 #[serde(from = "Vec<(String, String)>")]
 pub struct DecisionForm {
     code: Option<String>,
-    decision: Option<String>,
-    scopes: Vec<String>,
-    expires_in_days: Option<String>,
-    step_up: StepUpFields,
+    choice: ApprovalChoice,
     csrf_token: String,
 }
 
 impl From<Vec<(String, String)>> for DecisionForm {
     fn from(pairs: Vec<(String, String)>) -> Self {
-        let mut form = Self::default();
-        for (key, value) in pairs {
-            match key.as_str() {
-                "code" => form.code = Some(value),
-                "decision" => form.decision = Some(value),
-                "scopes" => form.scopes.push(value),
-                "expires_in_days" => form.expires_in_days = Some(value),
-                "csrf_token" => form.csrf_token = value,
-                k => {
-                    form.step_up.take(k, &value);
-                }
+        let mut code = None;
+        let (choice, csrf_token) = ApprovalChoice::read(pairs, |key, value| {
+            if key == "code" {
+                code = Some(value);
             }
+        });
+        Self {
+            code,
+            choice,
+            csrf_token,
         }
-        form
     }
 }
 
@@ -262,52 +276,6 @@ impl FormPage for DecisionForm {
 impl DecisionForm {
     fn user_code(&self) -> Option<UserCode> {
         self.code.as_deref().and_then(UserCode::parse)
-    }
-
-    fn approve(&self) -> Result<bool, AppError> {
-        match self.decision.as_deref() {
-            Some("approve") => Ok(true),
-            Some("deny") => Ok(false),
-            _ => Err(AppError::bad_request(
-                "invalid_decision",
-                "Choose Approve or Deny.",
-            )),
-        }
-    }
-
-    fn expires_in_days(&self) -> Result<Option<u32>, AppError> {
-        chosen_expiry(self.expires_in_days.as_deref())
-    }
-
-    /// What the person decided, as the service takes it.
-    fn input(
-        &self,
-        code: &UserCode,
-        viewer: &Viewer,
-        ip: IpAddr,
-    ) -> Result<CompleteInput, AppError> {
-        let approve = self.approve()?;
-        if approve && self.scopes.is_empty() {
-            return Err(AppError::bad_request(
-                "invalid_scope",
-                "Keep at least one scope ticked, or choose Deny.",
-            ));
-        }
-        Ok(CompleteInput {
-            user_code: code.clone(),
-            approve,
-            scopes: approve.then(|| self.scopes.clone()),
-            expires_in_days: if approve {
-                self.expires_in_days()?
-            } else {
-                None
-            },
-            approver: viewer.user.clone(),
-            approver_session: viewer.session_id,
-            client_ip: ip,
-            // Filled in for approvals only: denying spends no proof.
-            step_up_proof: None,
-        })
     }
 }
 
@@ -326,85 +294,61 @@ pub async fn decide(
     let Some(code) = form.user_code() else {
         return EndedPage::invalid(None);
     };
-    let mut input = match form.input(&code, &viewer, ip.0) {
-        Ok(input) => input,
-        Err(AppError::BadRequest { message, .. }) => {
-            return form_again(
-                &state,
-                &viewer,
-                &code,
-                ip.0,
-                &form,
-                StatusCode::BAD_REQUEST,
-                message,
-            )
-            .await
-        }
-        Err(e) => return Err(PageError(e)),
+    let outcome = match decision(&state, &viewer, &code, &mut form, ip.0).await {
+        Ok(input) => device::decide(&state, input).await,
+        Err(e) => Err(e),
     };
-    if input.approve {
-        input.step_up_proof = form.step_up.proof.clone();
-        if let Some(password) = form.step_up.password_instead() {
-            let Some(request) = device::find_request(&state, &code)
-                .await?
-                .filter(|r| r.status == SessionStatus::Pending)
-            else {
-                return EndedPage::expired(viewer.nav());
-            };
-            let subject = Subject::DeviceLogin(request.id);
-            match prove_with_password(&state, &viewer, subject, password, ip.0).await {
-                Ok(Ok(proof)) => input.step_up_proof = Some(proof),
-                Ok(Err(message)) => {
-                    let status = StatusCode::FORBIDDEN;
-                    return form_again(&state, &viewer, &code, ip.0, &form, status, message).await;
-                }
-                Err(e) => return Err(PageError(e)),
-            }
-        }
-    }
-    match device::decide(&state, input).await {
+    let (status, message) = match outcome {
         Ok(CompleteOutcome::Approved {
             confirmation_code,
             paste_reasons,
             ..
-        }) => render(
-            StatusCode::OK,
-            &ResultPage {
-                nav: viewer.nav(),
-                approved: true,
-                confirmation_code,
-                paste_reasons,
-            },
-        ),
-        Ok(CompleteOutcome::Denied) => render(
-            StatusCode::OK,
-            &ResultPage {
-                nav: viewer.nav(),
-                approved: false,
-                confirmation_code: None,
-                paste_reasons: Vec::new(),
-            },
-        ),
-        Ok(CompleteOutcome::StepUpRequired { problem, .. }) => {
-            let (status, message) = step_up_refusal(problem);
-            form_again(&state, &viewer, &code, ip.0, &form, status, message).await
-        }
-        Err(AppError::Gone { .. }) => EndedPage::expired(viewer.nav()),
-        // A choice the server refused: the form again, with the reason.
-        Err(AppError::BadRequest { message, .. }) => {
-            form_again(
-                &state,
-                &viewer,
-                &code,
-                ip.0,
-                &form,
-                StatusCode::BAD_REQUEST,
-                message,
-            )
-            .await
-        }
-        Err(e) => Err(PageError(e)),
-    }
+        }) => return ResultPage::approved(viewer.nav(), confirmation_code, paste_reasons),
+        Ok(CompleteOutcome::Denied) => return ResultPage::denied(viewer.nav()),
+        Ok(CompleteOutcome::StepUpRequired { problem, .. }) => step_up_refusal(problem),
+        Err(AppError::Gone { .. }) => return EndedPage::expired(viewer.nav()),
+        // A choice the server refused, or a step-up password it did not
+        // take: the form again, with the reason.
+        Err(
+            e @ (AppError::BadRequest { .. }
+            | AppError::Forbidden {
+                code: STEP_UP_FAILED,
+                ..
+            }),
+        ) => (e.status_code(), e.public_message()),
+        Err(e) => return Err(PageError(e)),
+    };
+    form_again(&state, &viewer, &code, ip.0, &form, status, message).await
+}
+
+/// What the person decided, as the service takes it. Earning a step-up
+/// with the typed password needs the request still pending (a 410 when it
+/// is not).
+async fn decision(
+    state: &AppState,
+    viewer: &Viewer,
+    code: &UserCode,
+    form: &mut DecisionForm,
+    ip: IpAddr,
+) -> Result<CompleteInput, AppError> {
+    let subject = async {
+        let request = device::find_request(state, code)
+            .await?
+            .filter(|r| r.status == SessionStatus::Pending)
+            .ok_or_else(device::expired_request)?;
+        Ok(Subject::DeviceLogin(request.id))
+    };
+    let decided = form.choice.decided(state, viewer, subject, ip).await?;
+    Ok(CompleteInput {
+        user_code: code.clone(),
+        approve: decided.approve,
+        scopes: decided.scopes,
+        expires_in_days: decided.expires_in_days,
+        approver: viewer.user.clone(),
+        approver_session: viewer.session_id,
+        client_ip: ip,
+        step_up_proof: decided.step_up_proof,
+    })
 }
 
 /// The approval form again, with what was chosen and why it came back;
@@ -421,8 +365,8 @@ async fn form_again(
     match device::find_request(state, code).await? {
         Some(request) if request.status == SessionStatus::Pending => {
             let chosen = Chosen {
-                scopes: Some(form.scopes.clone()),
-                expires_in_days: form.expires_in_days().ok().flatten(),
+                scopes: Some(form.choice.scopes().to_vec()),
+                expires_in_days: form.choice.kept_expiry(),
                 error: Some(message),
             };
             let page = ConfirmPage::build(state, viewer, code, request, ip, chosen).await?;
@@ -510,11 +454,14 @@ mod tests {
             ("expires_in_days".into(), "30".into()),
             ("csrf_token".into(), "t".into()),
         ]);
-        assert_eq!(f.scopes, ["envs:read", "tokens:read"]);
-        assert!(f.approve().unwrap());
-        assert_eq!(f.expires_in_days().unwrap(), Some(30));
+        assert_eq!(
+            f.user_code().map(|c| c.display()).as_deref(),
+            Some("BCDF-GHJK")
+        );
+        assert_eq!(f.csrf_token, "t");
+        assert_eq!(f.choice.scopes(), ["envs:read", "tokens:read"]);
+        assert_eq!(f.choice.kept_expiry(), Some(30));
         let bad = DecisionForm::from(vec![("decision".into(), "maybe".into())]);
-        assert!(bad.approve().is_err());
-        assert_eq!(bad.expires_in_days().unwrap(), None);
+        assert_eq!(bad.choice.kept_expiry(), None);
     }
 }

@@ -26,11 +26,11 @@ use crate::routes::extract::{
     csrf_only_form, page_form, ClientIp, CodeEntry, JsonObject, SameOrigin, SignedInForm,
     SignedInUser, UserAgent, Viewer,
 };
-use crate::routes::pages::auth::safe_redirect;
+use crate::routes::pages::auth::{safe_redirect, start_session};
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::authorize::{self, RequestError};
 use crate::service::step_up::Subject;
-use crate::service::{device, passkeys, sessions};
+use crate::service::{device, passkeys};
 use crate::state::AppState;
 
 const PASSKEYS_PATH: &str = "/settings/passkeys";
@@ -164,11 +164,21 @@ pub async fn remove_passkey(
     Ok(see_other(&format!("{PASSKEYS_PATH}?done=removed")))
 }
 
-/// WebAuthn options for the browser, never cached.
-fn options(options: serde_json::Value) -> HttpResponse {
+/// A ceremony's JSON answer, never cached.
+fn no_store_json(body: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(options)
+        .json(body)
+}
+
+/// Answers a started ceremony: its id goes into the session cookie, the
+/// WebAuthn options to the browser.
+fn started(
+    session: &TypedSession,
+    (id, options): (Uuid, serde_json::Value),
+) -> Result<HttpResponse, AppError> {
+    session.set_passkey_ceremony(id)?;
+    Ok(no_store_json(options))
 }
 
 /// The ceremony this browser started, from its session cookie.
@@ -199,9 +209,10 @@ pub async fn register_start(
 ) -> Result<HttpResponse, AppError> {
     let name = passkeys::parse_name(&body.name)
         .map_err(|m| AppError::bad_request("invalid_passkey_name", m))?;
-    let (id, created) = passkeys::start_registration(&state, &user, session_id, name).await?;
-    session.set_passkey_ceremony(id)?;
-    Ok(options(created))
+    started(
+        &session,
+        passkeys::start_registration(&state, &user, session_id, name).await?,
+    )
 }
 
 /// Body of `POST /settings/passkeys/register/finish`.
@@ -224,9 +235,7 @@ pub async fn register_finish(
     let credential = body.into_inner().credential;
     let row = passkeys::finish_registration(&state, &user, session_id, ceremony, credential, ip.0)
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "id": row.id, "name": row.name })))
+    Ok(no_store_json(json!({ "id": row.id, "name": row.name })))
 }
 
 /// `POST /login/passkey/start`: options for `navigator.credentials.get()`
@@ -236,9 +245,7 @@ pub async fn sign_in_start(
     session: TypedSession,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let (id, requested) = passkeys::start_sign_in(&state).await?;
-    session.set_passkey_ceremony(id)?;
-    Ok(options(requested))
+    started(&session, passkeys::start_sign_in(&state).await?)
 }
 
 /// Body of `POST /login/passkey/finish`.
@@ -277,12 +284,9 @@ pub async fn sign_in_finish(
             })
         }
     };
-    let secret = sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
-    session.sign_in(&secret)?;
+    start_session(&state, &session, user.id, ip, ua).await?;
     let redirect = safe_redirect(redirect.as_deref()).unwrap_or_else(|| "/".to_owned());
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "redirect": redirect })))
+    Ok(no_store_json(json!({ "redirect": redirect })))
 }
 
 /// Body of `POST /cli/login/step-up/start`.
@@ -312,9 +316,10 @@ pub async fn step_up_start(
         .filter(|r| r.status == SessionStatus::Pending)
         .ok_or_else(device::expired_request)?;
     let subject = Subject::DeviceLogin(request.id);
-    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, subject).await?;
-    session.set_passkey_ceremony(id)?;
-    Ok(options(requested))
+    started(
+        &session,
+        passkeys::start_step_up(&state, &user, session_id, subject).await?,
+    )
 }
 
 /// Body of `POST /oauth/authorize/step-up/start`.
@@ -343,9 +348,10 @@ pub async fn authorize_step_up_start(
             ),
         })?;
     let subject = request.step_up_subject();
-    let (id, requested) = passkeys::start_step_up(&state, &user, session_id, subject).await?;
-    session.set_passkey_ceremony(id)?;
-    Ok(options(requested))
+    started(
+        &session,
+        passkeys::start_step_up(&state, &user, session_id, subject).await?,
+    )
 }
 
 /// Body of `POST /cli/login/step-up/finish` and `/oauth/authorize/step-up/finish`.
@@ -369,9 +375,7 @@ pub async fn step_up_finish(
     let ceremony = pending_ceremony(&session)?;
     let credential = body.into_inner().credential;
     match passkeys::finish_step_up(&state, &user, session_id, ceremony, credential, ip.0).await? {
-        Ok(proof) => Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "stepUpProof": proof }))),
+        Ok(proof) => Ok(no_store_json(json!({ "stepUpProof": proof }))),
         Err(_) => Err(AppError::forbidden(
             "step_up_failed",
             "That passkey was not accepted. Use one of the passkeys on your account, then approve again.",

@@ -12,9 +12,8 @@ use crate::config::OidcProvider;
 use crate::error::AppError;
 use crate::routes::extract::{ClientIp, UserAgent};
 use crate::routes::html::encode_component;
-use crate::routes::pages::auth::safe_redirect;
+use crate::routes::pages::auth::{safe_redirect, start_session};
 use crate::routes::pages::{see_other, PageError};
-use crate::service::sessions;
 use crate::service::sso::{self, oidc::MAX_REDIRECT_LEN, Pending, Refused};
 use crate::state::AppState;
 
@@ -99,9 +98,7 @@ pub async fn finish_sign_in(
     let refused = match checked {
         Ok((pending, identity)) => match sso::sign_in(&state, provider, identity, ip.0).await? {
             Ok(user) => {
-                let secret =
-                    sessions::replace(&state, session.secret(), user.id, ip.0, ua.0).await?;
-                session.sign_in(&secret)?;
+                start_session(&state, &session, user.id, ip, ua).await?;
                 return Ok(see_other(pending.redirect.as_deref().unwrap_or("/")));
             }
             Err(refused) => refused,
