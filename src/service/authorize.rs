@@ -17,7 +17,6 @@ use crate::config::{Config, TokenPolicy, AUTHORIZATION_CODE_GRANT};
 use crate::crypto::sha256;
 use crate::db::models::authorization_codes::{self, NewAuthorizationCode};
 use crate::db::models::revocation::Target;
-use crate::db::models::users::User;
 use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::pkce::{self, AuthCode, Challenge};
 use crate::domain::{Flow, Role, Scopes, TokenName, TokenSource};
@@ -169,26 +168,9 @@ pub fn parse_request(
     })
 }
 
-/// What the person decided on the consent page.
-#[derive(Debug)]
-pub struct ConsentInput {
-    /// The request, checked again.
-    pub request: AuthorizeRequest,
-    /// Approve or deny.
-    pub approve: bool,
-    /// Narrowed scopes.
-    pub scopes: Option<Vec<String>>,
-    /// Shorter lifetime, in days.
-    pub expires_in_days: Option<u32>,
-    /// The signed-in account.
-    pub approver: User,
-    /// Its browser session (a step-up proof is bound to it).
-    pub approver_session: Uuid,
-    /// Browser IP.
-    pub client_ip: IpAddr,
-    /// A passed step-up, when `APPROVAL_STEP_UP` asks for one.
-    pub step_up_proof: Option<String>,
-}
+/// What the person decided on the consent page about a request (checked
+/// again).
+pub type ConsentInput = grants::Decision<AuthorizeRequest>;
 
 /// Where a consent leads.
 #[derive(Debug)]

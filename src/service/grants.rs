@@ -2,6 +2,8 @@
 //! one long-lived API token, or a short-lived access token with a rotating
 //! refresh token (RFC 6749 §6, RFC 9700 §4.14 reuse detection).
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
 use serde_json::json;
@@ -16,6 +18,28 @@ use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::{device, dpop, tokens};
 use crate::state::AppState;
+
+/// What a person decided on an approval page about `request` (a device
+/// login's user code, or an authorization request), and who they are.
+#[derive(Debug)]
+pub struct Decision<R> {
+    /// What is decided on.
+    pub request: R,
+    /// Approve or deny.
+    pub approve: bool,
+    /// Narrowed scopes (a subset of those asked for).
+    pub scopes: Option<Vec<String>>,
+    /// Shorter lifetime, in days.
+    pub expires_in_days: Option<u32>,
+    /// The signed-in account deciding.
+    pub approver: users::User,
+    /// The approver's browser session (a step-up proof is bound to it).
+    pub approver_session: Uuid,
+    /// Browser IP.
+    pub client_ip: IpAddr,
+    /// A passed step-up, when `APPROVAL_STEP_UP` asks for one.
+    pub step_up_proof: Option<String>,
+}
 
 /// Tokens just minted; the plaintexts leave the process once.
 #[derive(Debug)]

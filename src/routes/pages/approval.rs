@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::routes::extract::Viewer;
 use crate::service::device::policy::{self, StepUpReason};
+use crate::service::grants::Decision;
 use crate::service::passkeys;
 use crate::service::step_up::{self, StepUpRefused, Subject};
 use crate::state::AppState;
@@ -111,18 +112,6 @@ pub(super) struct ApprovalChoice {
     step_up: StepUpFields,
 }
 
-/// A decision read from an [`ApprovalChoice`], as the services take it.
-pub(super) struct Decided {
-    /// Approve (or deny).
-    pub(super) approve: bool,
-    /// The scopes granted, for an approval.
-    pub(super) scopes: Option<Vec<String>>,
-    /// The lifetime in days, for an approval; `None` for the default.
-    pub(super) expires_in_days: Option<u32>,
-    /// The step-up proof, for an approval that brought or earned one.
-    pub(super) step_up_proof: Option<String>,
-}
-
 impl ApprovalChoice {
     /// Reads the fields of an approval form: the choice, and the CSRF token
     /// (returned beside it); each other field goes to `other`, the page's own.
@@ -175,41 +164,43 @@ impl ApprovalChoice {
         }
     }
 
-    /// What the person decided. A choice that cannot be taken is a 400.
-    /// An approval goes with the step-up proof the page's script earned
-    /// with a passkey, or else with one earned now with the password typed
-    /// into the form, for the approval of `subject` (awaited only then); a
-    /// password the server does not take is a [`STEP_UP_FAILED`] 403 that
-    /// says why. Denying spends no proof.
-    pub(super) async fn decided(
+    /// What `viewer` decided about `request`. A choice that cannot be
+    /// taken is a 400. An approval goes with the step-up proof the page's
+    /// script earned with a passkey, or else with one earned now with the
+    /// password typed into the form, for the approval of `subject` (awaited
+    /// only then); a password the server does not take is a
+    /// [`STEP_UP_FAILED`] 403 that says why. Denying spends no proof.
+    pub(super) async fn decided<R>(
         &mut self,
         state: &AppState,
         viewer: &Viewer,
+        request: R,
         subject: impl Future<Output = Result<Subject, AppError>>,
         ip: IpAddr,
-    ) -> Result<Decided, AppError> {
-        if !self.approve()? {
-            return Ok(Decided {
-                approve: false,
-                scopes: None,
-                expires_in_days: None,
-                step_up_proof: None,
-            });
+    ) -> Result<Decision<R>, AppError> {
+        let mut decision = Decision {
+            request,
+            approve: self.approve()?,
+            scopes: None,
+            expires_in_days: None,
+            approver: viewer.user.clone(),
+            approver_session: viewer.session_id,
+            client_ip: ip,
+            step_up_proof: None,
+        };
+        if !decision.approve {
+            return Ok(decision);
         }
-        let expires_in_days = self.expires_in_days()?;
-        let step_up_proof = match self.step_up.password_instead() {
+        decision.expires_in_days = self.expires_in_days()?;
+        decision.scopes = Some(self.scopes.clone());
+        decision.step_up_proof = match self.step_up.password_instead() {
             Some(password) => {
                 let subject = subject.await?;
                 Some(prove_with_password(state, viewer, subject, password, ip).await?)
             }
             None => self.step_up.proof.clone(),
         };
-        Ok(Decided {
-            approve: true,
-            scopes: Some(self.scopes.clone()),
-            expires_in_days,
-            step_up_proof,
-        })
+        Ok(decision)
     }
 }
 

@@ -253,15 +253,7 @@ async fn decision(
     ip: IpAddr,
 ) -> Result<ConsentInput, AppError> {
     let subject = async { Ok(request.step_up_subject()) };
-    let decided = form.choice.decided(state, viewer, subject, ip).await?;
-    Ok(ConsentInput {
-        request: request.clone(),
-        approve: decided.approve,
-        scopes: decided.scopes,
-        expires_in_days: decided.expires_in_days,
-        approver: viewer.user.clone(),
-        approver_session: viewer.session_id,
-        client_ip: ip,
-        step_up_proof: decided.step_up_proof,
-    })
+    form.choice
+        .decided(state, viewer, request.clone(), subject, ip)
+        .await
 }

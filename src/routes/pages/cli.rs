@@ -338,17 +338,9 @@ async fn decision(
             .ok_or_else(device::expired_request)?;
         Ok(Subject::DeviceLogin(request.id))
     };
-    let decided = form.choice.decided(state, viewer, subject, ip).await?;
-    Ok(CompleteInput {
-        user_code: code.clone(),
-        approve: decided.approve,
-        scopes: decided.scopes,
-        expires_in_days: decided.expires_in_days,
-        approver: viewer.user.clone(),
-        approver_session: viewer.session_id,
-        client_ip: ip,
-        step_up_proof: decided.step_up_proof,
-    })
+    form.choice
+        .decided(state, viewer, code.clone(), subject, ip)
+        .await
 }
 
 /// The approval form again, with what was chosen and why it came back;

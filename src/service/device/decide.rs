@@ -17,7 +17,6 @@ use uuid::Uuid;
 use super::policy::{self, Approval, PasteReason, Refusal, StepUpReason};
 use crate::config::{Config, TokenPolicy};
 use crate::db::models::notifications;
-use crate::db::models::users::User;
 use crate::db::models::{api_tokens, device_sessions, refresh_tokens, users};
 use crate::db::{self, Db};
 use crate::domain::{
@@ -29,26 +28,9 @@ use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::{grants, step_up};
 use crate::state::AppState;
 
-/// What the browser decided, and who decided it.
-#[derive(Debug)]
-pub struct CompleteInput {
-    /// The code from the terminal.
-    pub user_code: UserCode,
-    /// Approve or deny.
-    pub approve: bool,
-    /// Narrowed scopes (a subset of those asked for).
-    pub scopes: Option<Vec<String>>,
-    /// Shorter lifetime, in days.
-    pub expires_in_days: Option<u32>,
-    /// The signed-in account deciding.
-    pub approver: User,
-    /// The approver's browser session (a step-up proof is bound to it).
-    pub approver_session: Uuid,
-    /// Browser IP.
-    pub client_ip: IpAddr,
-    /// A passed step-up, when `APPROVAL_STEP_UP` asks for one.
-    pub step_up_proof: Option<String>,
-}
+/// What the browser decided about the request with this user code, and
+/// who decided it.
+pub type CompleteInput = grants::Decision<UserCode>;
 
 /// The result of a decision.
 #[derive(Debug, PartialEq, Eq)]
@@ -277,7 +259,7 @@ pub async fn decide(state: &AppState, input: CompleteInput) -> Result<CompleteOu
     let decided = state.run(move |conn, cx| {
     let (config, realtime) = (&*cx.config, &cx.realtime);
     let hash = input
-        .user_code
+        .request
         .keyed_hash(config.keys.code_hmac.expose_secret());
     conn.transaction(|conn| {
         let session = device_sessions::lock_live_by_user_hash(conn, &hash, now)?

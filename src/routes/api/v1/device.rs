@@ -301,7 +301,7 @@ pub async fn complete_device_session(
         )
     })?;
     let input = CompleteInput {
-        user_code,
+        request: user_code,
         approve: body.decision == Decision::Approve,
         scopes: body.scopes,
         expires_in_days: body.expires_in_days,
