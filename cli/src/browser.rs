@@ -88,15 +88,7 @@ fn openers(url: &str) -> Vec<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::test_support::env;
 
     #[test]
     fn no_browser_over_ssh() {

@@ -107,15 +107,7 @@ fn run(program: &str, args: &[&str], text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::test_support::env;
 
     #[cfg(all(unix, not(target_os = "macos")))]
     #[test]

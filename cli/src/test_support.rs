@@ -1,4 +1,5 @@
-//! What the unit tests share: a canned HTTP server standing in for the API.
+//! What the unit tests share: a canned HTTP server standing in for the API,
+//! and a made-up environment.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -64,4 +65,15 @@ pub fn closed_port_url() -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{addr}/api/v1")
+}
+
+/// An environment lookup that knows only `pairs`, as `std::env::var(name).ok()`
+/// would see them.
+pub fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
 }

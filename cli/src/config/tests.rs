@@ -14,6 +14,14 @@ fn store() -> (tempfile::TempDir, ConfigStore) {
     (tmp, store)
 }
 
+/// A store whose config file already holds `contents`.
+fn store_holding(contents: &str) -> (tempfile::TempDir, ConfigStore) {
+    let (tmp, store) = store();
+    fs::create_dir_all(store.dir()).unwrap();
+    fs::write(store.path(), contents).unwrap();
+    (tmp, store)
+}
+
 fn profile(url: &str, token: &str) -> Profile {
     Profile {
         api_url: Some(url.into()),
@@ -152,9 +160,7 @@ fn an_existing_loose_folder_is_tightened_on_save() {
 
 #[test]
 fn corrupt_file_is_a_clear_error_and_is_not_overwritten() {
-    let (_tmp, store) = store();
-    fs::create_dir_all(store.dir()).unwrap();
-    fs::write(store.path(), "{\"profiles\": {").unwrap();
+    let (_tmp, store) = store_holding("{\"profiles\": {");
 
     let err = store.load(&mut |_| {}).unwrap_err();
     let message = err.to_string();
@@ -172,9 +178,7 @@ fn corrupt_file_is_a_clear_error_and_is_not_overwritten() {
 
 #[test]
 fn wrong_shape_is_corrupt_too() {
-    let (_tmp, store) = store();
-    fs::create_dir_all(store.dir()).unwrap();
-    fs::write(store.path(), r#"{"profiles": {"default": {"token": 5}}}"#).unwrap();
+    let (_tmp, store) = store_holding(r#"{"profiles": {"default": {"token": 5}}}"#);
     assert!(matches!(
         store.load(&mut |_| {}),
         Err(ConfigError::Corrupt { .. })
@@ -183,13 +187,9 @@ fn wrong_shape_is_corrupt_too() {
 
 #[test]
 fn saving_a_profile_keeps_the_others_and_unknown_keys() {
-    let (_tmp, store) = store();
-    fs::create_dir_all(store.dir()).unwrap();
-    fs::write(
-        store.path(),
+    let (_tmp, store) = store_holding(
         r#"{"profiles": {"work": {"apiUrl": "http://w", "token": "esh_w", "color": "blue"}}, "telemetry": false}"#,
-    )
-    .unwrap();
+    );
 
     store
         .update(&mut |_| {}, |c| {
@@ -352,13 +352,9 @@ fn update_waits_for_the_lock() {
 
 #[test]
 fn a_file_written_before_the_keyring_still_loads_with_its_tokens() {
-    let (_tmp, store) = store();
-    fs::create_dir_all(store.dir()).unwrap();
-    fs::write(
-        store.path(),
+    let (_tmp, store) = store_holding(
         r#"{"profiles":{"default":{"apiUrl":"http://x/api/v1","token":"esh_old","tokenId":"00000000-0000-0000-0000-000000000000","tokenName":"CLI Token","refreshToken":"eshr_old"}}}"#,
-    )
-    .unwrap();
+    );
     let config = store.load(&mut |_| {}).unwrap();
     let profile = &config.profiles["default"];
     assert!(profile.has_credentials());

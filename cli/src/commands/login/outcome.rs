@@ -292,14 +292,21 @@ mod tests {
     use super::*;
     use crate::commands::fixtures::context;
 
+    /// The error `end` becomes for a login with (`paste`) or without
+    /// `--paste`, on the default profile.
+    fn error_for(end: WaitEnd, paste: bool) -> CliError {
+        let tmp = tempfile::tempdir().unwrap();
+        end.into_error(&context(tmp.path()), paste)
+    }
+
     #[test]
     fn paste_ends_become_clear_errors() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let forced = WaitEnd::NoCode {
-            required_by_server: true,
-        }
-        .into_error(&ctx, true);
+        let forced = error_for(
+            WaitEnd::NoCode {
+                required_by_server: true,
+            },
+            true,
+        );
         assert_eq!(forced.code, "confirmation_required");
         assert!(
             forced.message.contains("envshield login --paste"),
@@ -311,7 +318,7 @@ mod tests {
             "{}",
             forced.message
         );
-        let ended = WaitEnd::Ended("Too many wrong codes.".into()).into_error(&ctx, true);
+        let ended = error_for(WaitEnd::Ended("Too many wrong codes.".into()), true);
         assert_eq!(ended.code, "expired_token");
         assert_eq!(
             ended.message,
@@ -321,12 +328,15 @@ mod tests {
 
     #[test]
     fn a_collected_or_tampered_handoff_becomes_a_security_error() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let e = WaitEnd::Collected {
-            after_a_lost_answer: false,
-        }
-        .into_error(&ctx, false);
+        let collected = |after_a_lost_answer| {
+            error_for(
+                WaitEnd::Collected {
+                    after_a_lost_answer,
+                },
+                false,
+            )
+        };
+        let e = collected(false);
         assert_eq!(e.code, "device_code_reused");
         assert_eq!(e.exit_code, 1);
         assert!(
@@ -336,19 +346,21 @@ mod tests {
             "{}",
             e.message
         );
-        let lost = WaitEnd::Collected {
-            after_a_lost_answer: true,
-        }
-        .into_error(&ctx, false);
+        let lost = collected(true);
         assert!(lost.message.contains("own pickup"), "{}", lost.message);
 
         let token_id = Uuid::from_u128(7);
-        let e = WaitEnd::HandoffRefused {
-            why: "the sealed token does not open: x".into(),
-            token_id,
-            revoked: false,
-        }
-        .into_error(&ctx, true);
+        let refused = |why: &str, revoked, paste| {
+            error_for(
+                WaitEnd::HandoffRefused {
+                    why: why.into(),
+                    token_id,
+                    revoked,
+                },
+                paste,
+            )
+        };
+        let e = refused("the sealed token does not open: x", false, true);
         assert_eq!(e.code, "handoff_refused");
         assert_eq!(e.exit_code, 1);
         assert!(e.message.contains(&token_id.to_string()), "{}", e.message);
@@ -357,12 +369,7 @@ mod tests {
             "{}",
             e.message
         );
-        let e = WaitEnd::HandoffRefused {
-            why: "in the clear".into(),
-            token_id,
-            revoked: true,
-        }
-        .into_error(&ctx, false);
+        let e = refused("in the clear", true, false);
         assert!(
             e.message.contains("The token was revoked."),
             "{}",
@@ -372,22 +379,17 @@ mod tests {
 
     #[test]
     fn wait_ends_become_clear_errors() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ctx = context(tmp.path());
-        let e = WaitEnd::Interrupted.into_error(&ctx, false);
+        let e = error_for(WaitEnd::Interrupted, false);
         assert_eq!(e.exit_code, 130);
-        let e = WaitEnd::Denied("Denied.".into()).into_error(&ctx, false);
+        let e = error_for(WaitEnd::Denied("Denied.".into()), false);
         assert_eq!(e.code, "access_denied");
         assert_eq!(
             e.message,
             "the sign-in request was denied in the browser (Denied). Run `envshield login` to try again."
         );
+        assert_eq!(error_for(WaitEnd::TimedOut, false).code, "login_timeout");
         assert_eq!(
-            WaitEnd::TimedOut.into_error(&ctx, false).code,
-            "login_timeout"
-        );
-        assert_eq!(
-            WaitEnd::Expired(String::new()).into_error(&ctx, false).code,
+            error_for(WaitEnd::Expired(String::new()), false).code,
             "expired_token"
         );
     }

@@ -37,6 +37,14 @@ fn wait_on(poll_interval: u64, make: impl FnOnce(&Handoff) -> Vec<String>) -> Wa
     }
 }
 
+/// How a wait ends when the only poll is answered with `status` and the
+/// JSON `body`.
+fn end_after(status: &str, body: &str) -> WaitEnd {
+    wait_on(0, |_| vec![json(status, body)])
+        .outcome
+        .unwrap_err()
+}
+
 #[test]
 fn pending_slow_down_then_approved() {
     let waited = wait_on(0, |h| {
@@ -87,24 +95,18 @@ fn slow_down_never_shortens_the_interval() {
 
 #[test]
 fn denied_and_expired_end_the_wait() {
-    let denied = wait_on(0, |_| {
-        vec![json(
+    assert_eq!(
+        end_after(
             "403 Forbidden",
             r#"{"status":"denied","error":"access_denied","message":"Denied by you."}"#,
-        )]
-    });
-    assert_eq!(
-        denied.outcome.unwrap_err(),
+        ),
         WaitEnd::Denied("Denied by you.".into())
     );
-    let expired = wait_on(0, |_| {
-        vec![json(
+    assert_eq!(
+        end_after(
             "410 Gone",
             r#"{"status":"expired","error":"expired_token","message":"Gone."}"#,
-        )]
-    });
-    assert_eq!(
-        expired.outcome.unwrap_err(),
+        ),
         WaitEnd::Expired("Gone.".into())
     );
 }
@@ -187,14 +189,11 @@ fn ctrl_c_and_timeout_stop_the_wait() {
 
 #[test]
 fn a_poll_asking_for_the_confirmation_code_ends_polling() {
-    let waited = wait_on(0, |_| {
-        vec![json(
+    assert_eq!(
+        end_after(
             "200 OK",
             r#"{"status":"confirmation_required","message":"Type the code."}"#,
-        )]
-    });
-    assert_eq!(
-        waited.outcome.unwrap_err(),
+        ),
         WaitEnd::ConfirmationRequired("Type the code.".into())
     );
 }
@@ -240,9 +239,8 @@ fn a_sealed_token_for_another_key_is_refused() {
 fn a_token_collected_elsewhere_ends_the_wait() {
     const REUSED: &str =
         r#"{"status":"expired","error":"device_code_reused","message":"Collected."}"#;
-    let waited = wait_on(0, |_| vec![json("410 Gone", REUSED)]);
     assert_eq!(
-        waited.outcome.unwrap_err(),
+        end_after("410 Gone", REUSED),
         WaitEnd::Collected {
             after_a_lost_answer: false
         }
