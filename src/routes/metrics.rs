@@ -1,6 +1,8 @@
 //! `GET /metrics` on `METRICS_BIND_ADDR`: this instance in the Prometheus
 //! text format.
 
+use std::future::Future;
+
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpResponse};
 
@@ -103,20 +105,14 @@ pub fn render(state: &AppState) -> String {
 
 /// Records every answered request of the public listener by route pattern
 /// (never the raw path: ids and codes stay out of the labels).
-pub fn observe<S, B>(
+pub fn observe<S: Chain<B>, B>(
     req: ServiceRequest,
     srv: &S,
-) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    S::Future: 'static,
-{
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static {
     let started = std::time::Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().clone();
-    let fut = srv.call(req);
-    async move {
-        let res = fut.await?;
+    around(req, srv, move |res| {
         if let Some(state) = state {
             let route = res
                 .request()
@@ -129,6 +125,38 @@ where
                 started.elapsed().as_secs_f64(),
             );
         }
+    })
+}
+
+/// The rest of the public listener's chain, as its `wrap_fn` middlewares
+/// (`observe`, `nonce::add_nonce`) call it.
+pub trait Chain<B>:
+    Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error, Future: 'static>
+{
+}
+
+impl<S, B> Chain<B> for S where
+    S: Service<
+        ServiceRequest,
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+        Future: 'static,
+    >
+{
+}
+
+/// Runs the rest of the chain on `req`, then `after` on its answer: the
+/// body of a `wrap_fn` middleware that reads the request first and touches
+/// the response last.
+pub fn around<S: Chain<B>, B>(
+    req: ServiceRequest,
+    srv: &S,
+    after: impl FnOnce(&mut ServiceResponse<B>) + 'static,
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static {
+    let fut = srv.call(req);
+    async move {
+        let mut res = fut.await?;
+        after(&mut res);
         Ok(res)
     }
 }

@@ -2,10 +2,13 @@
 //! request that carried a DPoP proof names the nonce to use next, so a
 //! client refused with `use_dpop_nonce` can sign again at once.
 
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use std::future::Future;
+
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
 
+use crate::routes::metrics::{around, Chain};
 use crate::service::dpop;
 use crate::state::AppState;
 
@@ -13,26 +16,19 @@ use crate::state::AppState;
 pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// Adds `DPoP-Nonce` to the answer of a request with a `DPoP` header.
-pub fn add_nonce<S, B>(
+pub fn add_nonce<S: Chain<B>, B>(
     req: ServiceRequest,
     srv: &S,
-) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    S::Future: 'static,
-{
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + 'static {
     let nonce = req
         .headers()
         .contains_key("dpop")
         .then(|| req.app_data::<web::Data<AppState>>())
         .flatten()
         .and_then(|state| dpop::current_nonce(&state.config, chrono::Utc::now()));
-    let fut = srv.call(req);
-    async move {
-        let mut res = fut.await?;
+    around(req, srv, move |res| {
         if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             res.headers_mut().insert(DPOP_NONCE, value);
         }
-        Ok(res)
-    }
+    })
 }

@@ -15,13 +15,15 @@ use crate::config::{
 use crate::domain::{DeviceCode, Flow};
 use crate::error::AppError;
 use crate::rate_limit::Limit;
+use crate::routes::api::v1::device::started_codes;
 use crate::routes::extract::{user_agent, BearerAuth, ClientIp, DpopProof};
 use crate::routes::limit::RateLimit;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use crate::routes::openapi::{
-    DeviceAuthorizationForm, IntrospectForm, RateLimited, RevokeForm, TokenForm, Unauthenticated,
+    ClientRefusals, DeviceAuthorizationForm, IntrospectForm, RevokeForm, TokenForm, Unauthenticated,
 };
 use crate::service::device::{self, policy, PollOutcome, StartInput};
+use crate::service::grants::{GrantError, Issued};
 use crate::service::{authorize, grants, oauth};
 use crate::state::AppState;
 use envshield_api_types::{
@@ -234,13 +236,19 @@ fn presented(params: &HashMap<String, String>) -> Result<(String, oauth::Hint), 
     Ok((presented, hint))
 }
 
-/// Maps a service error to the OAuth error format where it is the client's
-/// fault; outages and bugs keep the usual JSON answer.
-/// The request's DPoP proof, or the OAuth error for a bad one (RFC 9449 §5).
-fn proof_of(req: &HttpRequest) -> Result<Option<Proof>, OAuthError> {
-    DpopProof::of(req).map_err(|invalid| bad(invalid.code(), invalid.0))
+/// A grant request's parameters and its DPoP proof, or the OAuth error for
+/// a bad form or proof (RFC 9449 §5).
+fn grant_request(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(HashMap<String, String>, Option<Proof>), OAuthError> {
+    let params = form(req, body)?;
+    let proof = DpopProof::of(req).map_err(|invalid| bad(invalid.code(), invalid.0))?;
+    Ok((params, proof))
 }
 
+/// Maps a service error to the OAuth error format where it is the client's
+/// fault; outages and bugs keep the usual JSON answer.
 fn service_error(e: AppError) -> Result<HttpResponse, AppError> {
     match e {
         AppError::BadRequest { code, message } => Ok(bad(code, &message).into_response()),
@@ -257,13 +265,11 @@ macro_rules! try_response {
     };
 }
 
-/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+/// Authorization server metadata (RFC 8414)
 #[utoipa::path(
     get,
     path = "/.well-known/oauth-authorization-server",
-    tag = "oauth",
     operation_id = "discovery",
-    summary = "Authorization server metadata (RFC 8414)",
     responses((status = 200, description = "The metadata.", body = AuthorizationServerMetadata))
 )]
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
@@ -297,20 +303,18 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         })
 }
 
-/// `POST /oauth/device_authorization` (RFC 8628 §3.1–3.2).
+/// Device authorization request (RFC 8628 §3.1)
+///
+/// `client_id` in the form or as the HTTP Basic user name (public clients: no secret).
 #[utoipa::path(
     post,
     path = "/oauth/device_authorization",
-    tag = "oauth",
     operation_id = "deviceAuthorization",
-    summary = "Device authorization request (RFC 8628 §3.1)",
-    description = "`client_id` in the form or as the HTTP Basic user name (public clients: no secret).",
     request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The codes (RFC 8628 §3.2).", body = DeviceAuthorizationResponse),
         (status = 400, description = "`invalid_request`, `invalid_scope`, `unauthorized_client`.", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, response = RateLimited),
+        ClientRefusals,
     )
 )]
 pub async fn device_authorization(
@@ -319,8 +323,7 @@ pub async fn device_authorization(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let params = try_response!(form(&req, &body));
-    let proof = try_response!(proof_of(&req));
+    let (params, proof) = try_response!(grant_request(&req, &body));
     let client = try_response!(client_for(
         &req,
         &state,
@@ -348,33 +351,25 @@ pub async fn device_authorization(
         Ok(s) => s,
         Err(e) => return service_error(e),
     };
-    let base = state.config.app_base();
-    let shown = started.user_code.display();
-    Ok(no_store(DeviceAuthorizationResponse {
-        device_code: started.device_code.expose().to_owned(),
-        verification_uri: format!("{base}/cli/device"),
-        verification_uri_complete: format!("{base}/cli/login?code={shown}"),
-        user_code: shown,
-        expires_in: (started.expires_at - now).num_seconds(),
-        interval: started.interval_secs,
-    }))
+    Ok(no_store(started_codes(
+        &state.config.app_base(),
+        &started,
+        now,
+    )))
 }
 
-/// `POST /oauth/token`: the device-code grant (RFC 8628 §3.4–3.5) and the
-/// refresh grant (RFC 6749 §6).
+/// Token endpoint: device-code and refresh grants
+///
+/// While the person has not decided: 400 `authorization_pending` (or `slow_down`). Then the token, once; or `access_denied`, `expired_token`.
 #[utoipa::path(
     post,
     path = "/oauth/token",
-    tag = "oauth",
     operation_id = "token",
-    summary = "Token endpoint: device-code and refresh grants",
-    description = "While the person has not decided: 400 `authorization_pending` (or `slow_down`). Then the token, once; or `access_denied`, `expired_token`.",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The tokens (RFC 6749 §5.1).", body = TokenResponse),
         (status = 400, description = "RFC 6749 §5.2 / RFC 8628 §3.5 errors.", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, response = RateLimited),
+        ClientRefusals,
     )
 )]
 pub async fn token(
@@ -383,8 +378,7 @@ pub async fn token(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let params = try_response!(form(&req, &body));
-    let proof = try_response!(proof_of(&req));
+    let (params, proof) = try_response!(grant_request(&req, &body));
     let grant_type = try_response!(required(&params, "grant_type")).to_owned();
     if ![
         DEVICE_CODE_GRANT,
@@ -416,16 +410,7 @@ pub async fn token(
             proof,
             client_ip: ip_text,
         };
-        return Ok(match authorize::redeem(&state, input).await? {
-            Ok(issued) => token_response(
-                &issued.access,
-                issued.expires_at,
-                &issued.scopes,
-                issued.refresh.as_ref(),
-                issued.token_type(),
-            ),
-            Err(e) => bad(e.code, &e.message).into_response(),
-        });
+        return Ok(granted(authorize::redeem(&state, input).await?));
     }
     if grant_type == REFRESH_TOKEN_GRANT {
         let presented = try_response!(required(&params, "refresh_token")).to_owned();
@@ -439,16 +424,7 @@ pub async fn token(
             ip_text,
         )
         .await?;
-        return Ok(match result {
-            Ok(issued) => token_response(
-                &issued.access,
-                issued.expires_at,
-                &issued.scopes,
-                issued.refresh.as_ref(),
-                issued.token_type(),
-            ),
-            Err(e) => bad(e.code, &e.message).into_response(),
-        });
+        return Ok(granted(result));
     }
     let raw = try_response!(required(&params, "device_code"));
     let Some(code) = DeviceCode::parse(raw) else {
@@ -495,6 +471,20 @@ pub async fn token(
     Ok(refused.into_response())
 }
 
+/// The answer to a code or refresh grant: the tokens, or the refusal.
+fn granted(result: Result<Issued, GrantError>) -> HttpResponse {
+    match result {
+        Ok(issued) => token_response(
+            &issued.access,
+            issued.expires_at,
+            &issued.scopes,
+            issued.refresh.as_ref(),
+            issued.token_type(),
+        ),
+        Err(e) => bad(e.code, &e.message).into_response(),
+    }
+}
+
 fn token_response(
     access: &crate::domain::PlainToken,
     expires_at: Option<chrono::DateTime<Utc>>,
@@ -511,19 +501,17 @@ fn token_response(
     })
 }
 
-/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+/// Token revocation (RFC 7009)
+// 200 whether or not the token was known (RFC 7009 §2.2).
 #[utoipa::path(
     post,
     path = "/oauth/revoke",
-    tag = "oauth",
     operation_id = "revoke",
-    summary = "Token revocation (RFC 7009)",
     request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or not a live token (RFC 7009 §2.2)."),
         (status = 400, description = "`invalid_request`.", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`.", body = OAuthErrorBody),
-        (status = 429, response = RateLimited),
+        ClientRefusals,
     )
 )]
 pub async fn revoke(
@@ -543,15 +531,14 @@ pub async fn revoke(
         .finish())
 }
 
-/// `POST /oauth/introspect` (RFC 7662), for tokens with the
-/// `tokens:introspect` scope (only admins may grant it by default).
+/// Token introspection (RFC 7662)
+///
+/// For callers whose Bearer token carries `tokens:introspect`.
+// Only admins may grant `tokens:introspect` by default.
 #[utoipa::path(
     post,
     path = "/oauth/introspect",
-    tag = "oauth",
     operation_id = "introspect",
-    summary = "Token introspection (RFC 7662)",
-    description = "For callers whose Bearer token carries `tokens:introspect`.",
     security(("bearer" = ["tokens:introspect"])),
     request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
     responses(

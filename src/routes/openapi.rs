@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
-use envshield_api_types::{ErrorBody, PollDeviceResponse};
+use envshield_api_types::{ErrorBody, OAuthErrorBody, PollDeviceResponse};
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -16,7 +16,8 @@ use utoipa::openapi::{
 };
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::routes::{api, health, oauth};
+use crate::routes::api::v1::{device, tokens};
+use crate::routes::{health, oauth};
 use crate::startup::SESSION_COOKIE;
 
 /// Where the document is served.
@@ -31,18 +32,20 @@ Every error body is JSON with a stable `error` code and a `message` a person can
 every operation may answer 503 with `Retry-After` while the database is unreachable.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
+    // An operation's tag is the module its handler is named through here
+    // (`device::…` is tagged `device`); `openapi_json` names its own.
     paths(
-        api::v1::device::start_device_session,
-        api::v1::device::poll_by_body,
-        api::v1::device::poll_by_query,
-        api::v1::device::complete_device_session,
-        api::v1::device::exchange_device_session,
-        api::v1::device::cancel_device_session,
-        api::v1::device::refresh_access_token,
-        api::v1::tokens::whoami,
-        api::v1::tokens::list_api_tokens,
-        api::v1::tokens::revoke_api_token,
-        api::v1::tokens::logout_api_token,
+        device::start_device_session,
+        device::poll_by_body,
+        device::poll_by_query,
+        device::complete_device_session,
+        device::exchange_device_session,
+        device::cancel_device_session,
+        device::refresh_access_token,
+        tokens::whoami,
+        tokens::list_api_tokens,
+        tokens::revoke_api_token,
+        tokens::logout_api_token,
         oauth::discovery,
         oauth::device_authorization,
         oauth::token,
@@ -100,6 +103,19 @@ pub enum PollAnswers {
     /// address (with `Retry-After`).
     #[response(status = 429)]
     TooFast(#[ref_response] RateLimited),
+}
+
+/// What the OAuth endpoints a client calls with its `client_id` (device
+/// authorization, token, revocation) refuse alike.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // responses: document the bodies
+pub enum ClientRefusals {
+    /// `invalid_client`.
+    #[response(status = 401)]
+    InvalidClient(OAuthErrorBody),
+    /// Too many requests from this address (with `Retry-After`).
+    #[response(status = 429)]
+    TooMany(#[ref_response] RateLimited),
 }
 
 /// `POST /oauth/device_authorization` form (RFC 8628 §3.1).
@@ -262,13 +278,12 @@ pub fn openapi() -> Document {
     ApiDoc::openapi()
 }
 
-/// `GET /api/v1/openapi.json`.
+/// This document
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
     tag = "health",
     operation_id = "openapi",
-    summary = "This document",
     responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json() -> HttpResponse {
@@ -384,6 +399,33 @@ mod tests {
         // And nothing documented is missing from the table.
         for path in documented.keys() {
             assert!(table.contains(path), "{path} is documented but not routed");
+        }
+    }
+
+    /// Tags come from the module a handler is named through in `paths(…)`:
+    /// each operation has exactly one, and it is one the document declares.
+    #[test]
+    fn every_operation_has_one_declared_tag() {
+        let doc = serde_json::to_value(super::openapi()).unwrap_or_default();
+        let declared: BTreeSet<&str> = doc["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|tag| tag["name"].as_str())
+            .collect();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let tags: Vec<&str> = op["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|tag| tag.as_str())
+                    .collect();
+                assert!(
+                    tags.len() == 1 && declared.contains(tags[0]),
+                    "{method} {path}: tags {tags:?}"
+                );
+            }
         }
     }
 

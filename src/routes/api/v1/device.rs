@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use envshield_api_types::{
-    CancelDeviceRequest, CompleteDeviceRequest, Decision, ErrorBody, ExchangeDeviceRequest,
-    PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse, StartDeviceRequest,
-    StartDeviceResponse, StatusMessage,
+    CancelDeviceRequest, CompleteDeviceRequest, Decision, DeviceAuthorizationResponse, ErrorBody,
+    ExchangeDeviceRequest, PollDeviceRequest, PollDeviceResponse, RefreshRequest, RefreshResponse,
+    StartDeviceRequest, StartDeviceResponse, StatusMessage,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::CLI_CLIENT_ID;
 use crate::domain::{ConfirmationCode, DeviceCode, Flow, UserCode};
@@ -21,13 +21,39 @@ use crate::routes::extract::{
 };
 use crate::routes::openapi::{PollAnswers, RateLimited};
 use crate::service::device::{
-    self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput,
+    self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput, Started,
 };
 use crate::service::grants;
 use crate::state::AppState;
 
 /// Longest long-poll wait, in seconds.
 pub const MAX_WAIT_SECS: u32 = 30;
+
+/// A JSON answer that must not be cached (codes, tokens, decisions).
+fn no_store(status: StatusCode, body: impl Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// A started login's codes, pages and lifetime in RFC 8628 §3.2's terms:
+/// what both ways to start one (`start` and `/oauth/device_authorization`)
+/// tell the client. `base` is the public base URL.
+pub fn started_codes(
+    base: &str,
+    started: &Started,
+    now: DateTime<Utc>,
+) -> DeviceAuthorizationResponse {
+    let user_code = started.user_code.display();
+    DeviceAuthorizationResponse {
+        device_code: started.device_code.expose().to_owned(),
+        verification_uri: format!("{base}/cli/device"),
+        verification_uri_complete: format!("{base}/cli/login?code={user_code}"),
+        user_code,
+        expires_in: (started.expires_at - now).num_seconds(),
+        interval: started.interval_secs,
+    }
+}
 
 fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
     DeviceCode::parse(raw.trim()).ok_or_else(|| {
@@ -38,14 +64,13 @@ fn parse_device_code(raw: &str) -> Result<DeviceCode, AppError> {
     })
 }
 
-/// `POST /api/v1/cli/auth/device/start`.
+/// Start a device login
+///
+/// Creates a pending login request. The CLI shows `userCode` and opens `verificationUrl`, then polls with `deviceCode`.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/device/start",
-    tag = "device",
     operation_id = "startDeviceSession",
-    summary = "Start a device login",
-    description = "Creates a pending login request. The CLI shows `userCode` and opens `verificationUrl`, then polls with `deviceCode`.",
     request_body = StartDeviceRequest,
     responses(
         (status = 200, description = "The codes for this login request.", body = StartDeviceResponse),
@@ -75,33 +100,32 @@ pub async fn start_device_session(
     };
     let now = Utc::now();
     let started = device::start_session(&state, input, now).await?;
-    let base = state.config.app_base();
-    let shown = started.user_code.display();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(StartDeviceResponse {
-            device_code: started.device_code.expose().to_owned(),
-            verification_url: format!("{base}/cli/login?code={shown}"),
-            verification_uri: format!("{base}/cli/device"),
-            user_code: shown,
-            expires_in: (started.expires_at - now).num_seconds(),
+    let codes = started_codes(&state.config.app_base(), &started, now);
+    Ok(no_store(
+        StatusCode::OK,
+        StartDeviceResponse {
+            device_code: codes.device_code,
+            verification_url: codes.verification_uri_complete,
+            verification_uri: codes.verification_uri,
+            user_code: codes.user_code,
+            expires_in: codes.expires_in,
             expires_at: started.expires_at,
-            poll_interval: u64::from(started.interval_secs),
+            poll_interval: u64::from(codes.interval),
             token_name: started.token_name,
             scopes: started.scopes,
             confirmation: started.confirmation,
             session_id: Some(started.id),
-        }))
+        },
+    ))
 }
 
-/// `POST /api/v1/cli/auth/device/poll` with `{deviceCode, wait?}`.
+/// Poll a device login
+///
+/// Asks whether the person has decided. `wait` holds the request until the session changes (long-poll). An approved token is handed out exactly once.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/device/poll",
-    tag = "device",
     operation_id = "pollDeviceSession",
-    summary = "Poll a device login",
-    description = "Asks whether the person has decided. `wait` holds the request until the session changes (long-poll). An approved token is handed out exactly once.",
     request_body = PollDeviceRequest,
     responses(PollAnswers)
 )]
@@ -123,14 +147,13 @@ pub struct PollQuery {
     wait: Option<u32>,
 }
 
-/// `GET /api/v1/cli/auth/device/poll?deviceCode=...&wait=...`.
+/// Poll a device login (query string)
+///
+/// The same poll, with the parameters in the query string.
 #[utoipa::path(
     get,
     path = "/api/v1/cli/auth/device/poll",
-    tag = "device",
     operation_id = "pollDeviceSessionByQuery",
-    summary = "Poll a device login (query string)",
-    description = "The same poll, with the parameters in the query string.",
     params(
         ("deviceCode" = String, Query, pattern = "^[A-Za-z0-9_-]{43}$", description = "The device code from `start`."),
         ("wait" = Option<u32>, Query, maximum = 30, description = "Long-poll: hold the request up to this many seconds."),
@@ -222,13 +245,14 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             )
         }
         PollOutcome::KeyRefused(invalid) => {
-            return HttpResponse::BadRequest()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(ErrorBody {
+            return no_store(
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
                     error: invalid.code().to_owned(),
                     message: invalid.0.to_owned(),
                     status: None,
-                })
+                },
+            )
         }
         PollOutcome::ConfirmationRequired => (
             StatusCode::OK,
@@ -258,20 +282,16 @@ pub fn poll_response(outcome: PollOutcome) -> HttpResponse {
             },
         ),
     };
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
+    no_store(status, body)
 }
 
-/// `POST /api/v1/cli/auth/device/complete`: a signed-in browser approves or
-/// denies, from this site's own origin.
+/// Approve or deny a device login
+///
+/// For the signed-in browser (session cookie), from this site's own origin (`Origin` header). Approving mints the token the CLI's next poll receives.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/device/complete",
-    tag = "device",
     operation_id = "completeDeviceSession",
-    summary = "Approve or deny a device login",
-    description = "For the signed-in browser (session cookie), from this site's own origin (`Origin` header). Approving mints the token the CLI's next poll receives.",
     request_body = CompleteDeviceRequest,
     security(("session" = [])),
     responses(
@@ -342,13 +362,14 @@ pub async fn complete_device_session(
             return Err(step_up_required(&reasons, problem))
         }
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(StatusMessage {
+    Ok(no_store(
+        StatusCode::OK,
+        StatusMessage {
             status: "ok".to_owned(),
             message,
             confirmation_code,
-        }))
+        },
+    ))
 }
 
 /// The 403 for an approval that needs a step-up and came without a fitting
@@ -370,14 +391,13 @@ pub fn step_up_required(reasons: &[policy::StepUpReason], problem: &str) -> AppE
     )
 }
 
-/// `POST /api/v1/cli/auth/device/cancel`: the CLI gave up (Ctrl-C).
+/// Cancel a device login
+///
+/// The CLI gave up (Ctrl-C): the request can no longer be approved.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/device/cancel",
-    tag = "device",
     operation_id = "cancelDeviceSession",
-    summary = "Cancel a device login",
-    description = "The CLI gave up (Ctrl-C): the request can no longer be approved.",
     request_body = CancelDeviceRequest,
     responses(
         (status = 200, description = "Cancelled.", body = StatusMessage),
@@ -409,15 +429,13 @@ pub async fn cancel_device_session(
     }
 }
 
-/// `POST /api/v1/cli/auth/device/exchange`: paste mode's pickup, with the
-/// confirmation code shown in the browser.
+/// Collect a token with the confirmation code (paste mode)
+///
+/// Paste mode's pickup: the confirmation code shown in the browser after approval releases the token, once.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/device/exchange",
-    tag = "device",
     operation_id = "exchangeDeviceSession",
-    summary = "Collect a token with the confirmation code (paste mode)",
-    description = "Paste mode's pickup: the confirmation code shown in the browser after approval releases the token, once.",
     request_body = ExchangeDeviceRequest,
     responses(
         (status = 200, description = "`approved`, with the token.", body = PollDeviceResponse),
@@ -446,13 +464,14 @@ pub async fn exchange_device_session(
     let outcome =
         device::exchange_code(&state, code, confirmation, ip.to_string(), proof.0).await?;
     let device_error = |status: StatusCode, error: &str, state: &str, message: String| {
-        HttpResponse::build(status)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(ErrorBody {
+        no_store(
+            status,
+            ErrorBody {
                 error: error.to_owned(),
                 message,
                 status: Some(state.to_owned()),
-            })
+            },
+        )
     };
     Ok(match outcome {
         ExchangeOutcome::Delivered(delivered) => poll_response(delivered),
@@ -476,15 +495,14 @@ pub async fn exchange_device_session(
     })
 }
 
-/// `POST /api/v1/cli/auth/refresh`: rotates a refresh token (same code as
-/// the OAuth `refresh_token` grant).
+/// Rotate a refresh token
+///
+/// Returns a new access token and a new refresh token. A spent refresh token presented again after the grace window revokes its whole family.
+// The same service code as the OAuth `refresh_token` grant.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/refresh",
-    tag = "device",
     operation_id = "refreshAccessToken",
-    summary = "Rotate a refresh token",
-    description = "Returns a new access token and a new refresh token. A spent refresh token presented again after the grace window revokes its whole family.",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The new pair.", body = RefreshResponse),
@@ -503,9 +521,9 @@ pub async fn refresh_access_token(
     let result =
         grants::refresh_grant(&state, None, presented, None, proof.0, ip.to_string()).await?;
     match result {
-        Ok(issued) => Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(RefreshResponse {
+        Ok(issued) => Ok(no_store(
+            StatusCode::OK,
+            RefreshResponse {
                 token_type: Some(issued.token_type().to_owned()),
                 token: issued.access.expose().to_owned(),
                 token_id: issued.access_id,
@@ -515,7 +533,8 @@ pub async fn refresh_access_token(
                     .refresh
                     .map(|r| r.expose().to_owned())
                     .unwrap_or_default(),
-            })),
+            },
+        )),
         Err(e) => Err(AppError::bad_request(e.code, e.message)),
     }
 }

@@ -12,13 +12,11 @@ use crate::routes::openapi::Unauthenticated;
 use crate::service::tokens::{self, Reach};
 use crate::state::AppState;
 
-/// `GET /api/v1/cli/whoami`.
+/// The account and token behind a request
 #[utoipa::path(
     get,
     path = "/api/v1/cli/whoami",
-    tag = "tokens",
     operation_id = "whoami",
-    summary = "The account and token behind a request",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Who the token belongs to, and the token.", body = WhoamiResponse),
@@ -54,15 +52,13 @@ pub struct ListQuery {
     all: bool,
 }
 
-/// `GET /api/v1/cli/tokens` (scope `tokens:read`): your tokens; admins may
-/// add `?all=true` for everyone's.
+/// List tokens
+///
+/// Your tokens, newest first; admins may add `all=true` for every account's. Scope `tokens:read`.
 #[utoipa::path(
     get,
     path = "/api/v1/cli/tokens",
-    tag = "tokens",
     operation_id = "listApiTokens",
-    summary = "List tokens",
-    description = "Your tokens, newest first; admins may add `all=true` for every account's. Scope `tokens:read`.",
     security(("bearer" = ["tokens:read"])),
     params(ListQuery),
     responses(
@@ -90,15 +86,13 @@ pub async fn list_api_tokens(
     Ok(HttpResponse::Ok().json(TokenListResponse { tokens: list }))
 }
 
-/// `POST /api/v1/cli/tokens/revoke` (scope `tokens:write`): your own token,
-/// or any token for admins. 204.
+/// Revoke a token
+///
+/// Your own token, or any token for admins. Scope `tokens:write`.
 #[utoipa::path(
     post,
     path = "/api/v1/cli/tokens/revoke",
-    tag = "tokens",
     operation_id = "revokeApiToken",
-    summary = "Revoke a token",
-    description = "Your own token, or any token for admins. Scope `tokens:write`.",
     security(("bearer" = ["tokens:write"])),
     request_body = RevokeTokenRequest,
     responses(
@@ -127,13 +121,11 @@ pub async fn revoke_api_token(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /api/v1/cli/auth/logout`: revokes the presented token. 204.
+/// Revoke the token this request is made with
 #[utoipa::path(
     post,
     path = "/api/v1/cli/auth/logout",
-    tag = "tokens",
     operation_id = "logoutApiToken",
-    summary = "Revoke the token this request is made with",
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked."),
