@@ -14,7 +14,6 @@ pub mod realtime;
 pub mod routes;
 pub mod service;
 pub mod startup;
-pub mod state;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

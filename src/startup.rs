@@ -17,12 +17,13 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::session::SESSION_COOKIE;
 use crate::config::Config;
 use crate::db;
 use crate::error::AppError;
 use crate::rate_limit::RateLimiters;
 use crate::realtime::Realtime;
-use crate::state::AppState;
+use crate::service::AppState;
 use crate::telemetry::RedactedRootSpan;
 
 pub use crate::routes::MAX_BODY_BYTES;
@@ -34,8 +35,6 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 const STORE_INTERVALS_EVERY: Duration = Duration::from_secs(1);
 /// How long ended device sessions are kept for audit.
 const KEEP_ENDED_SESSIONS: chrono::Duration = chrono::Duration::days(7);
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "envshield_session";
 
 /// A bound, ready-to-run server.
 pub struct Application {

@@ -4,6 +4,9 @@ use actix_session::Session;
 
 use crate::error::AppError;
 
+/// Name of the browser session cookie.
+pub const SESSION_COOKIE: &str = "envshield_session";
+
 /// The session secret: a random value whose digest names the server-side
 /// session row (`user_sessions`).
 const SECRET_KEY: &str = "sid";

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::db;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Liveness
 #[utoipa::path(

@@ -15,7 +15,7 @@ use crate::error::AppError;
 use crate::rate_limit::{client_ip, Limit};
 use crate::routes::html::PageError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// How a refused request is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

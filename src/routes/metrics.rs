@@ -7,7 +7,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpResponse};
 
 use crate::metrics::{render_security_events, Text};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The metrics listener's one route.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,7 +10,7 @@ use actix_web::web;
 
 use crate::routes::metrics::{around, Chain};
 use crate::service::dpop;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The response header that carries the nonce.
 pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");

@@ -24,8 +24,8 @@ use crate::routes::openapi::{
 };
 use crate::service::device::{self, policy, PollOutcome, StartInput};
 use crate::service::grants::{GrantError, Issued};
+use crate::service::AppState;
 use crate::service::{authorize, grants, oauth};
-use crate::state::AppState;
 use envshield_api_types::{
     AuthorizationServerMetadata, DeviceAuthorizationResponse, ErrorBody, IntrospectionResponse,
     OAuthErrorBody, TokenResponse,

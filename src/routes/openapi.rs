@@ -16,9 +16,9 @@ use utoipa::openapi::{
 };
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
+use crate::auth::session::SESSION_COOKIE;
 use crate::routes::api::v1::{device, tokens};
 use crate::routes::{health, oauth};
-use crate::startup::SESSION_COOKIE;
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";

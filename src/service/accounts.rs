@@ -16,7 +16,7 @@ use crate::db::{
 use crate::domain::{Email, Role};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Creates an account with the role spelled `role` (`user` or `admin`);
 /// the password is hashed here, so call off the async workers.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db;
-use crate::state::AppState;
+use crate::service::AppState;
 
 use crate::db::models::security_events::{self, SecurityEvent};
 use crate::error::AppError;

@@ -25,8 +25,8 @@ use crate::service::device::policy::{self, StepUpReason};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants::{self, GrantError, Issued};
 use crate::service::step_up::{self, Subject};
+use crate::service::AppState;
 use crate::service::{dpop, tokens};
-use crate::state::AppState;
 
 /// How long a code may wait for its token request.
 pub const CODE_TTL: Duration = Duration::seconds(60);

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::db::models::dpop_proofs;
 use crate::db::{self, Db};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The `DPoP` headers of a request, as read by the route.
 #[derive(Debug, Clone, PartialEq, Eq)]

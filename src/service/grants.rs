@@ -16,8 +16,8 @@ use crate::db::models::{api_tokens, refresh_tokens, users};
 use crate::domain::{PlainToken, Scopes, TokenSource};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::AppState;
 use crate::service::{device, dpop, tokens};
-use crate::state::AppState;
 
 /// What a person decided on an approval page about `request` (a device
 /// login's user code, or an authorization request), and who they are.

@@ -11,7 +11,7 @@ use crate::crypto::sha256;
 use crate::db::{self, models::rate_limits};
 use crate::error::AppError;
 use crate::rate_limit::{Limit, Refused};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// An account's sign-in attempts from all networks together may reach this
 /// many times the per-network limit before they are slowed.

@@ -16,6 +16,9 @@ pub mod oauth;
 pub mod passkeys;
 pub mod sessions;
 pub mod sso;
+pub mod state;
 pub mod step_up;
 pub mod tokens;
 pub mod users;
+
+pub use state::{AppState, Context};

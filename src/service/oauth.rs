@@ -15,7 +15,7 @@ use crate::domain::PlainToken;
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Which kind of token to try first (RFC 7009 §2.1 `token_type_hint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

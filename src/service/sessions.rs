@@ -16,7 +16,7 @@ use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::service::device::policy;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// A signed-in browser: its session row and its (enabled) account.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use crate::domain::StepUpMethod;
 use crate::error::AppError;
 use crate::service::device::policy::StepUpReason;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// How long a passed step-up may be used to approve.
 pub const PROOF_TTL: Duration = Duration::minutes(5);

@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::service::dpop;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Why a Bearer token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use crate::service::accounts;
 use crate::service::device::policy;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Accounts per page of the admin list.
 pub const PAGE_SIZE: u32 = 50;

@@ -10,7 +10,7 @@ use crate::auth::dpop::{Invalid, Proof};
 use crate::error::AppError;
 use crate::service::dpop;
 use crate::service::tokens::{self, Authenticated, Refusal};
-use crate::state::AppState;
+use crate::service::AppState;
 
 use super::{state_of, Boxed, REALM};
 

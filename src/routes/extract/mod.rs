@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 use crate::rate_limit::client_ip;
-use crate::state::AppState;
+use crate::service::AppState;
 
 const REALM: &str = "envshield";
 

@@ -17,7 +17,7 @@ use crate::rate_limit::client_ip;
 use crate::routes::html::{path_and_query, Nav, PageError};
 use crate::service::device;
 use crate::service::sessions::{self, SignedIn};
-use crate::state::AppState;
+use crate::service::AppState;
 
 use super::{state_of, Boxed};
 

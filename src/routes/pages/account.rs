@@ -16,7 +16,7 @@ use crate::routes::extract::{csrf_only_form, page_form, ClientIp, SignedInForm, 
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::accounts::{self, PasswordRefused};
 use crate::service::sessions;
-use crate::state::AppState;
+use crate::service::AppState;
 
 const SESSIONS_PATH: &str = "/settings/sessions";
 const PASSWORD_PATH: &str = "/settings/password";

@@ -12,7 +12,7 @@ use crate::routes::pages::tokens::{parse_token_id, RevokePage, TokenRow};
 use crate::routes::pages::{render, see_other, utc, Nav, PageError, Pager};
 use crate::service::audit::{self, LoggedEvent};
 use crate::service::tokens::{self, Reach};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Rows per page of the admin lists.
 const PAGE_SIZE: u32 = 50;

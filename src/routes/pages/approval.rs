@@ -15,7 +15,7 @@ use crate::service::device::policy::{self, StepUpReason};
 use crate::service::grants::Decision;
 use crate::service::passkeys;
 use crate::service::step_up::{self, StepUpRefused, Subject};
-use crate::state::AppState;
+use crate::service::AppState;
 
 use super::PageError;
 

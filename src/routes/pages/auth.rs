@@ -14,7 +14,7 @@ use crate::routes::extract::{page_form, ClientIp, CsrfForm, MaybeViewer, UserAge
 use crate::routes::pages::{render, see_other, sso, Nav, PageError};
 use crate::service::accounts::{self, SignUpRefused};
 use crate::service::sessions;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The one message for every failed sign-in: no hint whether the email exists.
 const SIGN_IN_FAILED: &str = "Incorrect email or password.";

@@ -20,7 +20,7 @@ use crate::routes::pages::{render, see_other, Nav, PageError};
 use crate::service::authorize::{
     self, AuthorizeRequest, ConsentInput, ConsentOutcome, RequestError,
 };
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The request parameters carried from the query into the form.
 const CARRIED: [&str; 9] = [

@@ -22,7 +22,7 @@ use crate::routes::pages::approval::{
 use crate::routes::pages::{render, see_other, utc, Nav, PageError};
 use crate::service::device::{self, policy, CompleteInput, CompleteOutcome, RequestView};
 use crate::service::step_up::Subject;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// What `/cli/device` says about any code it cannot use: the same words for
 /// malformed, unknown and expired codes, so guesses learn nothing.

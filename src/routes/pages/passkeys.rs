@@ -30,8 +30,8 @@ use crate::routes::pages::auth::{safe_redirect, start_session};
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::authorize::{self, RequestError};
 use crate::service::step_up::Subject;
+use crate::service::AppState;
 use crate::service::{device, passkeys};
-use crate::state::AppState;
 
 const PASSKEYS_PATH: &str = "/settings/passkeys";
 

@@ -15,7 +15,7 @@ use crate::routes::html::encode_component;
 use crate::routes::pages::auth::{safe_redirect, start_session};
 use crate::routes::pages::{see_other, PageError};
 use crate::service::sso::{self, oidc::MAX_REDIRECT_LEN, Pending, Refused};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The start link of a provider's button, carrying the sign-in page's
 /// `redirect` (already checked to be a same-site path).

@@ -12,7 +12,7 @@ use crate::routes::extract::{csrf_only_form, page_form, ClientIp, SignedInForm, 
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::audit::{self, NewTokenAlert};
 use crate::service::tokens::{self, Reach};
-use crate::state::AppState;
+use crate::service::AppState;
 
 const LIST_PATH: &str = "/settings/tokens";
 

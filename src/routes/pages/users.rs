@@ -17,8 +17,8 @@ use crate::routes::extract::{
 };
 use crate::routes::pages::{render, see_other, utc, Nav, PageError, Pager};
 use crate::service::users::{self, Actor, Change, PAGE_SIZE};
+use crate::service::AppState;
 use crate::service::{accounts, passkeys};
-use crate::state::AppState;
 
 const USERS_PATH: &str = "/admin/users";
 

@@ -25,8 +25,8 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
+use crate::service::AppState;
 use crate::service::{grants, step_up};
-use crate::state::AppState;
 
 /// What the browser decided about the request with this user code, and
 /// who decided it.

@@ -33,7 +33,7 @@ use crate::error::AppError;
 use crate::rate_limit::Limit;
 use crate::realtime::Realtime;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Counts one look-up or decision of a user code by a signed-in account,
 /// from whichever address: past `RATE_LIMIT_CODE_ENTRY_PER_ACCOUNT_PER_HOUR`

@@ -15,7 +15,7 @@ use crate::domain::{Confirmation, ConfirmationCode, DeviceCode, SessionStatus};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Wrong paste-back codes allowed before the session is cancelled.
 pub const MAX_CONFIRMATION_FAILURES: i32 = 5;

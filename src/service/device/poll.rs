@@ -23,7 +23,7 @@ use crate::error::AppError;
 use crate::realtime::{PendingRow, Realtime};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::{dpop, grants, tokens};
-use crate::state::{AppState, Context};
+use crate::service::{AppState, Context};
 
 /// Every answer a poll can get.
 #[derive(Debug)]

@@ -29,7 +29,7 @@ use crate::db::{self, Db};
 use crate::domain::{Confirmation, DeviceCode, Flow, Role, UserCode};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Attempts to draw a user code that is not already taken.
 const USER_CODE_ATTEMPTS: usize = 5;

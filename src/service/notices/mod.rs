@@ -29,7 +29,7 @@ use crate::db::models::users;
 use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::service::events::{Event, EventKind};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Attempts before a notice is given up on.
 pub const MAX_ATTEMPTS: i32 = 8;

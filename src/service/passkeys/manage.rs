@@ -15,7 +15,7 @@ use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::users::Actor;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// An account's passkeys, oldest first.
 pub async fn list(state: &AppState, user_id: Uuid) -> Result<Vec<PasskeyRow>, AppError> {

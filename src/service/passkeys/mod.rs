@@ -36,7 +36,7 @@ use crate::db::models::webauthn_ceremonies::{self, Ceremony};
 use crate::db::Db;
 use crate::domain::{check_name, CeremonyPurpose, NameProblem};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// How long a challenge may be answered.
 pub const CEREMONY_TTL: Duration = Duration::minutes(5);

@@ -16,7 +16,7 @@ use crate::db::models::webauthn_ceremonies;
 use crate::domain::CeremonyPurpose;
 use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
-use crate::state::AppState;
+use crate::service::AppState;
 
 use super::*;
 

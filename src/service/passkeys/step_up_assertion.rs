@@ -14,7 +14,7 @@ use crate::db::models::webauthn_ceremonies;
 use crate::domain::{CeremonyPurpose, StepUpMethod};
 use crate::error::AppError;
 use crate::service::step_up::{self, Subject};
-use crate::state::AppState;
+use crate::service::AppState;
 
 use super::*;
 

@@ -25,7 +25,7 @@ use crate::service::accounts;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
 use crate::service::users::{self as admin_users, Actor, Change};
-use crate::state::AppState;
+use crate::service::AppState;
 
 pub use oidc::{Pending, Providers, Refused, VerifiedIdentity};
 

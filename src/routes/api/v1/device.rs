@@ -24,7 +24,7 @@ use crate::service::device::{
     self, policy, CompleteInput, CompleteOutcome, ExchangeOutcome, PollOutcome, StartInput, Started,
 };
 use crate::service::grants;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Longest long-poll wait, in seconds.
 pub const MAX_WAIT_SECS: u32 = 30;

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::routes::extract::{BearerAuth, ClientIp, JsonObject};
 use crate::routes::openapi::Unauthenticated;
 use crate::service::tokens::{self, Reach};
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The account and token behind a request
 #[utoipa::path(

@@ -26,12 +26,12 @@ pub struct AppState {
     /// Waiting polls, the pending and token caches, the poll pacer.
     pub realtime: Arc<Realtime>,
     /// Where `start` queues new device sessions for the start writer.
-    pub starts: crate::service::device::StartQueue,
+    pub starts: super::device::StartQueue,
     /// Caps concurrent bcrypt work at half the cores, so a burst of
     /// sign-ins cannot take every core from polls and token checks.
     pub bcrypt_slots: Arc<tokio::sync::Semaphore>,
     /// The OpenID Connect providers' cached discovery and HTTP client.
-    pub oidc: Arc<crate::service::sso::Providers>,
+    pub oidc: Arc<super::sso::Providers>,
     /// The WebAuthn relying party of `APP_URL` (passkeys); `None` when
     /// `APP_URL` names an IP address, which WebAuthn does not allow.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
