@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use envshield_server::config::ApprovalStepUp;
 
-use crate::helpers::{browser, csrf_from, spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{
+    browser, csrf_from, get_json, get_text, spawn_app, spawn_app_with, TestApp, PASSWORD,
+};
 
 const REDIRECT: &str = "http://127.0.0.1:49152/callback";
 const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
@@ -300,15 +302,7 @@ async fn a_dpop_jkt_in_the_request_binds_the_code_to_that_key() {
 #[tokio::test]
 async fn discovery_lists_the_authorization_endpoint_and_pkce() {
     let app = spawn_app().await;
-    let d: Value = app
-        .cli
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get_json(&app.cli, app.url("/.well-known/oauth-authorization-server")).await;
     let base = app.server.config.app_base();
     assert_eq!(
         d["authorization_endpoint"],
@@ -335,15 +329,8 @@ async fn a_third_party_library_runs_pkce_and_a_dpop_bound_refresh_from_discovery
     };
 
     let app = spawn_app().await;
-    let discovery: Value = app
-        .cli
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value =
+        get_json(&app.cli, app.url("/.well-known/oauth-authorization-server")).await;
     let endpoint = |name: &str| discovery[name].as_str().unwrap().to_owned();
     let client = BasicClient::new(ClientId::new("envshield-cli".to_owned()))
         .set_auth_type(AuthType::RequestBody)
@@ -445,14 +432,7 @@ async fn the_consent_page_asks_for_the_step_up_says_why_and_records_it() {
     let app = spawn_app_with(|c| c.approval_step_up = ApprovalStepUp::HighRisk).await;
     let (_, browser) = app.signed_in_browser("consent@example.com", false).await;
     let url = authorize_url(&app, &[("scope", "envs:read envs:write")]);
-    let html = browser
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&browser, &url).await;
     for expected in [
         "Confirm it is you",
         "It asks for envs:write, a high-risk scope.",
@@ -581,14 +561,7 @@ async fn an_account_with_a_passkey_starts_a_step_up_for_the_authorization_reques
     let (user, browser) = app.signed_in_browser("with-key@example.com", false).await;
     crate::passkeys::store_passkey(&app, user.id, "Laptop", 1).await;
     let url = authorize_url(&app, &[]);
-    let html = browser
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&browser, &url).await;
     for expected in [
         "data-step-up=\"passkey\"",
         "data-carried=\"response_type client_id redirect_uri state code_challenge",

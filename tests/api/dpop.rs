@@ -8,7 +8,7 @@ use envshield_server::config::TokenPolicy;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{get_json, spawn_app, spawn_app_with, TestApp};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const WHOAMI: &str = "/api/v1/cli/whoami";
@@ -258,15 +258,7 @@ async fn form(
 #[tokio::test]
 async fn oauth_tokens_and_refresh_tokens_are_bound_to_the_key_of_the_token_request() {
     let app = spawn_app_with(|c| c.clients[0].token_policy = TokenPolicy::AccessRefresh).await;
-    let d: Value = app
-        .cli
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get_json(&app.cli, app.url("/.well-known/oauth-authorization-server")).await;
     assert_eq!(
         d["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA"])

@@ -47,6 +47,19 @@ pub fn browser() -> Client {
         .unwrap()
 }
 
+/// The body of a GET of `url` by `client`, as text (a page).
+pub async fn get_text(client: &Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The body of a GET of `url` by `client`, as JSON.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    url: impl reqwest::IntoUrl,
+) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// The value of the hidden `csrf_token` input in a page.
 pub fn csrf_from(html: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";

@@ -10,7 +10,7 @@ use envshield_server::testing::mail::{free_port, MailSink};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::helpers::{fresh_target_dir, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{fresh_target_dir, get_text, spawn_app_with, TestApp, PASSWORD};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const WEBHOOK_KEY: &str = "test-webhook-key-0123456789abcdef";
@@ -209,14 +209,7 @@ async fn a_password_change_is_mailed() {
     let sink = sink("notices-password");
     let app = spawn_app_with(mail_to(sink.port)).await;
     let (_, browser) = app.signed_in_browser("ada@example.com", false).await;
-    let page = browser
-        .get(app.url("/settings/password"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&browser, app.url("/settings/password")).await;
     let csrf = crate::helpers::csrf_from(&page);
     let new = "a brand new passphrase for ada";
     let r = browser
@@ -289,15 +282,7 @@ async fn with_the_mail_server_down_the_approval_succeeds_and_the_notice_is_retri
     // Counted for the operator (the counters are the process's, shared by
     // the tests running beside this one: present, not exact).
     let metrics_port = app.server.metrics_port.unwrap();
-    let text = app
-        .cli
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&app.cli, format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     for outcome in ["retried", "sent"] {
         let line = format!("envshield_notices_total{{channel=\"mail\",outcome=\"{outcome}\"}} ");
         assert!(text.contains(&line), "no {line:?} in\n{text}");

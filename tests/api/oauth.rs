@@ -5,7 +5,7 @@ use envshield_server::config::TokenPolicy;
 use envshield_server::domain::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{get_json, spawn_app, spawn_app_with, TestApp};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -75,15 +75,7 @@ fn refresh_clients_without_grace(c: &mut envshield_server::config::Config) {
 #[tokio::test]
 async fn discovery_names_every_endpoint() {
     let app = spawn_app().await;
-    let d: Value = app
-        .cli
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get_json(&app.cli, app.url("/.well-known/oauth-authorization-server")).await;
     let base = &app.server.address;
     assert_eq!(d["issuer"], *base);
     assert_eq!(
@@ -905,15 +897,8 @@ async fn a_third_party_oauth_client_completes_the_flow_from_discovery() {
     })
     .await;
     let (_, browser) = app.signed_in_browser("dev@example.com", false).await;
-    let discovery: Value = app
-        .cli
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value =
+        get_json(&app.cli, app.url("/.well-known/oauth-authorization-server")).await;
 
     let client = BasicClient::new(ClientId::new("envshield-cli".to_owned()))
         .set_auth_type(AuthType::RequestBody)

@@ -10,7 +10,7 @@ use reqwest::Client;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{browser, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{browser, get_text, spawn_app_with, TestApp, PASSWORD};
 use crate::pages_support::approve_via_form;
 
 const CLIENT_ID: &str = "envshield";
@@ -162,17 +162,14 @@ async fn sso_links_by_verified_email_and_comes_back_to_the_cli_request() {
     let b = browser();
 
     // The sign-in page offers the provider, carrying the redirect.
-    let page = b
-        .get(app.url(&format!(
+    let page = get_text(
+        &b,
+        app.url(&format!(
             "/login?redirect=/cli/login%3Fcode%3D{}",
             started.user_code
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert!(page.contains("Sign in with Corp SSO"), "{page}");
     let start = form_value(&page, "class=\"button sso-button\" href=\"")
         .unwrap()
@@ -424,15 +421,7 @@ async fn sso_with_the_provider_down_answers_a_clear_page_not_a_500() {
     assert!(html.contains("Try again"), "{html}");
     assert_eq!(refusals(app, "provider_unreachable").await, 1);
     let port = app.server.metrics_port.unwrap();
-    let metrics = app
-        .cli
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&app.cli, format!("http://127.0.0.1:{port}/metrics")).await;
     assert!(
         metrics.contains("envshield_sso_refused_total{reason=\"provider_unreachable\"}"),
         "{metrics}"
@@ -484,14 +473,7 @@ async fn sso_only_servers_refuse_passwords_with_a_clear_message() {
     let app = &sso.app;
     app.create_user("admin@example.com", true).await;
     let b = browser();
-    let page = b
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, app.url("/login")).await;
     assert!(page.contains("Sign in with Corp SSO"));
     assert!(!page.contains("type=\"password\""), "{page}");
     // No form on the page, so no CSRF token: the refusal comes first anyway.
