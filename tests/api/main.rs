@@ -12,6 +12,7 @@ mod faults;
 mod handoff;
 mod helpers;
 mod hostile;
+mod layers;
 mod login;
 mod longpoll;
 mod metrics;
