@@ -96,12 +96,13 @@ fn run(program: &str, args: &[&str], text: &str) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     };
-    written.map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("failed ({status})"))
+    // A tool that failed says why by its status, even when it exited
+    // before reading the text (the write then met a closed pipe).
+    if !status.success() {
+        return Err(format!("failed ({status})"));
     }
+    written.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[cfg(test)]
