@@ -479,15 +479,14 @@ async fn only_admins_reach_the_users_page() {
 /// Runs `envshield-server users ...` against the test database.
 fn server_cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use std::io::Write;
+    // Removed when this returns: the command keeps nothing there.
+    let data_dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_envshield-server"))
         .arg("users")
         .args(args)
         .env("DATABASE_URL", &app.server.db.url)
         .env("BCRYPT_COST", "4")
-        .env(
-            "ENVSHIELD_DATA_DIR",
-            std::env::temp_dir().join(format!("envshield-users-{}", uuid::Uuid::new_v4())),
-        )
+        .env("ENVSHIELD_DATA_DIR", data_dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
