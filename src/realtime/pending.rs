@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::shards::{shard_of, Sharded, SHARDS};
+use crate::domain::Flow;
 
 /// A pending session, as much of it as a poll needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct PendingRow {
     pub session_id: Uuid,
     /// The client the device code belongs to.
     pub client_id: String,
+    /// Which API started it.
+    pub flow: Flow,
     /// End of life.
     pub expires_at: DateTime<Utc>,
     /// Stored interval, in seconds.
@@ -165,6 +168,7 @@ mod tests {
         PendingRow {
             session_id: Uuid::new_v4(),
             client_id: "envshield-cli".to_owned(),
+            flow: Flow::V1,
             expires_at: Utc::now(),
             interval_secs: 5,
         }

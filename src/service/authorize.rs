@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret;
@@ -18,10 +19,13 @@ use crate::crypto::sha256;
 use crate::db::models::authorization_codes::{self, NewAuthorizationCode};
 use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, refresh_tokens, users};
+use crate::db::Db;
 use crate::domain::pkce::{self, AuthCode, Challenge};
 use crate::domain::{Flow, Role, Scopes, TokenName, TokenSource};
 use crate::error::AppError;
-use crate::service::device::policy::{self, StepUpReason};
+use crate::realtime::Realtime;
+use crate::service::device;
+use crate::service::device::policy::{self, Approval, Refusal, StepUpReason};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::grants::{self, GrantError, Issued};
 use crate::service::step_up::{self, Subject};
@@ -184,6 +188,9 @@ pub enum ConsentOutcome {
         /// What was wrong with the proof (see [`step_up::ProofRefusal`]).
         problem: step_up::ProofRefusal,
     },
+    /// Not approved: `DEVICE_LOGIN_POLICY` refuses it for the approver's
+    /// role (recorded as `device_login_refused`; nothing minted).
+    Refused(Refusal),
 }
 
 impl AuthorizeRequest {
@@ -200,22 +207,36 @@ impl AuthorizeRequest {
         chosen_days: Option<u32>,
     ) -> Vec<StepUpReason> {
         let ip = approver_ip.to_string();
+        let scopes = granted.unwrap_or(self.scopes.as_slice());
+        let approval = self.approval(config, role, approver_ip, &ip, scopes, chosen_days);
+        policy::step_up_reasons(config, &approval)
+    }
+
+    /// Approving it from `approver_ip` (whose text is `requested_from`) with
+    /// `scopes` and `chosen_days` (the role's longest lifetime when `None`),
+    /// as the policy rules and step-up see it.
+    fn approval<'a>(
+        &self,
+        config: &Config,
+        role: Role,
+        approver_ip: IpAddr,
+        requested_from: &'a str,
+        scopes: &'a [String],
+        chosen_days: Option<u32>,
+    ) -> Approval<'a> {
         let token_policy = config
             .client(&self.client_id)
             .map_or(TokenPolicy::AccessRefresh, |c| {
                 config.token_policy(c, Flow::OAuth)
             });
-        policy::step_up_reasons(
-            config,
-            &policy::Approval {
-                role,
-                requested_from: Some(&ip),
-                approver_ip,
-                scopes: granted.unwrap_or(self.scopes.as_slice()),
-                lifetime_days: policy::granted_lifetime_days(config, token_policy, chosen_days),
-                fixed_lifetime: token_policy == TokenPolicy::AccessRefresh,
-            },
-        )
+        Approval {
+            role,
+            requested_from: Some(requested_from),
+            approver_ip,
+            scopes,
+            lifetime_days: device::lifetime_days(config, token_policy, role, chosen_days),
+            fixed_lifetime: token_policy == TokenPolicy::AccessRefresh,
+        }
     }
 }
 
@@ -251,9 +272,29 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<ConsentOut
                 input.scopes.as_deref(),
                 &config.scope_catalogue,
             )?;
-            let expires_at = policy::token_expiry(input.expires_in_days, config.api_token_ttl_days, now)?;
             conn.transaction(|conn| {
                 let approver = users::lock(conn, input.approver.id)?;
+                // DEVICE_LOGIN_POLICY holds for every terminal login, this
+                // way in as well as the device flow.
+                let approval = request.approval(
+                    config,
+                    approver.role,
+                    input.client_ip,
+                    &client_ip,
+                    granted.as_slice(),
+                    input.expires_in_days,
+                );
+                if let Err(refusal) = policy::check_rules(&config.device_login_policy, &approval) {
+                    let about = json!({
+                        "requested_from": client_ip,
+                        "client_id": request.client_id,
+                        "via": "authorization_code",
+                    });
+                    device::record_policy_refusal(conn, approver.id, &client_ip, &refusal, about)?;
+                    return Ok(ConsentOutcome::Refused(refusal));
+                }
+                let max_days = device::max_lifetime_days(config, approver.role);
+                let expires_at = policy::token_expiry(input.expires_in_days, max_days, now)?;
                 policy::check_approver(config, approver.role, &granted)?;
                 let active = api_tokens::count_active_for_user(conn, approver.id, now)?
                     + refresh_tokens::count_live_families(conn, approver.id, now)?;
@@ -263,13 +304,7 @@ pub async fn consent(state: &AppState, input: ConsentInput) -> Result<ConsentOut
                     .ok_or_else(|| AppError::bad_request("invalid_client", "Unknown client."))?;
                 // Step-up, checked here, in the transaction that mints: a
                 // proof is spent exactly when it approves.
-                let reasons = request.step_up_reasons(
-                    config,
-                    approver.role,
-                    input.client_ip,
-                    Some(granted.as_slice()),
-                    input.expires_in_days,
-                );
+                let reasons = policy::step_up_reasons(config, &approval);
                 let checked = step_up::check(
                     conn,
                     &reasons,
@@ -426,7 +461,10 @@ pub async fn redeem(
                 if now >= row.expires_at {
                     return Ok(Err(invalid_grant("The code expired. Sign in again.")));
                 }
-                if row.redirect_uri != input.redirect_uri {
+                // Stored as parsed; compared as parsed (RFC 6749 §4.1.3: the
+                // same value as in the authorization request).
+                let presented = pkce::loopback_redirect(&input.redirect_uri);
+                if presented.map_or(true, |uri| uri.as_str() != row.redirect_uri) {
                     return Ok(Err(invalid_grant(
                         "redirect_uri differs from the one of the authorization request.",
                     )));
@@ -490,11 +528,22 @@ pub async fn redeem(
         .await
 }
 
-/// Deletes codes that ended a while ago; returns how many.
+/// Revokes the tokens of codes that expired unredeemed (the client never
+/// came for them) and deletes codes that ended a while ago; returns how
+/// many were deleted.
 pub async fn purge(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppError> {
-    let before = now - Duration::hours(1);
-    crate::db::run(&state.pool, move |conn| {
-        Ok(authorization_codes::purge(conn, before)?)
-    })
-    .await
+    state
+        .run(move |conn, cx| purge_due(conn, &cx.realtime, now))
+        .await
+}
+
+/// See [`purge`].
+pub fn purge_due(
+    conn: &mut Db<'_>,
+    realtime: &Arc<Realtime>,
+    now: DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let revoked = authorization_codes::expire_unredeemed(conn, now)?;
+    tokens::announce(conn, realtime, &revoked);
+    Ok(authorization_codes::purge(conn, now - Duration::hours(1))?)
 }

@@ -612,3 +612,129 @@ async fn an_account_with_a_passkey_starts_a_step_up_for_the_authorization_reques
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn a_code_never_redeemed_has_its_tokens_revoked_when_it_expires() {
+    let app = spawn_app_with(|c| c.max_api_tokens_per_user = 1).await;
+    let (_, browser) = app.signed_in_browser("gone@example.com", false).await;
+    let url = authorize_url(&app, &[]);
+    let r = decide(&app, &browser, &url, "approve").await;
+    assert_eq!(r.status(), 303);
+    let (_, params) = location_params(&r);
+    let code = params["code"].clone();
+    // The client never comes for it; the one slot is taken meanwhile.
+    let r = decide(&app, &browser, &url, "approve").await;
+    assert_eq!(r.status(), 409, "the cap counts the unredeemed grant");
+
+    app.sql("UPDATE authorization_codes SET expires_at = now() - interval '1 second'")
+        .await;
+    let db = app.server.db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&db).unwrap();
+        envshield_server::service::authorize::purge_due(
+            &mut envshield_server::db::Db::new(&mut conn),
+            &std::sync::Arc::default(),
+            chrono::Utc::now(),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(app.count("api_tokens", "revoked_at IS NULL").await, 0);
+    assert_eq!(app.count("refresh_tokens", "revoked_at IS NULL").await, 0);
+    assert_eq!(
+        app.count("authorization_codes", "sealed_token IS NOT NULL")
+            .await,
+        0,
+        "nothing sealed is kept"
+    );
+    let (status, body) = token_request(&app, &redeem(&code, VERIFIER), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let r = decide(&app, &browser, &url, "approve").await;
+    assert_eq!(r.status(), 303, "the slot is free again");
+}
+
+#[tokio::test]
+async fn the_redirect_uri_is_compared_as_the_same_address() {
+    let app = spawn_app().await;
+    let (_, browser) = app.signed_in_browser("bare@example.com", false).await;
+    let bare = "http://127.0.0.1:49152";
+    let c = challenge(VERIFIER);
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "envshield-cli"),
+            ("redirect_uri", bare),
+            ("state", "st-123"),
+            ("code_challenge_method", "S256"),
+            ("code_challenge", c.as_str()),
+        ])
+        .finish();
+    let url = app.url(&format!("/oauth/authorize?{query}"));
+    let r = decide(&app, &browser, &url, "approve").await;
+    assert_eq!(r.status(), 303);
+    let (_, params) = location_params(&r);
+    let code = params["code"].clone();
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", bare),
+        ("client_id", "envshield-cli"),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, body) = token_request(&app, &grant, None).await;
+    assert_eq!(status, 200, "the same redirect_uri as sent: {body}");
+}
+
+#[tokio::test]
+async fn the_device_login_policy_holds_for_the_authorization_code_flow_too() {
+    let app = spawn_app_with(|c| {
+        c.device_login_policy = envshield_server::config::DeviceLoginPolicy::parse(
+            "DEVICE_LOGIN_POLICY",
+            r#"{"admin": {"enabled": false}, "user": {"maxLifetimeDays": 30}}"#,
+            &c.scope_catalogue,
+        )
+        .unwrap();
+        c.cli_oauth_token_policy = envshield_server::config::TokenPolicy::ApiToken;
+        c.api_token_ttl_days = Some(90);
+    })
+    .await;
+    let url = authorize_url(&app, &[]);
+
+    // An admin may not approve a terminal login at all.
+    let (_, admin) = app.signed_in_browser("root@example.com", true).await;
+    let r = decide(&app, &admin, &url, "approve").await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("rule enabled"), "{html}");
+    assert_eq!(app.count("api_tokens", "true").await, 0, "nothing minted");
+    let event = last_event(&app, "device_login_refused").await;
+    assert_eq!(event["rule"], "enabled", "{event}");
+    assert_eq!(event["via"], "authorization_code", "{event}");
+
+    // A user gets at most the role's lifetime, and the page offers no more.
+    let (_, user) = app.signed_in_browser("dev@example.com", false).await;
+    let page = get_text(&user, &url).await;
+    assert!(page.contains("30 days (default)"), "{page}");
+    assert!(!page.contains("90 days"), "no longer choice: {page}");
+    let r = consent_with(
+        &app,
+        &user,
+        &url,
+        "approve",
+        &["envs:read"],
+        &[("expires_in_days", "90")],
+    )
+    .await;
+    assert_eq!(r.status(), 403, "longer than the role may pick");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("rule maxLifetimeDays"), "{html}");
+    let r = decide(&app, &user, &url, "approve").await;
+    assert_eq!(r.status(), 303);
+    let days = app
+        .scalar("SELECT extract(day from expires_at - created_at)::int::text FROM api_tokens")
+        .await;
+    assert_eq!(days, "30");
+}

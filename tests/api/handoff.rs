@@ -136,3 +136,42 @@ async fn a_login_without_a_handoff_key_polled_again_is_just_over() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "expired_token", "{body}");
 }
+
+#[tokio::test]
+async fn a_stolen_device_code_polled_at_the_oauth_token_endpoint_gets_nothing() {
+    let app = spawn_app().await;
+    let key = HandoffKey::generate();
+    let (started, session_id) = sealed_login(&app, &key, "sealed-oauth@example.com").await;
+
+    // The thief tries the OAuth token endpoint with the CLI's client id: the
+    // login was started through the v1 API, so OAuth knows no such code.
+    let r = app
+        .cli
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", "envshield-cli"),
+            ("device_code", started.device_code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("esh_"), "no token in the clear: {text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    // Nothing was consumed: the owner still collects the sealed token.
+    let r = app.poll(&started.device_code).await;
+    assert_eq!(r.status(), 200);
+    let PollDeviceResponse::Approved {
+        sealed_token: Some(sealed),
+        ..
+    } = r.json().await.unwrap()
+    else {
+        panic!("expected a sealed approval")
+    };
+    let payload = key.open(&sealed, session_id).unwrap();
+    assert_eq!(app.whoami(&payload.token).await.status(), 200);
+}

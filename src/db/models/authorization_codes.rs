@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::db::models::revocation;
 use crate::db::schema::authorization_codes as ac;
 
 /// A stored code.
@@ -94,6 +95,30 @@ pub fn spend(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResu
     diesel::update(ac::table.find(id))
         .set((ac::used_at.eq(now), ac::sealed_token.eq(None::<Vec<u8>>)))
         .execute(conn)
+}
+
+/// Ends the codes that expired unredeemed: revokes what they issued (the
+/// tokens were minted at consent) and wipes their sealed tokens, in one
+/// transaction. A code presented later still answers "expired".
+pub fn expire_unredeemed(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<revocation::Revoked> {
+    conn.transaction(|conn| {
+        let orphaned: Vec<(Uuid, Uuid)> = ac::table
+            .filter(ac::used_at.is_null())
+            .filter(ac::sealed_token.is_not_null())
+            .filter(ac::expires_at.le(now))
+            .select((ac::id, ac::token_id))
+            .for_update()
+            .load(conn)?;
+        let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = orphaned.into_iter().unzip();
+        let revoked = revocation::revoke(conn, revocation::Target::Tokens(&tokens), now)?;
+        diesel::update(ac::table.filter(ac::id.eq_any(&ids)))
+            .set(ac::sealed_token.eq(None::<Vec<u8>>))
+            .execute(conn)?;
+        Ok(revoked)
+    })
 }
 
 /// Deletes codes that ended before `before`; returns how many.

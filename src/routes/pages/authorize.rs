@@ -20,6 +20,7 @@ use crate::routes::pages::{render, see_other, Nav, PageError};
 use crate::service::authorize::{
     self, AuthorizeRequest, ConsentInput, ConsentOutcome, RequestError,
 };
+use crate::service::device;
 use crate::service::AppState;
 
 /// The request parameters carried from the query into the form.
@@ -93,7 +94,10 @@ impl ConsentPage {
                 .collect(),
             carried: CARRIED.join(" "),
             scopes: ScopeChoice::list(request.scopes.as_slice(), chosen_scopes, &state.config),
-            expiry: expiry_choices(state.config.api_token_ttl_days, chosen_days),
+            expiry: expiry_choices(
+                device::max_lifetime_days(&state.config, viewer.user.role),
+                chosen_days,
+            ),
             error,
             step_up: StepUpPrompt::for_reasons(state, viewer, &reasons).await?,
         })
@@ -225,6 +229,10 @@ pub async fn consent(
     let (status, error) = match outcome {
         Ok(ConsentOutcome::Redirect(url)) => return Ok(see_other(url.as_str())),
         Ok(ConsentOutcome::StepUpRequired { problem }) => step_up_refusal(problem),
+        Ok(ConsentOutcome::Refused(refusal)) => {
+            let e = refusal.error();
+            (e.status_code(), e.public_message())
+        }
         // A choice the server refused: the form again, with the reason.
         Err(e @ (AppError::BadRequest { .. } | AppError::Forbidden { .. })) => {
             (e.status_code(), e.public_message())

@@ -197,7 +197,7 @@ pub fn max_lifetime_days(config: &Config, role: Role) -> Option<u32> {
 /// How long the tokens of an approval by `role` live, in days (`None`:
 /// for ever): the chosen lifetime, else the longest the role may pick; a
 /// refresh family lives `REFRESH_TOKEN_ABSOLUTE_DAYS`.
-fn lifetime_days(
+pub fn lifetime_days(
     config: &Config,
     token_policy: TokenPolicy,
     role: Role,
@@ -320,21 +320,36 @@ fn record_refusal(
     ip: &str,
     refusal: &Refusal,
 ) -> Result<(), AppError> {
-    let mut details = json!({
+    let about = json!({
         "session_id": session.id,
-        "role": refusal.role.as_str(),
-        "rule": refusal.rule,
         "requested_from": session.client_ip,
         "client_id": session.client_id,
     });
-    if let (Some(all), Some(extra)) = (details.as_object_mut(), refusal.details.as_object()) {
-        all.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    record_policy_refusal(conn, approver, ip, refusal, about)
+}
+
+/// Records an approval refused by `DEVICE_LOGIN_POLICY` (or by the
+/// confirmation mode) as `device_login_refused`: the role, the rule, the
+/// refusal's facts and `about` the request.
+pub fn record_policy_refusal(
+    conn: &mut Db<'_>,
+    approver: Uuid,
+    ip: &str,
+    refusal: &Refusal,
+    mut about: serde_json::Value,
+) -> Result<(), AppError> {
+    if let Some(all) = about.as_object_mut() {
+        all.insert("role".to_owned(), refusal.role.as_str().into());
+        all.insert("rule".to_owned(), refusal.rule.into());
+        if let Some(extra) = refusal.details.as_object() {
+            all.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
     }
     events::record(
         conn,
         Event::new(EventKind::DeviceLoginRefused, Severity::Medium, Some(ip))
             .user(approver)
-            .details(details),
+            .details(about),
     )?;
     Ok(())
 }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 pub use decide::{
-    decide, expired_request, find_request, max_lifetime_days, CompleteInput, CompleteOutcome,
-    RequestView,
+    decide, expired_request, find_request, lifetime_days, max_lifetime_days, record_policy_refusal,
+    CompleteInput, CompleteOutcome, RequestView,
 };
 pub use pickup::{cancel_session, exchange_code, ExchangeOutcome, MAX_CONFIRMATION_FAILURES};
 pub use poll::{counted_poll, poll, poll_and_wait, store_grown_intervals, PollOutcome, Poller};

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::db::models::revocation::Target;
 use crate::db::models::{api_tokens, device_sessions};
 use crate::db::{self, Db};
-use crate::domain::{Confirmation, DeviceCode, PlainToken, SessionStatus};
+use crate::domain::{Confirmation, DeviceCode, Flow, PlainToken, SessionStatus};
 use crate::error::AppError;
 use crate::realtime::{PendingRow, Realtime};
 use crate::service::events::{self, Event, EventKind, Severity};
@@ -186,13 +186,22 @@ fn poll_cached(
     let row = realtime
         .pending
         .get(device_code_hash, std::time::Instant::now())?;
-    if row.expires_at <= now || client_id.is_some_and(|c| c != row.client_id) {
+    if row.expires_at <= now || !readable(client_id, &row.client_id, row.flow) {
         return None;
     }
     let pace = realtime
         .pacer
         .poll(row.session_id, row.interval_secs, std::time::Instant::now());
     Some(paced(pace.interval_secs, pace.too_fast))
+}
+
+/// Whether a poll may read a login of `client` started through `flow`. A v1
+/// poll (`poller` `None`) reads any; an OAuth poll, which names its client,
+/// reads only that client's logins started at `/oauth/device_authorization`:
+/// a v1 login's token may be sealed to the CLI's handoff key, and the token
+/// endpoint would hand it out in the clear.
+fn readable(poller: Option<&str>, client: &str, flow: Flow) -> bool {
+    poller.is_none_or(|c| c == client && flow == Flow::OAuth)
 }
 
 /// Stores every poll interval that grew on this instance since the last
@@ -255,7 +264,7 @@ pub fn poll(
     let Some(session) = device_sessions::find_by_device_hash(conn, &hash)? else {
         return Ok(PollOutcome::Unknown);
     };
-    if client_id.is_some_and(|c| c != session.client_id) {
+    if !readable(client_id, &session.client_id, session.flow) {
         return Ok(PollOutcome::Unknown);
     }
     let status = session.status;
@@ -267,6 +276,7 @@ pub fn poll(
             let row = PendingRow {
                 session_id: session.id,
                 client_id: session.client_id.clone(),
+                flow: session.flow,
                 expires_at: session.expires_at,
                 interval_secs: session.poll_interval_sec,
             };
