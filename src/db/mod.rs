@@ -95,7 +95,7 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         // lost its server is marked broken by `run` and dropped by r2d2 when
         // returned.
         .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(database_url));
+        .build_unchecked(ConnectionManager::new(with_liveness(database_url)));
     DbPool {
         pool,
         gate: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(1))),
@@ -103,6 +103,54 @@ pub fn build_pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
         waiting: Arc::default(),
         notices: None,
     }
+}
+
+/// libpq settings that bound how long a pool connection can wait on a
+/// server that vanished without a reset (a failover to a new address, a
+/// partition): TCP keepalives notice a dead peer of an idle or waiting
+/// connection within a minute, `tcp_user_timeout` drops one whose data goes
+/// unacknowledged for 30 s, and `connect_timeout` bounds a connection
+/// attempt. Without them the kernel's defaults (two hours of idleness, about
+/// fifteen minutes of retransmissions) would hold a blocking thread and a
+/// pool slot that long. Unix-socket connections ignore all but the last.
+const LIVENESS: [(&str, &str); 6] = [
+    ("keepalives", "1"),
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+    ("connect_timeout", "10"),
+];
+
+/// `database_url` with the [`LIVENESS`] settings it does not set itself, in
+/// its own form (a `postgres://` URI or `key=value` words).
+fn with_liveness(database_url: &str) -> String {
+    let url = database_url.trim();
+    let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let sets = |key: &str| {
+        if uri {
+            query
+                .split('&')
+                .any(|pair| pair.split('=').next() == Some(key))
+        } else {
+            url.split_whitespace()
+                .any(|word| word.split('=').next().map(str::trim) == Some(key))
+        }
+    };
+    let mut out = url.to_owned();
+    for (key, value) in LIVENESS.into_iter().filter(|(key, _)| !sets(key)) {
+        match (uri, out.contains('?')) {
+            (false, _) => out.push(' '),
+            (true, false) => out.push('?'),
+            (true, true) if out.ends_with(['?', '&']) => {}
+            (true, true) => out.push('&'),
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
 }
 
 /// One round trip that needs nothing but a working connection.
@@ -192,5 +240,38 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_liveness;
+
+    #[test]
+    fn a_uri_gets_the_liveness_settings_it_lacks() {
+        assert_eq!(
+            with_liveness("postgres://app@db.internal/envshield"),
+            "postgres://app@db.internal/envshield?keepalives=1&keepalives_idle=30\
+             &keepalives_interval=10&keepalives_count=3&tcp_user_timeout=30000&connect_timeout=10"
+        );
+        let own =
+            with_liveness("postgresql://db/x?sslmode=require&keepalives_idle=5&connect_timeout=3");
+        assert!(own.starts_with("postgresql://db/x?sslmode=require&keepalives_idle=5&connect_timeout=3&keepalives=1&"), "{own}");
+        assert_eq!(own.matches("keepalives_idle").count(), 1, "{own}");
+        assert_eq!(own.matches("connect_timeout").count(), 1, "{own}");
+        assert!(with_liveness("postgres://db/x?").starts_with("postgres://db/x?keepalives=1&"));
+    }
+
+    #[test]
+    fn keyword_value_strings_keep_their_form() {
+        let out = with_liveness("host=/run/pg dbname=x tcp_user_timeout = 900");
+        assert!(
+            out.starts_with(
+                "host=/run/pg dbname=x tcp_user_timeout = 900 keepalives=1 keepalives_idle=30"
+            ),
+            "{out}"
+        );
+        assert_eq!(out.matches("tcp_user_timeout").count(), 1, "{out}");
+        assert!(out.ends_with(" connect_timeout=10"), "{out}");
     }
 }
