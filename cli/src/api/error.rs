@@ -118,6 +118,13 @@ impl ApiError {
         matches!(self, Self::Api { status: 401, .. })
     }
 
+    /// The server refused the token itself (401), not only the DPoP proof
+    /// sent with it (`invalid_dpop_proof`: a clock that is off, say), after
+    /// which the token may still be live.
+    pub fn is_token_refused(&self) -> bool {
+        self.is_unauthorized() && !self.is_api_error(401, "invalid_dpop_proof")
+    }
+
     /// The server refused the token because it expired (401
     /// `token_expired`): a refresh token can get a new one.
     pub fn is_token_expired(&self) -> bool {

@@ -12,7 +12,7 @@ pub use base_url::{
 };
 pub use client::{user_agent, ApiClient};
 pub use error::ApiError;
-pub use limits::REQUEST_TIMEOUT;
+pub use limits::{LONGEST_HOLD, POLL_HEADROOM, REQUEST_TIMEOUT};
 
 /// Checks the shape of a token: not empty, printable ASCII, no whitespace.
 /// The prefix is not checked: servers may configure their own.

@@ -201,7 +201,7 @@ impl Context {
     /// Turns a refused token (401) into advice that fits where the token
     /// came from; other errors pass through.
     pub fn refused(&self, creds: &Credentials, err: ApiError) -> CliError {
-        if !err.is_unauthorized() || err.code() == "invalid_dpop_proof" {
+        if !err.is_token_refused() {
             return err.into();
         }
         let said = err

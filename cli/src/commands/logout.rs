@@ -131,7 +131,9 @@ fn logout_one(ctx: &Context, config: &Config, name: &str, force: bool) -> Attemp
         used = SavedSignIn::used_by(&creds);
         match answer {
             Ok(()) => Ok((creds.api_url, Outcome::Revoked, String::new())),
-            Err(CallError::Api(e)) if e.is_unauthorized() => {
+            // Only the token refused means it is dead; a refused DPoP proof
+            // (`invalid_dpop_proof`) leaves it live and fails below.
+            Err(CallError::Api(e)) if e.is_token_refused() => {
                 let msg = with_server_message("the server no longer accepted it", &e);
                 Ok((creds.api_url, Outcome::AlreadyInvalid, msg))
             }
@@ -282,6 +284,29 @@ mod tests {
             .message
             .contains("no longer accepted it (Revoked)"));
         assert_eq!(saved_token(&out.ctx), None);
+    }
+
+    #[test]
+    fn a_refused_proof_keeps_the_token_and_points_at_the_clock() {
+        let out = log_out(
+            save_profile,
+            vec![json(
+                "401 Unauthorized",
+                r#"{"error":"invalid_dpop_proof","message":"The DPoP proof's iat is too far from this server's clock; check the system clock."}"#,
+            )],
+        );
+        assert_eq!(out.result.result, Outcome::Failed);
+        let err = out.err.unwrap();
+        assert_eq!(err.code, "invalid_dpop_proof");
+        assert_eq!(err.exit_code, crate::error::EXIT_FAILURE);
+        assert!(
+            err.message.contains("this computer's clock"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("was kept"), "{}", err.message);
+        assert!(err.message.contains("--force"), "{}", err.message);
+        assert_eq!(saved_token(&out.ctx).as_deref(), Some("esh_tok"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `whoami`, `logout` and `tokens` once signed in.
 
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{Browser, TestEnv};
@@ -67,6 +68,71 @@ fn logout_revokes_the_token_on_the_server_and_forgets_it() {
     let again = env.run(&["--json", "logout"]);
     again.assert_code(0);
     assert_eq!(again.json()["profiles"][0]["result"], "not_signed_in");
+}
+
+/// A server, and the CLI signed in to it through the browser: the saved
+/// token is bound to the profile's DPoP key. Returns the token.
+fn signed_in_with_dpop(email: &str) -> (TestEnv, String) {
+    let env = TestEnv::spawn();
+    let browser = env.signed_in_browser(email);
+    let mut login = env.start(&["--json", "login", "--no-browser"]);
+    let started = login.json_event("device_started");
+    browser.approve(started["userCode"].as_str().expect("userCode"));
+    login.finish().assert_code(0);
+    let profile = env.saved_profile();
+    assert_eq!(profile["tokenType"], "DPoP", "{profile}");
+    let token = profile["token"].as_str().expect("saved token").to_owned();
+    (env, token)
+}
+
+/// Points the default profile at the same server under another name
+/// (`localhost` for `127.0.0.1`): requests still arrive, but every DPoP
+/// proof names a URL the server does not take for its own, so it refuses
+/// the proof (401 `invalid_dpop_proof`) while the token stays live.
+fn address_the_server_as_localhost(env: &TestEnv) {
+    let mut config = env.saved_config().expect("a saved config");
+    let api_url = env.api_url();
+    let renamed = api_url.replace("://127.0.0.1:", "://localhost:");
+    assert_ne!(renamed, api_url);
+    config["profiles"]["default"]["apiUrl"] = Value::String(renamed);
+    let text = serde_json::to_string_pretty(&config).expect("config as JSON");
+    std::fs::write(env.config_path(), text).expect("rewrite config.json");
+}
+
+#[test]
+fn logout_keeps_a_live_token_whose_proof_the_server_refused() {
+    let (env, token) = signed_in_with_dpop("dev@example.com");
+    let key = env.saved_dpop_key().expect("a saved DPoP key");
+    address_the_server_as_localhost(&env);
+
+    // The server refuses the proof, not the token: nothing is forgotten.
+    let done = env.sandbox.run(&["--json", "logout"]);
+    done.assert_code(1);
+    let error = done.json();
+    assert_eq!(error["error"], "invalid_dpop_proof", "{done:?}");
+    let message = error["message"].as_str().expect("message");
+    assert!(message.contains("proof of its sign-in key"), "{message}");
+    assert!(message.contains("was kept"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(env.saved_profile()["token"], token.as_str());
+    assert_eq!(env.whoami_with(&token, Some(&key)).0, 200);
+
+    let done = env.sandbox.run(&["logout"]);
+    done.assert_code(1);
+    assert!(done.error_line().contains("--force"), "{done:?}");
+    assert_eq!(env.saved_profile()["token"], token.as_str());
+
+    // --force forgets it on this machine only: the server still takes it.
+    let done = env.sandbox.run(&["--json", "logout", "--force"]);
+    done.assert_code(0);
+    let result = done.json();
+    assert_eq!(
+        result["profiles"][0]["result"], "removed_locally",
+        "{done:?}"
+    );
+    let profile = env.saved_profile();
+    assert!(profile.get("token").is_none(), "{profile}");
+    assert_eq!(env.whoami_with(&token, Some(&key)).0, 200);
 }
 
 #[test]

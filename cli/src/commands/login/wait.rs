@@ -9,7 +9,7 @@ use envshield_api_types::StartDeviceResponse;
 use super::backoff::{pause, Backoff, Retry, HARD_TIMEOUT, MAX_RETRIES};
 use super::handoff::Handoff;
 use super::outcome::{refuse, Answer, Approved, WaitEnd};
-use crate::api::{ApiClient, ApiError};
+use crate::api::{ApiClient, ApiError, LONGEST_HOLD};
 
 /// Something worth showing while waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +96,8 @@ pub fn wait_for_approval(
     let at_least = |secs: u64| Duration::from_secs(secs).max(options.min_interval);
     let mut interval = at_least(start.poll_interval);
     let mut backoff = Backoff::new(options.backoff_base);
-    // Long-poll: the server holds each poll for up to one interval and
-    // answers the moment the request is approved or denied.
+    // Long-poll: the server holds each poll for up to one interval (see
+    // `hold_for`) and answers the moment the request is approved or denied.
     let mut next_wait = Duration::ZERO;
     // A poll failed on the way: the server may have answered it.
     let mut lost_an_answer = false;
@@ -105,8 +105,7 @@ pub fn wait_for_approval(
     loop {
         pause(next_wait, deadline, options.slice, interrupted)?;
         let asked_at = Instant::now();
-        let hold = u32::try_from(interval.as_secs().min(30)).unwrap_or(30);
-        next_wait = match client.poll_device(&start.device_code, Some(hold)) {
+        next_wait = match client.poll_device(&start.device_code, Some(hold_for(interval))) {
             Ok(answer) => {
                 if backoff.recovered() {
                     progress(Progress::Recovered);
@@ -159,6 +158,13 @@ pub fn wait_for_approval(
             }
         };
     }
+}
+
+/// How long to ask the server to hold a poll: one `interval`, but at most
+/// [`LONGEST_HOLD`], so that a held poll ends well within the request's own
+/// timeout instead of failing as a timeout.
+fn hold_for(interval: Duration) -> u32 {
+    u32::try_from(interval.min(LONGEST_HOLD).as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::api::{POLL_HEADROOM, REQUEST_TIMEOUT};
 use crate::commands::login::fixtures::{approved, fast, handoff, start, APPROVED_IN_THE_CLEAR};
 use crate::test_support::{canned_server, closed_port_url, http, json};
 
@@ -66,6 +67,32 @@ fn pending_slow_down_then_approved() {
         .iter()
         .all(|r| r.starts_with("POST /api/v1/cli/auth/device/poll ")));
     assert!(matches!(waited.seen[0], Progress::SlowDown { .. }));
+}
+
+/// The `wait` a poll request asked the server to hold it for.
+fn asked_hold(request: &str) -> Duration {
+    let body = &request[request.find('{').unwrap()..];
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    Duration::from_secs(body["wait"].as_u64().unwrap())
+}
+
+#[test]
+fn the_hold_asked_for_leaves_headroom_under_the_request_timeout() {
+    for (interval, expected) in [(5, Some(5)), (30, None), (60, None), (120, None)] {
+        let waited = wait_on(interval, |h| {
+            vec![json("200 OK", &approved(h, "esh_tok", None))]
+        });
+        waited.outcome.unwrap();
+        let hold = asked_hold(&waited.requests[0]);
+        assert!(
+            hold + POLL_HEADROOM <= REQUEST_TIMEOUT,
+            "interval {interval} s: a hold of {hold:?} leaves no headroom under {REQUEST_TIMEOUT:?}"
+        );
+        assert!(!hold.is_zero(), "interval {interval} s");
+        if let Some(secs) = expected {
+            assert_eq!(hold, Duration::from_secs(secs), "interval {interval} s");
+        }
+    }
 }
 
 #[test]
