@@ -189,6 +189,7 @@ diesel::table! {
         role -> Text,
         created_at -> Timestamptz,
         disabled_at -> Nullable<Timestamptz>,
+        email_verified -> Bool,
     }
 }
 

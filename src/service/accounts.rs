@@ -18,8 +18,26 @@ use crate::error::AppError;
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::AppState;
 
-/// Creates an account with the role spelled `role` (`user` or `admin`);
-/// the password is hashed here, so call off the async workers.
+/// Who, if anyone, vouched for a new account's email address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailOrigin {
+    /// An admin made the account, or an OpenID provider verified the
+    /// address: the email is verified.
+    Vouched,
+    /// Typed at sign-up by whoever filled in the form: unverified, so single
+    /// sign-on never links the account.
+    SignUp,
+}
+
+impl EmailOrigin {
+    fn verified(self) -> bool {
+        self == Self::Vouched
+    }
+}
+
+/// Creates an account made by an admin (`envshield-server users create`),
+/// so with a verified email, with the role spelled `role` (`user` or
+/// `admin`); the password is hashed here, so call off the async workers.
 pub fn create_user(
     conn: &mut PgConnection,
     email: &Email,
@@ -31,7 +49,7 @@ pub fn create_user(
         AppError::bad_request("invalid_role", "The role must be `user` or `admin`.")
     })?;
     let hash = hash_new_password(password, bcrypt_cost)?;
-    insert_user(conn, email, &hash, role)
+    insert_user(conn, email, &hash, role, EmailOrigin::Vouched)
 }
 
 /// Checks the password rules and hashes it (slow: run it on the blocking
@@ -48,6 +66,7 @@ pub fn insert_user(
     email: &Email,
     hash: &str,
     role: Role,
+    origin: EmailOrigin,
 ) -> Result<User, AppError> {
     users::insert(
         conn,
@@ -56,6 +75,7 @@ pub fn insert_user(
             email: email.as_str(),
             password_hash: hash,
             role,
+            email_verified: origin.verified(),
         },
     )
     .map_err(|e| match e {
@@ -155,7 +175,7 @@ pub enum SignUpRefused {
     Taken(String),
 }
 
-/// Creates a `user` account from the sign-up form.
+/// Creates a `user` account from the sign-up form, its email unverified.
 pub async fn sign_up(
     state: &AppState,
     email: &str,
@@ -181,7 +201,7 @@ pub async fn sign_up(
         Err(e) => return Err(e),
     };
     let created = db::run(&state.pool, move |conn| {
-        insert_user(conn, &email, &hash, Role::User)
+        insert_user(conn, &email, &hash, Role::User, EmailOrigin::SignUp)
     })
     .await;
     match created {

@@ -202,7 +202,8 @@ pub fn generated_password() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(crypto::random_bytes::<16>()))
 }
 
-/// Creates an account with a generated password, shown to the admin once.
+/// Creates an account with a generated password, shown to the admin once;
+/// an admin made it, so its email counts as verified.
 pub async fn create(
     state: &AppState,
     actor: Actor,
@@ -227,7 +228,8 @@ async fn db_create(
 ) -> Result<User, AppError> {
     crate::db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
-            let user = accounts::insert_user(conn, &email, &hash, role)?;
+            let user =
+                accounts::insert_user(conn, &email, &hash, role, accounts::EmailOrigin::Vouched)?;
             record_created(conn, &actor, &user)?;
             Ok(user)
         })

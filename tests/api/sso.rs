@@ -10,8 +10,8 @@ use reqwest::Client;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{browser, get_text, spawn_app_with, TestApp, PASSWORD};
-use crate::pages_support::approve_via_form;
+use crate::helpers::{browser, csrf_from, get_text, spawn_app_with, TestApp, PASSWORD};
+use crate::pages_support::{self, approve_via_form};
 
 const CLIENT_ID: &str = "envshield";
 const OTHER_CLIENT_ID: &str = "other-app";
@@ -253,6 +253,12 @@ async fn sso_creates_an_account_on_first_sign_in_only_when_allowed() {
         .await,
         1
     );
+    assert_eq!(
+        app.count("users", "email = 'newbie@example.com' AND email_verified")
+            .await,
+        1,
+        "the provider vouched for the email"
+    );
     // The account has no usable password.
     let r = app
         .sign_in(&browser(), "newbie@example.com", PASSWORD)
@@ -309,6 +315,100 @@ async fn sso_refuses_a_wrong_domain_an_unverified_email_and_a_disabled_account()
     }
     assert_eq!(app.count("user_identities", "true").await, 0);
     assert_eq!(app.count("users", "true").await, 3, "nothing created");
+}
+
+/// Signs `browser` up through the sign-up form as `email`.
+async fn sign_up(app: &TestApp, browser: &Client, email: &str) {
+    let page = get_text(browser, app.url("/signup")).await;
+    let r = browser
+        .post(app.url("/signup"))
+        .form(&[
+            ("email", email),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf_token", &csrf_from(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed up");
+}
+
+#[tokio::test]
+async fn sso_does_not_link_an_account_whose_email_was_only_typed_at_sign_up() {
+    let alice = json!({ "alice": {
+        "email": "alice@corp.com", "email_verified": true, "groups": ["envshield-admins"]
+    }});
+    let sso = sso_app(alice, Value::Null, |c| {
+        c.allow_signup = true;
+        c.oidc_providers[0].admin_groups = vec!["envshield-admins".into()];
+        c.oidc_providers[0].create_accounts = true;
+    })
+    .await;
+    let app = &sso.app;
+    // Someone who is not Alice signs up with her address; nobody checks it.
+    let squatter = browser();
+    sign_up(app, &squatter, "alice@corp.com").await;
+
+    // The real Alice signs in through her provider: refused, not linked.
+    let b = browser();
+    let r = sign_in_as(&sso, &b, "/auth/oidc/corp/start", "alice").await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("never verified"), "{html}");
+    assert!(html.contains("ask an administrator"), "{html}");
+    assert!(!is_signed_in(app, &b).await);
+    assert_eq!(refusals(app, "account_email_unverified").await, 1);
+    assert_eq!(app.count("user_identities", "true").await, 0);
+    assert_eq!(app.count("security_events", "kind = 'sso_link'").await, 0);
+    assert_eq!(
+        app.scalar("SELECT role FROM users WHERE email = 'alice@corp.com'")
+            .await,
+        "user"
+    );
+    assert_eq!(app.count("users", "true").await, 1, "nothing created");
+    // The squatter keeps only what signing up gave: an unverified account.
+    assert_eq!(
+        app.count("users", "email = 'alice@corp.com' AND NOT email_verified")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn sso_links_an_account_an_admin_created_on_the_admin_page() {
+    let sso = sso_app(
+        json!({ "bob": person("bob@corp.com", true) }),
+        Value::Null,
+        |c| c.allow_signup = true,
+    )
+    .await;
+    let app = &sso.app;
+    let (_, admin) = app.signed_in_browser("admin@corp.com", true).await;
+    let list = pages_support::get(&admin, app, "/admin/users").await;
+    let created = pages_support::post(
+        &admin,
+        app,
+        "/admin/users",
+        &[
+            ("csrf_token", &list.csrf()),
+            ("email", "bob@corp.com"),
+            ("role", "user"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.html);
+
+    let b = browser();
+    let r = sign_in_as(&sso, &b, "/auth/oidc/corp/start", "bob").await;
+    assert_eq!(r.status(), 303);
+    assert!(is_signed_in(app, &b).await);
+    let bob = app
+        .scalar("SELECT id::text FROM users WHERE email = 'bob@corp.com'")
+        .await;
+    let link = format!("user_id = '{bob}' AND provider = 'corp'");
+    assert_eq!(app.count("user_identities", &link).await, 1);
+    assert_eq!(app.count("security_events", "kind = 'sso_link'").await, 1);
 }
 
 #[tokio::test]

@@ -25,6 +25,10 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// Set when the account may no longer sign in or use tokens.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Whether an admin or an OpenID provider vouched for the email (not
+    /// so for an account made at sign-up); single sign-on links only
+    /// accounts whose email is verified.
+    pub email_verified: bool,
 }
 
 crate::crypto::redacted_debug!(User { id, email, role });
@@ -48,6 +52,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     /// What the account may do.
     pub role: Role,
+    /// Whether an admin or an OpenID provider vouched for the email.
+    pub email_verified: bool,
 }
 
 /// Inserts an account; a duplicate email (any case) is a unique violation.

@@ -1,8 +1,9 @@
 //! Single sign-on: who a verified provider identity signs in as. An
 //! identity already linked signs in its account; a new one is linked to
-//! the account with its email only when the provider verified that email
-//! and its domain is allowed, or gets an account of its own when the
-//! provider creates accounts. Admin rights follow the provider's groups on
+//! the account with its email only when the provider verified that email,
+//! its domain is allowed and the account's own email is verified (an admin
+//! made it, not sign-up), or gets an account of its own when the provider
+//! creates accounts. Admin rights follow the provider's groups on
 //! every sign-in. Every outcome is an audit event (`sso_sign_in`,
 //! `sso_link`, `sso_refused`).
 
@@ -21,7 +22,7 @@ use crate::db::models::user_identities::{self, UserIdentity};
 use crate::db::models::users::{self, User};
 use crate::domain::{Email, Role};
 use crate::error::AppError;
-use crate::service::accounts;
+use crate::service::accounts::{self, EmailOrigin};
 use crate::service::events::{self, Event, EventKind, Severity};
 use crate::service::tokens;
 use crate::service::users::{self as admin_users, Actor, Change};
@@ -185,6 +186,15 @@ fn resolve(
             if user.disabled_at.is_some() {
                 return Ok(Err(disabled()));
             }
+            // Whoever signed up typed this email unchecked: linking would
+            // hand the provider's person an account someone else may hold
+            // the password of.
+            if !user.email_verified {
+                return Ok(Err(Refused::forbidden(
+                    "account_email_unverified",
+                    "An EnvShield account with this email address already exists, but its email address was never verified, so this sign-in cannot be linked to it. Sign in to that account with its password, or ask an administrator.",
+                )));
+            }
             (user, false)
         }
         None if provider.create_accounts => {
@@ -201,7 +211,8 @@ fn resolve(
                     "Your sign-in crossed another one for the same person. Start again from the sign-in page.",
                 ));
             };
-            let user = accounts::insert_user(conn, &parsed, hash, Role::User)?;
+            let user =
+                accounts::insert_user(conn, &parsed, hash, Role::User, EmailOrigin::Vouched)?;
             admin_users::record_created(conn, &Actor::sso(&provider.id, ip), &user)?;
             (user, true)
         }
