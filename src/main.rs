@@ -123,9 +123,31 @@ enum UsersCommand {
 struct Database {
     url: SecretString,
     /// Dropped first: a cluster this process owns is stopped...
-    _local: Option<LocalPostgres>,
+    local: Option<LocalPostgres>,
     /// ...before the serving lock is released.
-    _serving: Option<std::fs::File>,
+    serving: Option<std::fs::File>,
+    /// A one-off command's data folder: see the `Drop`.
+    command_in: Option<std::path::PathBuf>,
+}
+
+impl Drop for Database {
+    /// A one-off command that started the cluster stops it, unless a server
+    /// came up on it meanwhile (the server holds `serve.lock`, and took the
+    /// running cluster over as its own). Otherwise the command holds the
+    /// lock until the cluster has stopped.
+    fn drop(&mut self) {
+        let (Some(dir), Some(local)) = (&self.command_in, &mut self.local) else {
+            return;
+        };
+        match try_serving_lock(dir) {
+            Ok(Some(lock)) => self.serving = Some(lock),
+            Ok(None) => local.keep_running(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether a server uses the local PostgreSQL; leaving it running");
+                local.keep_running();
+            }
+        }
+    }
 }
 
 /// Who opens the local cluster: the server, or a one-off command.
@@ -139,8 +161,9 @@ fn open_database(config: &Config, opener: Opener) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
         return Ok(Database {
             url: url.clone(),
-            _local: None,
-            _serving: None,
+            local: None,
+            serving: None,
+            command_in: None,
         });
     }
     let dir = config.data_dir.join("postgres");
@@ -163,13 +186,23 @@ fn open_database(config: &Config, opener: Opener) -> anyhow::Result<Database> {
     local.ensure_database("envshield")?;
     Ok(Database {
         url: SecretString::from(local.url("envshield")),
-        _local: Some(local),
-        _serving: serving,
+        local: Some(local),
+        serving,
+        command_in: (opener == Opener::Command).then(|| config.data_dir.clone()),
     })
 }
 
 /// The data folder's serving lock, if no other server holds it.
 fn serving_lock(data_dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let lock = try_serving_lock(data_dir)?;
+    if lock.is_none() {
+        tracing::warn!("another server uses this data folder; sharing its PostgreSQL");
+    }
+    Ok(lock)
+}
+
+/// The data folder's serving lock, or `None` while a server holds it.
+fn try_serving_lock(data_dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let path = data_dir.join("serve.lock");
@@ -181,10 +214,7 @@ fn serving_lock(data_dir: &std::path::Path) -> anyhow::Result<Option<std::fs::Fi
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            tracing::warn!("another server uses this data folder; sharing its PostgreSQL");
-            Ok(None)
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
         }

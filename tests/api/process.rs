@@ -175,3 +175,54 @@ async fn killed_between_approval_and_pickup_it_delivers_once_after_restart() {
     assert!(!pid_file.exists(), "no PostgreSQL left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_started_the_cluster_leaves_it_to_a_server_that_came_up_meanwhile() {
+    let dir = data_dir("command-first");
+    let port = free_port();
+    let pid_file = dir.join("postgres/pgdata/postmaster.pid");
+
+    // The command starts the cluster, migrates, and waits for the password.
+    let mut create = server_command(&dir, port)
+        .args(["users", "create", "--email", "ops@example.com"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut password = create.stdin.take().unwrap();
+    for _ in 0..600 {
+        let status = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if status.lines().nth(7).is_some_and(|s| s.trim() == "ready") {
+            break;
+        }
+        assert!(create.try_wait().unwrap().is_none(), "the command exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A server comes up on the running cluster, then the command finishes.
+    let mut server = serve(&dir, port).await;
+    password.write_all(PASSWORD.as_bytes()).unwrap();
+    drop(password);
+    assert!(exited(&mut create).await.success());
+
+    // The server still has its database.
+    let r = Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/cli/auth/device/start"
+        ))
+        .json(&json!({ "tokenName": "laptop" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the cluster outlived the command");
+    assert!(pid_file.exists());
+
+    // The server stops the cluster it took over when it stops.
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(exited(&mut server).await.success(), "a clean exit");
+    assert!(!pid_file.exists(), "no PostgreSQL left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
