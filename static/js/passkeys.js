@@ -1,5 +1,6 @@
 // Passkeys (WebAuthn) in the browser, for three pages:
-//   /settings/passkeys  form#passkey-add: register a passkey with a name;
+//   /settings/passkeys  form#passkey-add: register a passkey with a name
+//                       (and the current password, when the form asks);
 //   /login              button#passkey-sign-in: sign in, no email typed;
 //   /cli/login, /oauth/authorize
 //                       form[data-step-up=passkey]: Approve asks for a
@@ -124,7 +125,10 @@
       if (!supported(box)) return;
       var button = add.querySelector("button[type=submit]");
       button.disabled = true;
-      post("/settings/passkeys/register/start", { name: add.elements.name.value })
+      var start = { name: add.elements.name.value };
+      // The current password, when the form asks for it.
+      if (add.elements.password) start.password = add.elements.password.value;
+      post("/settings/passkeys/register/start", start)
         .then(function (options) { return navigator.credentials.create(creationOptions(options)); })
         .then(function (credential) {
           return post("/settings/passkeys/register/finish", { credential: registration(credential) });

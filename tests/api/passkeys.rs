@@ -163,7 +163,7 @@ async fn ceremony_endpoints_refuse_cross_origin_and_signed_out_calls() {
         &app,
         &signed_in,
         "/settings/passkeys/register/start",
-        json!({ "name": "  Work laptop " }),
+        json!({ "name": "  Work laptop ", "password": PASSWORD }),
         true,
     )
     .await;
@@ -822,4 +822,290 @@ async fn an_operator_removes_an_accounts_passkeys_from_the_command_line() {
     let (user, details) = last_event(&app, "passkey_removed").await;
     assert_eq!(user, dev.id.to_string());
     assert_eq!(details["by"], "operator");
+}
+
+const REGISTER_START: &str = "/settings/passkeys/register/start";
+
+/// Ceremonies of registration waiting for an answer.
+async fn registrations(app: &TestApp) -> i64 {
+    app.count("webauthn_ceremonies", "purpose = 'register'")
+        .await
+}
+
+#[tokio::test]
+async fn a_stolen_session_cookie_alone_cannot_add_a_passkey() {
+    // Arrange: a browser session of an account with a password, as a
+    // stolen cookie gives it.
+    let app = passkey_app(|_| {}).await;
+    let (_, cookie) = app.signed_in_browser("dev@example.com", false).await;
+
+    // Act: start registering a passkey with the cookie only.
+    let (status, answer) = post_json(
+        &app,
+        &cookie,
+        REGISTER_START,
+        json!({ "name": "Not mine" }),
+        true,
+    )
+    .await;
+
+    // Assert: refused, saying what to do, and no ceremony started.
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"], "password_required");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("current password"),
+        "{answer}"
+    );
+    assert_eq!(registrations(&app).await, 0);
+}
+
+#[tokio::test]
+async fn adding_a_passkey_asks_for_the_current_password() {
+    let app = passkey_app(|_| {}).await;
+    let (dev, b) = app.signed_in_browser("dev@example.com", false).await;
+
+    // The add form asks for it.
+    let page = get(&b, &app, "/settings/passkeys").await;
+    assert_eq!(page.status, 200);
+    page.assert_has(&[
+        "id=\"passkey-password\"",
+        "name=\"password\"",
+        "type=\"password\"",
+        "autocomplete=\"current-password\"",
+    ]);
+
+    // Empty is missing.
+    let (status, answer) = post_json(
+        &app,
+        &b,
+        REGISTER_START,
+        json!({ "name": "Laptop", "password": "" }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"], "password_required");
+
+    // A wrong one: refused, recorded, nothing started.
+    let (status, answer) = post_json(
+        &app,
+        &b,
+        REGISTER_START,
+        json!({ "name": "Laptop", "password": "not my password" }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"], "wrong_password");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not your current password"),
+        "{answer}"
+    );
+    assert_eq!(registrations(&app).await, 0);
+    let (who, details) = last_event(&app, "login_failed").await;
+    assert_eq!(who, dev.id.to_string());
+    assert_eq!(details["reason"], "wrong_password");
+    assert_eq!(details["method"], "password");
+    assert_eq!(details["during"], "add_passkey");
+
+    // The right one: the ceremony starts for this account.
+    let (status, options) = post_json(
+        &app,
+        &b,
+        REGISTER_START,
+        json!({ "name": "Laptop", "password": PASSWORD }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["user"]["name"], "dev@example.com");
+    assert_eq!(
+        app.count(
+            "webauthn_ceremonies",
+            &format!("purpose = 'register' AND user_id = '{}'", dev.id)
+        )
+        .await,
+        1
+    );
+    // The password is nowhere in the audit trail.
+    assert_eq!(
+        app.count(
+            "security_events",
+            &format!("details::text LIKE '%{PASSWORD}%' OR details::text LIKE '%not my password%'")
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_when_adding_a_passkey_count_against_the_sign_in_limit() {
+    let app = passkey_app(|c| c.rate_limits.login_per_account_per_hour = 2).await;
+    let (_, b) = app.signed_in_browser("dev@example.com", false).await;
+    // The sign-in above took one attempt of the two.
+    let (status, _) = post_json(
+        &app,
+        &b,
+        REGISTER_START,
+        json!({ "name": "Laptop", "password": "nope nope nope" }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, answer) = post_json(
+        &app,
+        &b,
+        REGISTER_START,
+        json!({ "name": "Laptop", "password": PASSWORD }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(registrations(&app).await, 0);
+}
+
+/// POSTs JSON from `client` to this site at its `APP_URL` address (where
+/// a single sign-on comes back to, so where its cookie lives).
+async fn post_json_at_origin(
+    app: &TestApp,
+    client: &Client,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let r = client
+        .post(format!("{}{path}", app.origin()))
+        .header("Origin", app.origin())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs `client` in through the OpenID provider as its person `login`,
+/// from this site's `APP_URL` address; the callback's status.
+async fn sign_in_with_provider(app: &TestApp, client: &Client, login: &str) -> u16 {
+    use reqwest::header::LOCATION;
+    let mut url = url::Url::parse(&format!("{}/auth/oidc/corp/start", app.origin())).unwrap();
+    let mut response = client.get(url.clone()).send().await.unwrap();
+    for _ in 0..20 {
+        if response.status().is_redirection() {
+            let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+            url = url.join(&location).unwrap();
+            response = client.get(url.clone()).send().await.unwrap();
+            if url.path() == "/auth/oidc/corp/callback" {
+                return response.status().as_u16();
+            }
+            continue;
+        }
+        assert_eq!(response.status(), 200, "at {url}");
+        let html = response.text().await.unwrap();
+        let value = |marker: &str| {
+            let start = html.find(marker)? + marker.len();
+            let end = html[start..].find('"')? + start;
+            Some(html[start..end].to_owned())
+        };
+        let action = value("action=\"").expect("a provider form");
+        let action = url.join(&action.replace("&amp;", "&")).unwrap();
+        let prompt = value("name=\"prompt\" value=\"").expect("a prompt");
+        let fields: Vec<(&str, &str)> = match prompt.as_str() {
+            "login" => vec![
+                ("prompt", "login"),
+                ("login", login),
+                ("password", "anything"),
+            ],
+            "consent" => vec![("prompt", "consent")],
+            other => panic!("unexpected provider prompt {other}"),
+        };
+        url = action.clone();
+        response = client.post(action).form(&fields).send().await.unwrap();
+    }
+    panic!("the provider never sent the browser back");
+}
+
+#[tokio::test]
+async fn an_account_without_a_password_adds_a_passkey_only_soon_after_signing_in() {
+    use envshield_server::testing::oidc::OidcTestProvider;
+    use std::sync::{Arc, Mutex};
+
+    // Arrange: a server offering passkeys and a provider that creates
+    // accounts (with a password nobody knows).
+    let slot: Arc<Mutex<Option<OidcTestProvider>>> = Arc::default();
+    let keep = slot.clone();
+    let app = passkey_app(move |c| {
+        let callback = format!("{}/auth/oidc/corp/callback", c.app_base());
+        let provider = OidcTestProvider::start(json!({
+            "clients": [{ "client_id": "envshield", "client_secret": "envshield-test-secret", "redirect_uris": [callback] }],
+            "accounts": { "newbie": { "email": "newbie@example.com", "email_verified": true, "name": "New Person" } },
+            "misbehave": null,
+        }))
+        .expect("the OpenID provider starts");
+        c.oidc_providers = vec![envshield_server::config::OidcProvider {
+            id: "corp".into(),
+            name: "Corp SSO".into(),
+            issuer: provider.issuer.clone(),
+            client_id: "envshield".into(),
+            client_secret: Some(secrecy::SecretString::from("envshield-test-secret")),
+            scopes: ["openid", "email", "profile"].map(String::from).to_vec(),
+            allowed_domains: Vec::new(),
+            admin_groups: Vec::new(),
+            groups_claim: "groups".into(),
+            create_accounts: true,
+        }];
+        *keep.lock().unwrap() = Some(provider);
+    })
+    .await;
+    // Kept until the end: dropping it stops the provider.
+    let _provider = slot.lock().unwrap().take().unwrap();
+    let b = browser();
+    assert_eq!(sign_in_with_provider(&app, &b, "newbie").await, 303);
+
+    // Just signed in: the page asks for no password, and a passkey starts.
+    let page = b
+        .get(format!("{}/settings/passkeys", app.origin()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"passkey-add\""), "{page}");
+    assert!(!page.contains("id=\"passkey-password\""), "{page}");
+    assert!(page.contains("within 10 minutes of signing in"), "{page}");
+    let (status, answer) =
+        post_json_at_origin(&app, &b, REGISTER_START, json!({ "name": "Phone" })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(registrations(&app).await, 1);
+
+    // The same session 11 minutes on (a cookie taken since): refused,
+    // nothing started, saying to sign in again.
+    app.sql("DELETE FROM webauthn_ceremonies").await;
+    app.sql("UPDATE user_sessions SET created_at = created_at - interval '11 minutes'")
+        .await;
+    let (status, answer) =
+        post_json_at_origin(&app, &b, REGISTER_START, json!({ "name": "Phone" })).await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"], "sign_in_again");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("Sign in again"),
+        "{answer}"
+    );
+    assert_eq!(registrations(&app).await, 0);
+
+    // Signed in again, the person adds it.
+    assert_eq!(sign_in_with_provider(&app, &b, "newbie").await, 303);
+    let (status, answer) =
+        post_json_at_origin(&app, &b, REGISTER_START, json!({ "name": "Phone" })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(registrations(&app).await, 1);
 }

@@ -432,9 +432,25 @@ async fn register_a_passkey_sign_in_with_it_and_approve_a_high_risk_login_with_i
     b.click("form[action='/login'] button[type=submit]").await;
     b.wait_for_text("h1", "Passkeys").await;
     b.fill("#passkey-name", "Work laptop").await;
+    // The session alone adds no passkey: the form asks for the password.
+    b.fill("#passkey-password", "not my password").await;
+    b.click("#passkey-add button[type=submit]").await;
+    b.wait_for_text("#passkey-error", "That is not your current password")
+        .await;
+    assert!(b.credentials(&authenticator).await.is_empty());
+    b.fill("#passkey-password", PASSWORD).await;
     b.click("#passkey-add button[type=submit]").await;
     b.wait_for_text(".notice", "Passkey added").await;
     assert!(b.text("main").await.contains("Work laptop"));
+    assert_eq!(count(&server, "kind = 'passkey_added'").await, 1);
+    assert_eq!(
+        count(
+            &server,
+            "kind = 'login_failed' AND details->>'during' = 'add_passkey'"
+        )
+        .await,
+        1
+    );
     assert_eq!(
         b.credentials(&authenticator).await.len(),
         1,

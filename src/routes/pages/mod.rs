@@ -128,10 +128,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get(),
             passkeys::list_passkeys,
         ))
-        .service(json_post(
-            "/settings/passkeys/register/start",
-            passkeys::register_start,
-        ))
+        // Adding a passkey takes the current password: a guess at it.
+        .service(
+            json_post(
+                "/settings/passkeys/register/start",
+                passkeys::register_start,
+            )
+            .wrap(login_json()),
+        )
         .service(json_post(
             "/settings/passkeys/register/finish",
             passkeys::register_finish,

@@ -5,7 +5,9 @@
 //! browser; the ceremony's id goes into the encrypted session cookie) and
 //! a `finish` (the browser's answer). Every one of them checks `Origin`
 //! (`SameOrigin`, the CSRF defence of cookie-authenticated JSON) and takes
-//! only `application/json`; all but sign-in need a signed-in session.
+//! only `application/json`; all but sign-in need a signed-in session, and
+//! registering also the current password or a recent sign-in (the cookie
+//! alone adds no passkey).
 
 use std::collections::HashMap;
 
@@ -13,6 +15,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use chrono::Utc;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -29,6 +32,7 @@ use crate::routes::extract::{
 use crate::routes::pages::auth::{safe_redirect, start_session};
 use crate::routes::pages::{render, see_other, utc, utc_or, Nav, PageError};
 use crate::service::authorize::{self, RequestError};
+use crate::service::passkeys::RegistrationCheck;
 use crate::service::step_up::Subject;
 use crate::service::AppState;
 use crate::service::{device, passkeys};
@@ -66,6 +70,8 @@ struct PasskeysPage {
     passkeys: Vec<PasskeyItem>,
     /// Whether this server offers passkeys (`APP_URL` names a host).
     available: bool,
+    /// What adding a passkey asks for besides the session.
+    check: RegistrationCheck,
     notice: Option<&'static str>,
     error: Option<String>,
 }
@@ -78,14 +84,26 @@ impl PasskeysPage {
         error: Option<String>,
     ) -> Result<Self, PageError> {
         let rows = passkeys::list(state, viewer.user.id).await?;
+        let check = passkeys::registration_check(state, viewer.user.id).await?;
         Ok(Self {
             nav: viewer.nav(),
             csrf_token: viewer.csrf_token,
             passkeys: rows.into_iter().map(PasskeyItem::from).collect(),
             available: passkeys::available(state),
+            check,
             notice,
             error,
         })
+    }
+
+    /// Whether the add form asks for the current password.
+    fn asks_password(&self) -> bool {
+        self.check == RegistrationCheck::Password
+    }
+
+    /// How recent a sign-in must be to add a passkey without a password.
+    fn recent_minutes(&self) -> i64 {
+        passkeys::RECENT_SIGN_IN.num_minutes()
     }
 }
 
@@ -196,22 +214,28 @@ fn pending_ceremony(session: &TypedSession) -> Result<Uuid, AppError> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterStart {
     name: String,
+    /// The account's current password, when it has one its owner knows.
+    #[serde(default)]
+    password: Option<SecretString>,
 }
 
 /// `POST /settings/passkeys/register/start`: the options for
-/// `navigator.credentials.create()`.
+/// `navigator.credentials.create()`, once the person proved it is them
+/// (the current password, or a recent sign-in for an account without one).
 pub async fn register_start(
     _: SameOrigin,
     SignedInUser(user, session_id): SignedInUser,
     session: TypedSession,
+    ip: ClientIp,
     state: web::Data<AppState>,
     body: JsonObject<RegisterStart>,
 ) -> Result<HttpResponse, AppError> {
-    let name = passkeys::parse_name(&body.name)
+    let RegisterStart { name, password } = body.into_inner();
+    let name = passkeys::parse_name(&name)
         .map_err(|m| AppError::bad_request("invalid_passkey_name", m))?;
     started(
         &session,
-        passkeys::start_registration(&state, &user, session_id, name).await?,
+        passkeys::start_registration(&state, &user, session_id, name, password, ip.0).await?,
     )
 }
 

@@ -17,7 +17,9 @@ mod step_up_assertion;
 pub use manage::{
     accounts_with_passkeys, count, list, purge, remove, remove_all, remove_all_in, rename,
 };
-pub use register::{finish_registration, start_registration};
+pub use register::{
+    finish_registration, registration_check, start_registration, RegistrationCheck, RECENT_SIGN_IN,
+};
 pub use sign_in::{finish_sign_in, start_sign_in};
 pub use step_up_assertion::{finish_step_up, start_step_up};
 
