@@ -70,7 +70,7 @@ impl HttpMetrics {
         };
         *stats
             .answered
-            .entry((method.to_owned(), status))
+            .entry((method_label(method).to_owned(), status))
             .or_insert(0) += 1;
         for (bucket, bound) in stats.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
@@ -258,6 +258,16 @@ impl Text {
     }
 }
 
+/// A request method as a label: the standard ones by name, any other as
+/// `other` (a client may send any token as a method, and every label value
+/// is a series kept for the life of the process).
+fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +293,29 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let http = HttpMetrics::default();
+        for method in ["GET", "BREW", "Z1", &"A".repeat(600)] {
+            http.observe("unmatched", method, 405, 0.001);
+        }
+        let mut text = Text::default();
+        http.render(&mut text);
+        let text = text.finish();
+        let totals: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("envshield_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                "envshield_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"405\"} 1",
+                "envshield_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 3",
+            ],
+            "{text}"
+        );
     }
 
     #[test]
