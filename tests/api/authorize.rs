@@ -628,19 +628,15 @@ async fn a_code_never_redeemed_has_its_tokens_revoked_when_it_expires() {
 
     app.sql("UPDATE authorization_codes SET expires_at = now() - interval '1 second'")
         .await;
-    let db = app.server.db.url.clone();
-    tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&db).unwrap();
+    app.on_db(|conn| {
         envshield_server::service::authorize::purge_due(
-            &mut envshield_server::db::Db::new(&mut conn),
+            &mut envshield_server::db::Db::new(conn),
             &std::sync::Arc::default(),
             chrono::Utc::now(),
         )
         .unwrap()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(app.count("api_tokens", "revoked_at IS NULL").await, 0);
     assert_eq!(app.count("refresh_tokens", "revoked_at IS NULL").await, 0);
     assert_eq!(

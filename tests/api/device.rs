@@ -497,20 +497,7 @@ async fn finding_4_an_uncollected_approval_frees_its_token_slot_at_expiry() {
     // Nobody polls; the request expires and the purge runs.
     app.sql("UPDATE cli_device_sessions SET expires_at = now() - interval '1 second'")
         .await;
-    let url = app.server.db.url.clone();
-    tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
-        envshield_server::service::device::purge_due(
-            &mut envshield_server::db::Db::new(&mut conn),
-            &std::sync::Arc::default(),
-            chrono::Utc::now(),
-            chrono::Duration::days(7),
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
+    purge(&app).await;
     assert_eq!(
         app.count("refresh_tokens", "revoked_at IS NULL").await,
         0,
@@ -767,20 +754,7 @@ async fn purge_expires_sessions_wipes_sealed_tokens_and_revokes_orphans() {
     assert_eq!(app.approve(&b, &s.user_code).await.status(), 200);
     app.sql("UPDATE cli_device_sessions SET expires_at = now() - interval '1 second'")
         .await;
-    let url = app.server.db.url.clone();
-    let (expired, deleted) = tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
-        envshield_server::service::device::purge_due(
-            &mut envshield_server::db::Db::new(&mut conn),
-            &std::sync::Arc::default(),
-            chrono::Utc::now(),
-            chrono::Duration::days(7),
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
+    let (expired, deleted) = purge(&app).await;
     assert_eq!((expired, deleted), (2, 0));
     assert_eq!(
         app.count(
@@ -955,4 +929,19 @@ async fn finding_3_unauthenticated_starts_have_a_global_cap() {
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429], "three addresses, one cap");
+}
+
+/// What the purge task runs (the server's own may get there first); how
+/// many sessions expired and were deleted.
+async fn purge(app: &crate::helpers::TestApp) -> (usize, usize) {
+    app.on_db(|conn| {
+        envshield_server::service::device::purge_due(
+            &mut envshield_server::db::Db::new(conn),
+            &std::sync::Arc::default(),
+            chrono::Utc::now(),
+            chrono::Duration::days(7),
+        )
+        .unwrap()
+    })
+    .await
 }

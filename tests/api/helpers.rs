@@ -221,6 +221,21 @@ impl TestApp {
         }
     }
 
+    /// Runs `work` on a connection of its own to the test database, off the
+    /// async workers.
+    pub async fn on_db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut PgConnection) -> T + Send + 'static,
+    ) -> T {
+        let url = self.server.db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            work(&mut PgConnection::establish(&url).unwrap())
+        })
+        .await
+        .unwrap()
+    }
+
     /// Runs SQL against the test database.
     pub async fn sql(&self, sql: &str) {
         let url = self.server.db.url.clone();

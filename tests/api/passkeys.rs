@@ -826,6 +826,31 @@ async fn an_operator_removes_an_accounts_passkeys_from_the_command_line() {
 
 const REGISTER_START: &str = "/settings/passkeys/register/start";
 
+/// Starts adding a passkey named `name` from `client`, typing `password`
+/// (none: the field left out); status and answer.
+async fn add_passkey(
+    app: &TestApp,
+    client: &Client,
+    name: &str,
+    password: Option<&str>,
+) -> (u16, Value) {
+    let mut body = json!({ "name": name });
+    if let Some(p) = password {
+        body["password"] = json!(p);
+    }
+    post_json(app, client, REGISTER_START, body, true).await
+}
+
+/// Asserts a refusal: `status`, the error `code`, and a message that says
+/// `says`.
+fn assert_refused(answer: &(u16, Value), status: u16, code: &str, says: &str) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{body}");
+}
+
 /// Ceremonies of registration waiting for an answer.
 async fn registrations(app: &TestApp) -> i64 {
     app.count("webauthn_ceremonies", "purpose = 'register'")
@@ -840,25 +865,10 @@ async fn a_stolen_session_cookie_alone_cannot_add_a_passkey() {
     let (_, cookie) = app.signed_in_browser("dev@example.com", false).await;
 
     // Act: start registering a passkey with the cookie only.
-    let (status, answer) = post_json(
-        &app,
-        &cookie,
-        REGISTER_START,
-        json!({ "name": "Not mine" }),
-        true,
-    )
-    .await;
+    let answer = add_passkey(&app, &cookie, "Not mine", None).await;
 
     // Assert: refused, saying what to do, and no ceremony started.
-    assert_eq!(status, 403, "{answer}");
-    assert_eq!(answer["error"], "password_required");
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("current password"),
-        "{answer}"
-    );
+    assert_refused(&answer, 403, "password_required", "current password");
     assert_eq!(registrations(&app).await, 0);
 }
 
@@ -878,35 +888,12 @@ async fn adding_a_passkey_asks_for_the_current_password() {
     ]);
 
     // Empty is missing.
-    let (status, answer) = post_json(
-        &app,
-        &b,
-        REGISTER_START,
-        json!({ "name": "Laptop", "password": "" }),
-        true,
-    )
-    .await;
-    assert_eq!(status, 403, "{answer}");
-    assert_eq!(answer["error"], "password_required");
+    let answer = add_passkey(&app, &b, "Laptop", Some("")).await;
+    assert_refused(&answer, 403, "password_required", "current password");
 
     // A wrong one: refused, recorded, nothing started.
-    let (status, answer) = post_json(
-        &app,
-        &b,
-        REGISTER_START,
-        json!({ "name": "Laptop", "password": "not my password" }),
-        true,
-    )
-    .await;
-    assert_eq!(status, 403, "{answer}");
-    assert_eq!(answer["error"], "wrong_password");
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("not your current password"),
-        "{answer}"
-    );
+    let answer = add_passkey(&app, &b, "Laptop", Some("not my password")).await;
+    assert_refused(&answer, 403, "wrong_password", "not your current password");
     assert_eq!(registrations(&app).await, 0);
     let (who, details) = last_event(&app, "login_failed").await;
     assert_eq!(who, dev.id.to_string());
@@ -915,14 +902,7 @@ async fn adding_a_passkey_asks_for_the_current_password() {
     assert_eq!(details["during"], "add_passkey");
 
     // The right one: the ceremony starts for this account.
-    let (status, options) = post_json(
-        &app,
-        &b,
-        REGISTER_START,
-        json!({ "name": "Laptop", "password": PASSWORD }),
-        true,
-    )
-    .await;
+    let (status, options) = add_passkey(&app, &b, "Laptop", Some(PASSWORD)).await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["publicKey"]["user"]["name"], "dev@example.com");
     assert_eq!(
@@ -949,23 +929,9 @@ async fn wrong_passwords_when_adding_a_passkey_count_against_the_sign_in_limit()
     let app = passkey_app(|c| c.rate_limits.login_per_account_per_hour = 2).await;
     let (_, b) = app.signed_in_browser("dev@example.com", false).await;
     // The sign-in above took one attempt of the two.
-    let (status, _) = post_json(
-        &app,
-        &b,
-        REGISTER_START,
-        json!({ "name": "Laptop", "password": "nope nope nope" }),
-        true,
-    )
-    .await;
-    assert_eq!(status, 403);
-    let (status, answer) = post_json(
-        &app,
-        &b,
-        REGISTER_START,
-        json!({ "name": "Laptop", "password": PASSWORD }),
-        true,
-    )
-    .await;
+    let answer = add_passkey(&app, &b, "Laptop", Some("nope nope nope")).await;
+    assert_refused(&answer, 403, "wrong_password", "not your current password");
+    let (status, answer) = add_passkey(&app, &b, "Laptop", Some(PASSWORD)).await;
     assert_eq!(status, 429, "{answer}");
     assert_eq!(registrations(&app).await, 0);
 }
@@ -992,42 +958,9 @@ async fn post_json_at_origin(
 /// Signs `client` in through the OpenID provider as its person `login`,
 /// from this site's `APP_URL` address; the callback's status.
 async fn sign_in_with_provider(app: &TestApp, client: &Client, login: &str) -> u16 {
-    use reqwest::header::LOCATION;
-    let mut url = url::Url::parse(&format!("{}/auth/oidc/corp/start", app.origin())).unwrap();
-    let mut response = client.get(url.clone()).send().await.unwrap();
-    for _ in 0..20 {
-        if response.status().is_redirection() {
-            let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
-            url = url.join(&location).unwrap();
-            response = client.get(url.clone()).send().await.unwrap();
-            if url.path() == "/auth/oidc/corp/callback" {
-                return response.status().as_u16();
-            }
-            continue;
-        }
-        assert_eq!(response.status(), 200, "at {url}");
-        let html = response.text().await.unwrap();
-        let value = |marker: &str| {
-            let start = html.find(marker)? + marker.len();
-            let end = html[start..].find('"')? + start;
-            Some(html[start..end].to_owned())
-        };
-        let action = value("action=\"").expect("a provider form");
-        let action = url.join(&action.replace("&amp;", "&")).unwrap();
-        let prompt = value("name=\"prompt\" value=\"").expect("a prompt");
-        let fields: Vec<(&str, &str)> = match prompt.as_str() {
-            "login" => vec![
-                ("prompt", "login"),
-                ("login", login),
-                ("password", "anything"),
-            ],
-            "consent" => vec![("prompt", "consent")],
-            other => panic!("unexpected provider prompt {other}"),
-        };
-        url = action.clone();
-        response = client.post(action).form(&fields).send().await.unwrap();
-    }
-    panic!("the provider never sent the browser back");
+    let start = url::Url::parse(&format!("{}/auth/oidc/corp/start", app.origin())).unwrap();
+    let callback = crate::sso::provider_round_trip(client, start, login).await;
+    client.get(callback).send().await.unwrap().status().as_u16()
 }
 
 #[tokio::test]
@@ -1048,16 +981,8 @@ async fn an_account_without_a_password_adds_a_passkey_only_soon_after_signing_in
         }))
         .expect("the OpenID provider starts");
         c.oidc_providers = vec![envshield_server::config::OidcProvider {
-            id: "corp".into(),
-            name: "Corp SSO".into(),
-            issuer: provider.issuer.clone(),
-            client_id: "envshield".into(),
-            client_secret: Some(secrecy::SecretString::from("envshield-test-secret")),
-            scopes: ["openid", "email", "profile"].map(String::from).to_vec(),
-            allowed_domains: Vec::new(),
-            admin_groups: Vec::new(),
-            groups_claim: "groups".into(),
             create_accounts: true,
+            ..crate::sso::corp(&provider.issuer)
         }];
         *keep.lock().unwrap() = Some(provider);
     })
@@ -1089,17 +1014,8 @@ async fn an_account_without_a_password_adds_a_passkey_only_soon_after_signing_in
     app.sql("DELETE FROM webauthn_ceremonies").await;
     app.sql("UPDATE user_sessions SET created_at = created_at - interval '11 minutes'")
         .await;
-    let (status, answer) =
-        post_json_at_origin(&app, &b, REGISTER_START, json!({ "name": "Phone" })).await;
-    assert_eq!(status, 403, "{answer}");
-    assert_eq!(answer["error"], "sign_in_again");
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("Sign in again"),
-        "{answer}"
-    );
+    let answer = post_json_at_origin(&app, &b, REGISTER_START, json!({ "name": "Phone" })).await;
+    assert_refused(&answer, 403, "sign_in_again", "Sign in again");
     assert_eq!(registrations(&app).await, 0);
 
     // Signed in again, the person adds it.

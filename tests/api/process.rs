@@ -61,6 +61,16 @@ async fn exited(child: &mut Child) -> std::process::ExitStatus {
     panic!("the server did not exit");
 }
 
+/// SIGTERM, and a clean exit.
+async fn stop_cleanly(server: &mut Child) {
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(exited(server).await.success(), "a clean exit");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -166,12 +176,7 @@ async fn killed_between_approval_and_pickup_it_delivers_once_after_restart() {
     assert_eq!(whoami.status(), 200);
 
     // SIGTERM: a clean stop, and the PostgreSQL it took over stops too.
-    let term = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    assert!(exited(&mut second).await.success(), "a clean exit");
+    stop_cleanly(&mut second).await;
     assert!(!pid_file.exists(), "no PostgreSQL left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -217,12 +222,7 @@ async fn a_command_that_started_the_cluster_leaves_it_to_a_server_that_came_up_m
     assert!(pid_file.exists());
 
     // The server stops the cluster it took over when it stops.
-    let term = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    assert!(exited(&mut server).await.success(), "a clean exit");
+    stop_cleanly(&mut server).await;
     assert!(!pid_file.exists(), "no PostgreSQL left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

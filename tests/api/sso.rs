@@ -51,7 +51,7 @@ async fn sso_app(
     Sso { app, provider }
 }
 
-fn corp(issuer: &str) -> OidcProvider {
+pub(crate) fn corp(issuer: &str) -> OidcProvider {
     OidcProvider {
         id: "corp".into(),
         name: "Corp SSO".into(),
@@ -82,7 +82,14 @@ fn form_value<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
 /// consent forms as `login`; returns the callback URL the provider sends
 /// the browser back to (not yet followed).
 async fn through_provider(sso: &Sso, browser: &Client, start: &str, login: &str) -> String {
-    let mut url = url::Url::parse(&sso.app.url(start)).unwrap();
+    let start = url::Url::parse(&sso.app.url(start)).unwrap();
+    provider_round_trip(browser, start, login).await
+}
+
+/// [`through_provider`] from a whole `start` URL (a server whose `APP_URL`
+/// is not the address tests reach it at).
+pub(crate) async fn provider_round_trip(browser: &Client, start: url::Url, login: &str) -> String {
+    let mut url = start;
     let mut response = browser.get(url.clone()).send().await.unwrap();
     for _ in 0..20 {
         if response.status().is_redirection() {
