@@ -7,8 +7,9 @@ use std::num::NonZeroU32;
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
-use crate::config::RateLimits;
+use crate::config::{network_contains, RateLimits};
 
 /// The limited endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,16 +198,19 @@ impl RateLimiters {
     }
 }
 
-/// The client's IP: the direct peer, unless the peer is a trusted proxy, in
-/// which case the right-most `X-Forwarded-For` entry that is not itself a
-/// trusted proxy. Entries may carry a port (`ip:port`, `[v6]:port`). When
-/// that entry cannot be read, the peer's address answers: an entry further
-/// left was written by whoever sent the request, so it proves nothing.
-pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
+/// The client's IP: the direct peer, unless the peer is in a trusted proxy
+/// network, in which case the right-most `X-Forwarded-For` entry that is
+/// not itself a trusted proxy. Entries may carry a port (`ip:port`,
+/// `[v6]:port`). When that entry cannot be read, the peer's address
+/// answers: an entry further left was written by whoever sent the request,
+/// so it proves nothing. An IPv4-mapped IPv6 address (a dual-stack
+/// listener's view of an IPv4 peer) is its IPv4 address throughout.
+pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpNet]) -> IpAddr {
     let peer = req
         .peer_addr()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
-    if !trusted_proxies.contains(&peer) {
+        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip().to_canonical());
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|n| network_contains(n, ip));
+    if !trusted(peer) {
         return peer;
     }
     let forwarded = req
@@ -217,8 +221,8 @@ pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
         .map(str::trim)
         .collect::<Vec<_>>();
     for entry in forwarded.iter().rev() {
-        match forwarded_address(entry) {
-            Some(ip) if trusted_proxies.contains(&ip) => continue,
+        match forwarded_address(entry).map(|ip| ip.to_canonical()) {
+            Some(ip) if trusted(ip) => continue,
             Some(ip) => return ip,
             None => return peer,
         }
@@ -312,7 +316,7 @@ mod tests {
     #[test]
     fn finding_12_forwarded_entries_with_a_port_are_read_and_a_bad_one_is_not_skipped() {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let via = |entries: &str| client_ip(&forwarded("10.0.0.5:1234", entries), &[proxy]);
+        let via = |entries: &str| client_ip(&forwarded("10.0.0.5:1234", entries), &[proxy.into()]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(via("198.51.100.9, 203.0.113.7:4711"), ip("203.0.113.7"));
         assert_eq!(via("198.51.100.9, [2001:db8::7]:443"), ip("2001:db8::7"));
@@ -328,14 +332,29 @@ mod tests {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         let req = forwarded("10.0.0.5:1234", "198.51.100.9, 203.0.113.7");
         assert_eq!(
-            client_ip(&req, &[proxy]),
+            client_ip(&req, &[proxy.into()]),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(&req, &[]), proxy);
         let direct = forwarded("198.51.100.1:1", "1.2.3.4");
         assert_eq!(
-            client_ip(&direct, &[proxy]),
+            client_ip(&direct, &[proxy.into()]),
             "198.51.100.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn proxies_are_trusted_by_network_and_mapped_addresses_count_as_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let pods: IpNet = "10.244.0.0/16".parse().unwrap();
+        // Any proxy pod of the network, and a chain of them.
+        let req = forwarded("10.244.3.7:1234", "203.0.113.7, 10.244.9.1");
+        assert_eq!(client_ip(&req, &[pods]), ip("203.0.113.7"));
+        // A dual-stack listener sees the IPv4 proxy as ::ffff:10.244.3.7.
+        let mapped = forwarded("[::ffff:10.244.3.7]:1234", "::ffff:203.0.113.8");
+        assert_eq!(client_ip(&mapped, &[pods]), ip("203.0.113.8"));
+        // Outside the network, the peer answers, as its IPv4 address.
+        let outside = forwarded("[::ffff:198.51.100.1]:1", "1.2.3.4");
+        assert_eq!(client_ip(&outside, &[pods]), ip("198.51.100.1"));
     }
 }

@@ -203,7 +203,7 @@ fn role_policy(
 
 /// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`) or a single
 /// address; host bits must be zero, so a typo does not widen or shift it.
-fn parse_network(s: &str) -> Result<IpNet, String> {
+pub(super) fn parse_network(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(ip.to_canonical()));

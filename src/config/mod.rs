@@ -10,8 +10,8 @@ mod notices;
 mod oidc;
 mod variables;
 
+use ipnet::IpNet;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -166,8 +166,9 @@ pub struct Config {
     pub max_api_tokens_per_user: u32,
     /// `RATE_LIMIT_*_PER_MIN`.
     pub rate_limits: RateLimits,
-    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed
+    /// (networks; a single address is a /32 or /128).
+    pub trusted_proxies: Vec<IpNet>,
     /// `DATABASE_POOL_SIZE` (default 10).
     pub db_pool_size: u32,
     /// `DATABASE_TIMEOUT_SEC` (default 5): wait for a pooled connection.
@@ -322,9 +323,9 @@ impl Config {
             None => Vec::new(),
             Some(list) => split_list(list)
                 .iter()
-                .map(|ip| {
-                    ip.parse::<IpAddr>()
-                        .map_err(|_| err(format!("TRUSTED_PROXIES: `{ip}` is not an IP address")))
+                .map(|net| {
+                    device_policy::parse_network(net)
+                        .map_err(|e| err(format!("TRUSTED_PROXIES: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
         };

@@ -176,3 +176,31 @@ fn token_ttl_empty_means_no_expiry_and_scopes_accept_json() {
     assert_eq!(c.default_scopes, ["core:read"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn trusted_proxies_take_networks_and_single_addresses() {
+    let dir = tmp_dir("proxies");
+    let d = dir.to_str().unwrap();
+    let with = |list: &str| {
+        Config::from_map(&vars(&[
+            ("ENVSHIELD_DATA_DIR", d),
+            ("TRUSTED_PROXIES", list),
+        ]))
+    };
+    let c = with("10.244.0.0/16, 192.0.2.7, ::ffff:198.51.100.1, 2001:db8::/48").unwrap();
+    let listed: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listed,
+        [
+            "10.244.0.0/16",
+            "192.0.2.7/32",
+            "198.51.100.1/32",
+            "2001:db8::/48"
+        ]
+    );
+    let e = with("10.244.3.0/16").unwrap_err().to_string();
+    assert!(
+        e.contains("TRUSTED_PROXIES") && e.contains("10.244.0.0/16"),
+        "{e}"
+    );
+}

@@ -279,7 +279,7 @@ async fn risk_mode_refuses_a_client_that_cannot_paste_only_when_a_code_is_needed
 #[tokio::test]
 async fn each_rule_refuses_naming_itself_and_is_recorded() {
     let app = spawn_app_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         policy(
             c,
             r#"{"user": {"approvalNetworks": ["10.0.0.0/8"]},
