@@ -222,6 +222,9 @@ fn try_serving_lock(data_dir: &std::path::Path) -> anyhow::Result<Option<std::fs
 }
 
 fn main() -> ExitCode {
+    // `.env` first, so that its RUST_LOG and LOG_FORMAT shape the logs too;
+    // a malformed file is reported when the configuration is read.
+    let _ = dotenvy::dotenv();
     telemetry::init_subscriber();
     let cli = Cli::parse();
     match run(cli) {
