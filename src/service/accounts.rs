@@ -143,7 +143,8 @@ pub async fn sign_in(
     let found = db::run(&state.pool, move |conn| {
         Ok(users::find_by_email(conn, &lookup)?)
     })
-    .await?;
+    .await?
+    .filter(|u| crate::service::limits::same_account(email, &u.email));
     let tried = found.as_ref().map(|u| u.id);
     let dummy = state.dummy_hash.clone();
     let user = bcrypt(state, move || check_password(found, &password, &dummy)).await?;

@@ -68,6 +68,22 @@ pub async fn check_client(state: &AppState, limit: Limit, ip: IpAddr) -> Result<
     }
 }
 
+/// How the sign-in limits name the account an email address is typed for:
+/// trimmed, in Unicode lower case. Sign-in accepts only spellings with the
+/// same key as the account's address (see [`same_account`]).
+pub fn account_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Whether `typed` is a spelling of the account address `stored` that the
+/// sign-in limits count as that account. PostgreSQL's `lower()` may fold
+/// more than Unicode lower case (a libc locale maps `İ` to `i`), so the
+/// look-up can find an account under a spelling with another key: such a
+/// spelling signs nobody in, or each variant would get limits of its own.
+pub fn same_account(typed: &str, stored: &str) -> bool {
+    account_key(typed) == account_key(stored)
+}
+
 /// Whether another sign-in attempt for this account (email, any case) from
 /// this client's network may go ahead: 429 when this network used up the
 /// account's attempts (a hard limit, so failures elsewhere never lock the
@@ -79,7 +95,7 @@ pub async fn check_sign_in(
     email: &str,
     ip: IpAddr,
 ) -> Result<Duration, AppError> {
-    let account = email.trim().to_lowercase();
+    let account = account_key(email);
     let per_network = state.config.rate_limits.login_per_account_per_hour;
     let network = state.limiters.key(ip).to_string();
     let key = bucket("sign-in account network", &format!("{account}\0{network}"));
@@ -120,4 +136,22 @@ pub async fn check_code_entry(state: &AppState, account: uuid::Uuid) -> Result<(
 /// Deletes buckets that are full again.
 pub async fn purge(state: &AppState) -> Result<usize, AppError> {
     db::run(&state.pool, |conn| Ok(rate_limits::delete_full(conn)?)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_spellings_with_the_accounts_key_name_it() {
+        assert!(same_account(" Kim@Example.COM ", "kim@example.com"));
+        assert!(same_account("émile@example.com", "Émile@example.com"));
+        // A libc PostgreSQL locale finds kim@ for kİm@; the limits would
+        // count it as another account, so it names none.
+        assert_ne!(
+            account_key("kİm@example.com"),
+            account_key("kim@example.com")
+        );
+        assert!(!same_account("kİm@example.com", "kim@example.com"));
+    }
 }
