@@ -8,7 +8,8 @@
 # Dependencies are compiled in their own layer (cargo-chef), rebuilt only
 # when Cargo.toml or Cargo.lock change. Templates and CSS are compiled into
 # the binary, so the runtime image holds the binary, libpq and libssl
-# (webauthn-rs, for passkeys, links OpenSSL).
+# (webauthn-rs, for passkeys, links OpenSSL). The CLI's keyring links
+# libdbus, so the builder has its headers.
 
 # The toolchain the project is built and tested with (1.89 is the minimum).
 ARG RUST_VERSION=1.95
@@ -26,7 +27,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq-dev libssl-dev pkg-config make \
+    && apt-get install -y --no-install-recommends libpq-dev libssl-dev libdbus-1-dev pkg-config make \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
@@ -34,10 +35,20 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
 COPY . .
 RUN cargo build --release --locked --bin envshield-server --bin envshield
 
-# The CLI: a static-enough binary on distroless (glibc, CA roots, uid 65532).
-FROM gcr.io/distroless/cc-debian12:nonroot AS cli
+# The CLI. libdbus-1-3: the keyring's Secret Service client is linked to
+# libdbus (in a container without a Secret Service the CLI keeps its token
+# in the config file, and says so); ca-certificates: https to the server.
+FROM debian:${DEBIAN_RELEASE}-slim AS cli
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libdbus-1-3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 65532 envshield \
+    && useradd --system --no-log-init --uid 65532 --gid 65532 --create-home --home-dir /home/envshield \
+       --shell /usr/sbin/nologin envshield
 COPY --from=builder /src/target/release/envshield /usr/local/bin/envshield
 USER 65532:65532
+WORKDIR /home/envshield
 ENTRYPOINT ["/usr/local/bin/envshield"]
 
 FROM debian:${DEBIAN_RELEASE}-slim AS server
