@@ -38,10 +38,13 @@ const FIRST_RETRY: Duration = Duration::from_secs(30);
 /// The longest wait between two attempts.
 const LONGEST_RETRY: Duration = Duration::from_secs(3600);
 /// How long a claimed notice is left to its worker before another may
-/// take it (longer than any send may last).
+/// take it (longer than any one send may last: a mail is a handful of SMTP
+/// commands of at most 15 s each).
 const LEASE: Duration = Duration::from_secs(300);
-/// Notices claimed at once.
-const BATCH: i64 = 20;
+/// Notices claimed at once: one, so that the lease covers a single send.
+/// Claimed together, the last of a batch would wait for the sends before
+/// it, and behind a slow relay outlive its lease and go out twice.
+const BATCH: i64 = 1;
 /// The longest the worker sleeps without looking (for notices queued by
 /// another instance or by the `users` command, and retries coming due).
 pub const IDLE: Duration = Duration::from_secs(30);
