@@ -10,7 +10,10 @@
 //! | `verify-ca` | always | signed by `sslrootcert` (or the system's roots) |
 //! | `verify-full` | always | as `verify-ca`, and names the host |
 //!
-//! `sslrootcert=system` uses the system's roots, as libpq 16 does.
+//! `sslrootcert=system` uses the system's roots and means `verify-full`
+//! (a weaker `sslmode` with it is refused), as libpq 16 does. Without
+//! `sslrootcert`, `PGSSLROOTCERT` or `~/.postgresql/root.crt` is the root
+//! file, as for libpq; the system's roots otherwise.
 
 use std::sync::Arc;
 
@@ -67,13 +70,28 @@ pub struct ListenTarget {
 }
 
 /// Reads `DATABASE_URL` (URL form, `postgres://…?sslmode=…`); a key=value
-/// string is handed to tokio-postgres as it is.
+/// string is handed to tokio-postgres as it is, and keeps the `sslmode` it
+/// names (`disable`, `prefer` or `require`: tokio-postgres reads no other
+/// there, nor `sslrootcert`, and refuses the string rather than connect
+/// with less).
 pub fn target(database_url: &str) -> Result<ListenTarget, String> {
     let (rest, mode, root) = split_ssl_params(database_url)?;
     let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|e| format!("DATABASE_URL cannot be read for LISTEN: {e}"))?;
-    let mode = mode.unwrap_or(SslMode::Prefer);
+    let mode = match (mode, root.as_deref()) {
+        (None | Some(SslMode::VerifyFull), Some("system")) => SslMode::VerifyFull,
+        (Some(_), Some("system")) => {
+            return Err("DATABASE_URL: sslrootcert=system needs sslmode=verify-full (or no sslmode), as in libpq 16".to_owned())
+        }
+        (Some(mode), _) => mode,
+        (None, _) => match config.get_ssl_mode() {
+            WireMode::Disable => SslMode::Disable,
+            WireMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        },
+    };
+    let root = root.or_else(default_root);
     config.ssl_mode(match mode {
         SslMode::Disable => WireMode::Disable,
         SslMode::Allow | SslMode::Prefer => WireMode::Prefer,
@@ -125,6 +143,18 @@ fn split_ssl_params(
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
     Ok((url.into(), mode, root))
+}
+
+/// libpq's root certificate file when `sslrootcert` is not given:
+/// `PGSSLROOTCERT`, else `~/.postgresql/root.crt` if it exists (with it,
+/// `require` checks the chain, as `verify-ca`).
+fn default_root() -> Option<String> {
+    if let Some(file) = std::env::var_os("PGSSLROOTCERT") {
+        return Some(file.to_string_lossy().into_owned());
+    }
+    let home = std::env::var_os("HOME")?;
+    let file = std::path::Path::new(&home).join(".postgresql/root.crt");
+    file.is_file().then(|| file.to_string_lossy().into_owned())
 }
 
 /// What the server's certificate must satisfy.
@@ -284,5 +314,32 @@ mod tests {
         assert_eq!(t.mode, SslMode::Require);
         let missing = target("postgres://u@h/app?sslmode=verify-ca&sslrootcert=/nonexistent.pem");
         assert!(missing.err().unwrap().contains("cannot be read"));
+    }
+
+    #[test]
+    fn a_key_value_string_keeps_its_sslmode() {
+        let t = target("host=db user=u dbname=app sslmode=require").unwrap();
+        assert_eq!(t.mode, SslMode::Require);
+        assert_eq!(t.config.get_ssl_mode(), WireMode::Require);
+        let t = target("host=db user=u dbname=app sslmode=disable").unwrap();
+        assert_eq!(t.mode, SslMode::Disable);
+        assert!(t.tls.is_none());
+        let t = target("host=db user=u dbname=app").unwrap();
+        assert_eq!(t.mode, SslMode::Prefer);
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full_as_in_libpq_16() {
+        let t = target("postgres://u@h/app?sslrootcert=system").unwrap();
+        assert_eq!(t.mode, SslMode::VerifyFull);
+        assert_eq!(t.config.get_ssl_mode(), WireMode::Require);
+        for weaker in ["disable", "prefer", "require", "verify-ca"] {
+            let e = target(&format!(
+                "postgres://u@h/app?sslrootcert=system&sslmode={weaker}"
+            ))
+            .err()
+            .unwrap();
+            assert!(e.contains("verify-full"), "{weaker}: {e}");
+        }
     }
 }
