@@ -119,6 +119,9 @@
   // Settings: register a passkey.
   var add = document.getElementById("passkey-add");
   if (add) {
+    // Hidden until this script runs: without it the form would submit the
+    // password somewhere nobody reads it.
+    add.hidden = false;
     add.addEventListener("submit", function (event) {
       event.preventDefault();
       var box = document.getElementById("passkey-error");

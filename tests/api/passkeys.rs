@@ -881,6 +881,9 @@ async fn adding_a_passkey_asks_for_the_current_password() {
     let page = get(&b, &app, "/settings/passkeys").await;
     assert_eq!(page.status, 200);
     page.assert_has(&[
+        // Shown by the script only, and never a GET: the password stays
+        // out of URLs.
+        "<form id=\"passkey-add\" method=\"post\" hidden>",
         "id=\"passkey-password\"",
         "name=\"password\"",
         "type=\"password\"",
